@@ -119,6 +119,21 @@ class AccelConfig:
         return math.ceil(math.log2(bound)) + 1 if bound > 1 else 2
 
     @property
+    def pp_bias_bits(self) -> int:
+        """Post-processing bias width: 64, the width the model file stores biases in (int64).
+
+        Export sets b_c = rnd(B_c · 2^s) + 2^(s−1) with s up to 62, so no narrower width holds
+        every value it can produce (a tiny γ drives s to 62); the hardware takes the bias whole
+        and the program encoder needs no range check.
+        """
+        return 64
+
+    @property
+    def pp_logit_bits(self) -> int:
+        """Width of t = (acc · m + b) >> s, exact for every shift 0..63 (no wrap-around)."""
+        return max(self.acc_bits + PP_MULT_BITS, self.pp_bias_bits) + 1
+
+    @property
     def first_layer_passes(self) -> int:
         """ceil(8/Q) shifted-and-added passes for the 8-bit first layer (paper §III)."""
         return -(-PIXEL_BITS // self.q)
@@ -143,6 +158,8 @@ class AccelConfig:
             "act_half_words": self.act_half_words,
             "weight_words": self.weight_words,
             "pp_mult_bits": PP_MULT_BITS,
+            "pp_bias_bits": self.pp_bias_bits,
+            "pp_logit_bits": self.pp_logit_bits,
         }
 
     # -- copies and JSON ----------------------------------------------------------------------

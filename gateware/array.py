@@ -1,0 +1,86 @@
+"""The R×C output-stationary MAC array.
+
+Row r holds one output pixel, column c one output channel: each cycle row r gets one activation
+word (broadcast to its C PEs) and column c one weight word (broadcast to its R PEs), so one fetch
+of a weight is reused R times and one fetch of an activation C times. PE (r, c) accumulates into
+`acc[r*C + c]`. `row_valid[r]` = 0 zeroes row r's products (a padded pixel), on top of the shared
+`lane_valid` mask; `en`, `clear`, `shift` and `pixel_mode` are shared by every PE (see
+`ProcessingElement`).
+
+The inputs are registered once at the array's edge (so the broadcast fans out from a flop, not
+from the sequencer's logic), which adds one cycle: `latency` = 1 + ProcessingElement.latency.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from qjoule.config import AccelConfig
+
+from .pe import ProcessingElement
+
+__all__ = ["MacArray"]
+
+
+class MacArray(wiring.Component):
+    latency = 1 + ProcessingElement.latency
+
+    def __init__(self, cfg: AccelConfig, *, acc_bits: int | None = None):
+        if not isinstance(cfg, AccelConfig):
+            raise TypeError(f"cfg must be an AccelConfig, not {cfg!r}")
+        self._cfg = cfg
+        self._acc_bits = cfg.acc_bits if acc_bits is None else acc_bits
+        d, r, c = cfg.datapath, cfg.rows, cfg.cols
+        super().__init__({
+            "act": In(data.ArrayLayout(d, r)),
+            "weight": In(data.ArrayLayout(d, c)),
+            "row_valid": In(r),
+            "lane_valid": In(cfg.lanes),
+            "en": In(1),
+            "clear": In(1),
+            "shift": In(range(8)),
+            "pixel_mode": In(1),
+            "acc": Out(data.ArrayLayout(signed(self._acc_bits), r * c)),
+        })
+
+    @property
+    def cfg(self) -> AccelConfig:
+        return self._cfg
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self._cfg
+
+        # Edge registers: one copy of each operand word and of the controls.
+        act = Signal.like(self.act)
+        weight = Signal.like(self.weight)
+        row_valid = Signal.like(self.row_valid)
+        lane_valid = Signal.like(self.lane_valid)
+        en, clear, shift, pixel_mode = (Signal.like(self.en), Signal.like(self.clear),
+                                        Signal.like(self.shift), Signal.like(self.pixel_mode))
+        m.d.sync += [
+            act.eq(self.act), weight.eq(self.weight), row_valid.eq(self.row_valid),
+            lane_valid.eq(self.lane_valid), en.eq(self.en), clear.eq(self.clear),
+            shift.eq(self.shift), pixel_mode.eq(self.pixel_mode),
+        ]
+
+        for r in range(cfg.rows):
+            # A padded row masks every lane of its PEs.
+            row_lanes = Signal(cfg.lanes, name=f"row{r}_lane_valid")
+            m.d.comb += row_lanes.eq(Mux(row_valid[r], lane_valid, 0))
+            for c in range(cfg.cols):
+                pe = ProcessingElement(cfg, acc_bits=self._acc_bits)
+                m.submodules[f"pe_{r}_{c}"] = pe
+                m.d.comb += [
+                    pe.act.eq(act[r]),
+                    pe.weight.eq(weight[c]),
+                    pe.lane_valid.eq(row_lanes),
+                    pe.en.eq(en),
+                    pe.clear.eq(clear),
+                    pe.shift.eq(shift),
+                    pe.pixel_mode.eq(pixel_mode),
+                    self.acc[r * cfg.cols + c].eq(pe.acc),
+                ]
+        return m

@@ -1,0 +1,126 @@
+"""The processing element: an S-lane dot product of two D-bit words, accumulated.
+
+One PE is one cell of the R×C output-stationary array. Each operand word holds S = D/Q lanes,
+lane i = bits [i·Q, (i+1)·Q). Per lane (docs/contract.md):
+
+- Q ≥ 2: signed Q-bit weight × unsigned Q-bit activation code (first-layer pixel chunks are
+  unsigned Q-bit values too, so `pixel_mode` changes nothing at Q ≥ 2);
+- Q = 1: bit 1 ↔ +1, bit 0 ↔ −1 for both operands, product = xnor ? +1 : −1; in `pixel_mode`
+  the activation bit is a pixel bit {0, 1} and the product is bit ? w : 0.
+
+A lane whose `lane_valid` bit is 0 contributes 0 (channels past the layer's end, padding). The lane
+sum is shifted left by `shift`·Q (first-layer pass j of ceil(8/Q); values of `shift` at or above
+`cfg.first_layer_passes` are not shifted) and added to the accumulator when `en` is high; `clear`
+together with `en` starts a new sum from this cycle's lane sum (`clear` without `en` does nothing).
+
+Pipeline (for Fmax): inputs → [lane products] → [shifted lane sum] → [accumulator], so
+`latency` = 3: inputs held before clock edge k are reflected in `acc` after edge k + 2, i.e. a
+testbench that sets the inputs and then awaits `latency` ticks reads the updated `acc`.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import C, Module, Mux, Signal, signed
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from qjoule.config import AccelConfig
+
+__all__ = ["ProcessingElement", "tree_sum"]
+
+
+def tree_sum(values):
+    """Balanced adder tree (log2 depth instead of the linear chain `sum()` would build)."""
+    values = list(values)
+    if not values:
+        return C(0, 1)
+    while len(values) > 1:
+        paired = [values[i] + values[i + 1] for i in range(0, len(values) - 1, 2)]
+        if len(values) % 2:
+            paired.append(values[-1])
+        values = paired
+    return values[0]
+
+
+class ProcessingElement(wiring.Component):
+    """One R×C cell. `acc_bits` overrides `cfg.acc_bits` (tests use it to show one bit fewer
+    overflows); leave it unset in real designs."""
+
+    latency = 3
+
+    def __init__(self, cfg: AccelConfig, *, acc_bits: int | None = None):
+        if not isinstance(cfg, AccelConfig):
+            raise TypeError(f"cfg must be an AccelConfig, not {cfg!r}")
+        acc_bits = cfg.acc_bits if acc_bits is None else acc_bits
+        if not isinstance(acc_bits, int) or acc_bits < 2:
+            raise ValueError(f"acc_bits must be an integer >= 2, not {acc_bits!r}")
+        self._cfg = cfg
+        self._acc_bits = acc_bits
+        super().__init__({
+            "act": In(cfg.datapath),
+            "weight": In(cfg.datapath),
+            "lane_valid": In(cfg.lanes),
+            "en": In(1),
+            "clear": In(1),
+            "shift": In(range(8)),
+            "pixel_mode": In(1),
+            "acc": Out(signed(acc_bits)),
+        })
+
+    @property
+    def cfg(self) -> AccelConfig:
+        return self._cfg
+
+    @property
+    def acc_bits(self) -> int:
+        return self._acc_bits
+
+    def elaborate(self, platform):
+        m = Module()
+        q, lanes = self._cfg.q, self._cfg.lanes
+        passes = self._cfg.first_layer_passes
+
+        # Stage 1: lane products (masked) and the controls that travel with them.
+        en1, clear1, shift1 = Signal(), Signal(), Signal(range(8))
+        m.d.sync += [en1.eq(self.en), clear1.eq(self.en & self.clear), shift1.eq(self.shift)]
+
+        act_lanes = [self.act[i * q:(i + 1) * q] for i in range(lanes)]
+        weight_lanes = [self.weight[i * q:(i + 1) * q] for i in range(lanes)]
+
+        if q == 1:
+            # Each lane is −1, 0 or +1: keep two bits per lane, `counts` (the lane takes part)
+            # and `plus` (it is +1), so the lane sum is 2·popcount(plus) − popcount(counts), the
+            # paper's 2·popcount(xnor) − K with the padding lanes left out.
+            counts = Signal(lanes)
+            plus = Signal(lanes)
+            for i, (a, w) in enumerate(zip(act_lanes, weight_lanes)):
+                takes_part = self.lane_valid[i] & (~self.pixel_mode | a)
+                is_plus = Mux(self.pixel_mode, w, ~(a ^ w))
+                m.d.sync += [counts[i].eq(takes_part), plus[i].eq(takes_part & is_plus)]
+            # (Amaranth 0.5 makes the difference of two unsigned values signed.)
+            lane_sum = (tree_sum(list(plus)) << 1) - tree_sum(list(counts))
+        else:
+            products = []
+            for i, (a, w) in enumerate(zip(act_lanes, weight_lanes)):
+                product = Signal(signed(2 * q + 1), name=f"product{i}")
+                m.d.sync += product.eq(Mux(self.lane_valid[i], w.as_signed() * a, 0))
+                products.append(product)
+            lane_sum = tree_sum(products)
+
+        # Stage 2: the lane sum, shifted for first-layer pass j by j·Q.
+        en2, clear2 = Signal(), Signal()
+        m.d.sync += [en2.eq(en1), clear2.eq(clear1)]
+        shifted = Signal(signed(len(lane_sum) + (passes - 1) * q + 1))
+        with m.Switch(shift1):
+            for j in range(1, passes):
+                with m.Case(j):
+                    m.d.sync += shifted.eq(lane_sum << (j * q))
+            with m.Default():
+                m.d.sync += shifted.eq(lane_sum)
+
+        # Stage 3: accumulate (wrap-around arithmetic: the width is derived so no admitted layer
+        # reaches it).
+        with m.If(en2):
+            m.d.sync += self.acc.eq(Mux(clear2, 0, self.acc) + shifted)
+
+        return m
