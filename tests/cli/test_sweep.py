@@ -1,0 +1,107 @@
+"""The sweep engine on a real Optuna SQLite study: every point once, retries, refusals.
+
+These tests drive `run_worker` with a small deterministic train function so they exercise the
+scheduling (grid hand-out, retries, duplicates, resume) in a second; the CLI tests with real
+training are in test_sweep_cli.py.
+"""
+
+import json
+
+import pytest
+
+from qjoule.errors import UserError
+from qjoule.sweep import Grid, collect_results, default_storage, grid_state, open_study, run_worker, write_results
+
+
+def _grid(**kw):
+    return Grid(**{"dataset": "digits", "blocks": (1, 2), "widths": (4, 8), "qs": ("1", "float"), "epochs": 1, **kw})
+
+
+def _fake_train(calls, fail=None):
+    fail = dict(fail or {})
+
+    def train(grid, params, run_dir):
+        key = f"q{params['q']}-b{params['blocks']}-w{params['width']}"
+        calls.append(key)
+        if fail.get(key, 0) > 0:
+            fail[key] -= 1
+            raise RuntimeError(f"diverged at {key}")
+        return {"q": params["q"], "blocks": params["blocks"], "width": params["width"],
+                "test_error": 0.01 * params["width"], "dataset": grid.dataset}
+    return train
+
+
+def test_every_point_exactly_once(tmp_path):
+    grid = _grid()
+    study, _ = open_study(default_storage(tmp_path), grid, create=True)
+    calls = []
+    run_worker(study, grid, tmp_path, train=_fake_train(calls), log=lambda m: None)
+    assert sorted(calls) == sorted(f"q{q}-b{b}-w{w}" for b in (1, 2) for w in (4, 8) for q in ("1", "float"))
+    records, failed = collect_results(study, grid)
+    assert len(records) == 8 and failed == []
+
+
+def test_failed_run_is_retried_once_then_recorded(tmp_path):
+    grid = _grid(blocks=(1,), widths=(4,))
+    study, _ = open_study(default_storage(tmp_path), grid, create=True)
+    calls = []
+    run_worker(study, grid, tmp_path, train=_fake_train(calls, fail={"q1-b1-w4": 1, "qfloat-b1-w4": 2}),
+               log=lambda m: None)
+    assert calls.count("q1-b1-w4") == 2 and calls.count("qfloat-b1-w4") == 2
+    records, failed = collect_results(study, grid)
+    assert [r["q"] for r in records] == ["1"]
+    assert failed == [{"point": "qfloat-b1-w4", "errors": ["RuntimeError: diverged at qfloat-b1-w4"] * 2}]
+
+
+def test_rerun_does_not_redo_finished_points(tmp_path):
+    grid = _grid()
+    url = default_storage(tmp_path)
+    study, _ = open_study(url, grid, create=True)
+
+    calls = []
+
+    def interrupted_after_three(grid_, params, run_dir):
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return _fake_train(calls)(grid_, params, run_dir)
+
+    with pytest.raises(KeyboardInterrupt):
+        run_worker(study, grid, tmp_path, train=interrupted_after_three, log=lambda m: None)
+    assert len(calls) == 3
+    study, _ = open_study(url, grid, create=False)
+    more = []
+    run_worker(study, grid, tmp_path, train=_fake_train(more), log=lambda m: None)
+    assert len(more) == 5 and not set(more) & set(calls)
+    records, _ = collect_results(study, grid)
+    assert len(records) == 8
+    assert all(s.failures == 0 for s in grid_state(study, grid).values())
+
+
+def test_different_grid_refused_and_study_untouched(tmp_path):
+    url = default_storage(tmp_path)
+    study, _ = open_study(url, _grid(), create=True)
+    with pytest.raises(UserError, match=r"different grid \(widths=\[4, 8\], not \[4, 16\]\)"):
+        open_study(url, _grid(widths=(4, 16)), create=False)
+    assert len(study.get_trials()) == 0
+
+
+@pytest.mark.parametrize("kw, msg", [
+    ({"qs": ()}, "--q is empty"),
+    ({"blocks": (0,)}, "--blocks value 0 must be >= 1"),
+    ({"qs": ("17",)}, "--q value '17' must be 1..16 or 'float'"),
+])
+def test_bad_grid(kw, msg):
+    with pytest.raises(UserError, match=msg):
+        _grid(**kw)
+
+
+def test_bad_storage_url(tmp_path):
+    with pytest.raises(UserError, match="cannot open sweep storage 'nosuchdb://x'"):
+        open_study("nosuchdb://x", _grid(), create=True)
+
+
+def test_results_files(tmp_path):
+    write_results(tmp_path, [{"q": "4", "blocks": 1, "width": 8, "test_error": 0.1}])
+    assert json.loads((tmp_path / "results.json").read_text())[0]["width"] == 8
+    lines = (tmp_path / "results.csv").read_text().splitlines()
+    assert lines[0].startswith("dataset,q,blocks,width") and lines[1].startswith(",4,1,8")
