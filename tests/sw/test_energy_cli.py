@@ -1,0 +1,98 @@
+"""`qjoule energy`: a results file in, energy.json and plots out; bad input is one line, exit 2."""
+
+import json
+
+import pytest
+
+from qjoule.cli import main
+from qjoule.sw.energy_model import network_energy
+from qjoule.sw.energy_profiles import load_profile
+from qjoule.sw.netstats import describe_topology
+
+RECORDS = [
+    {"dataset": "digits", "q": 8, "blocks": 1, "width": 8, "seed": 0, "test_error": 0.05},
+    {"dataset": "digits", "q": 4, "blocks": 1, "width": 8, "seed": 0, "test_error": 0.06},
+    {"dataset": "digits", "q": 2, "blocks": 1, "width": 8, "seed": 0, "test_error": 0.09},
+    {"dataset": "digits", "q": 1, "blocks": 1, "width": 8, "seed": 0, "test_error": 0.15},
+    {"dataset": "digits", "q": 4, "blocks": 1, "width": 16, "seed": 0, "test_error": 0.045},
+    {"dataset": "digits", "q": "float", "blocks": 2, "width": 8, "seed": 0, "test_accuracy": 0.97},
+]
+
+
+def energy_of(record, memory, profile="moons2017"):
+    q = None if record["q"] == "float" else record["q"]
+    layers = describe_topology((1, 8, 8), 10, record["blocks"], record["width"])
+    return network_energy(layers, q, memory, load_profile(profile))["E_inf"]
+
+
+def run(tmp_path, records, *args):
+    results = tmp_path / "results.json"
+    results.write_text(json.dumps(records))
+    return main(["energy", "--results", str(results), "--out", str(tmp_path / "out"), *args])
+
+
+def test_selection_and_outputs(tmp_path):
+    assert run(tmp_path, RECORDS, "--memory", "0.001,2", "--target-error", "0.05,0.1") == 0
+    out = tmp_path / "out"
+    doc = json.loads((out / "energy.json").read_text())
+    assert doc["memory_mb"] == [0.001, 2.0] and doc["targets"] == [0.05, 0.1]
+    assert [n["q"] for n in doc["networks"]] == [8, 4, 2, 1, 4, None]
+    assert doc["networks"][5]["test_error"] == pytest.approx(0.03)
+    for s in doc["selections"]:
+        m, t = s["memory_mb"], s["target_error"]
+        eligible = [i for i, r in enumerate(RECORDS) if doc["networks"][i]["test_error"] <= t]
+        expected = min(eligible, key=lambda i: energy_of(RECORDS[i], m))
+        assert s["best"]["index"] == expected
+        assert s["best"]["E_inf"] == pytest.approx(energy_of(RECORDS[expected], m), rel=1e-12)
+        q4 = min((i for i in eligible if RECORDS[i]["q"] == 4), key=lambda i: energy_of(RECORDS[i], m))
+        assert s["per_q"]["4"]["index"] == q4
+        if t == 0.05:
+            assert s["per_q"]["1"] is None and s["per_q"]["2"] is None
+    for name in ("complexity.png", "energy_2Mb.png", "energy_0.001Mb.png", "breakdown_2Mb.png"):
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    first = (out / "energy.json").read_bytes(), (out / "energy_2Mb.png").read_bytes()
+    assert run(tmp_path, RECORDS, "--memory", "0.001,2", "--target-error", "0.05,0.1") == 0
+    assert ((out / "energy.json").read_bytes(), (out / "energy_2Mb.png").read_bytes()) == first
+
+
+def test_profile_override_changes_energy(tmp_path):
+    assert run(tmp_path, RECORDS[:1], "--memory", "2", "--set", "dram_rel=1000", "--no-plots") == 0
+    doc = json.loads((tmp_path / "out" / "energy.json").read_text())
+    base = energy_of(RECORDS[0], 2.0)
+    assert doc["networks"][0]["energy"]["2"]["E_inf"] > base
+    assert doc["profile"]["parameters"]["dram_rel"] == 1000.0
+
+
+def test_unreachable_target_is_recorded_and_exits_2(tmp_path, capsys):
+    assert run(tmp_path, RECORDS, "--memory", "2", "--target-error", "0.01", "--no-plots") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("qjoule: error: target error 0.01 is reached by no network")
+    doc = json.loads((tmp_path / "out" / "energy.json").read_text())
+    assert doc["selections"][0]["reachable"] is False and doc["selections"][0]["best"] is None
+
+
+@pytest.mark.parametrize("records,args,needle", [
+    (RECORDS, ["--profile", "nosuch"], "unknown energy profile 'nosuch'"),
+    (RECORDS, ["--memory", "0"], "memory size must be > 0 Mb, got 0.0"),
+    (RECORDS, ["--memory", "2,-1"], "memory size must be > 0 Mb, got -1.0"),
+    (RECORDS, ["--memory", "two"], "--memory expects comma-separated numbers"),
+    (RECORDS, ["--target-error", "1.5"], "target error must be a fraction in [0, 1], got 1.5"),
+    (RECORDS, ["--set", "gamma=1"], "unknown energy parameter 'gamma'"),
+    ([{"dataset": "digits", "q": 4, "blocks": 1, "width": 8}], [], "results record 0 has no 'test_error'"),
+    ([{"dataset": "digits", "blocks": 1, "width": 8, "test_error": 0.1}], [], "results record 0 has no 'q'"),
+    ([{"dataset": "digits", "q": 17, "blocks": 1, "width": 8, "test_error": 0.1}], [], "q=17"),
+    ([{"dataset": "digits", "q": 4, "width": 8, "test_error": 0.1}], [], "has no 'blocks'"),
+    ([{"dataset": "imagenet", "q": 4, "blocks": 1, "width": 8, "test_error": 0.1}], [], "dataset 'imagenet'"),
+    ([{"dataset": "digits", "q": 4, "blocks": 1, "width": 8, "test_error": 0.1, "macs": 5}], [], "macs=5"),
+    ([], [], "hold no records"),
+])
+def test_bad_input_one_line_exit_2(tmp_path, capsys, records, args, needle):
+    assert run(tmp_path, records, *args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("qjoule: error: ") and needle in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_results_file(tmp_path, capsys):
+    assert main(["energy", "--results", str(tmp_path / "none.json"), "--out", str(tmp_path / "o")]) == 2
+    assert "does not exist" in capsys.readouterr().err
