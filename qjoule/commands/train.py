@@ -1,0 +1,74 @@
+"""`qjoule train`: train a QNN of the topology family at any Q, export its integer model, evaluate both."""
+
+from __future__ import annotations
+
+import argparse
+
+from qjoule.errors import UserError
+
+HELP = "train a quantized network (Q = 1..16 or float) of the topology family; writes model.pt, model.qjm, metrics.json"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dataset", default="digits", metavar="NAME",
+                        help="digits (default), fashion-mnist, mnist5k, mnist:DIR, cifar10:DIR, svhn:DIR")
+    parser.add_argument("--q", default="4", metavar="Q", help="bits of weights and activations, 1..16, or 'float' (default 4)")
+    parser.add_argument("--blocks", default="1", metavar="N", help="conv layers per block A, B, C (default 1)")
+    parser.add_argument("--width", default="32", metavar="F", help="filters of every block (default 32)")
+    parser.add_argument("--widths", default=None, metavar="A,B,C", help="per-block filters, overrides --width")
+    parser.add_argument("--epochs", default="10", metavar="E", help="training epochs (default 10)")
+    parser.add_argument("--seed", default="0", metavar="S", help="random seed (default 0)")
+    parser.add_argument("--batch-size", default="32", metavar="B", help="mini-batch size (default 32)")
+    parser.add_argument("--lr", default="0.03", metavar="LR", help="peak Adam learning rate (default 0.03)")
+    parser.add_argument("--threads", default="1", metavar="T", help="torch threads (default 1; results are reproducible for the same thread count)")
+    parser.add_argument("--out", required=True, metavar="DIR", help="output folder")
+
+
+def _int(text: str, flag: str, minimum: int) -> int:
+    try:
+        value = int(text)
+    except (TypeError, ValueError):
+        raise UserError(f"{flag} must be an integer >= {minimum}, got {text!r}") from None
+    if value < minimum:
+        raise UserError(f"{flag} must be an integer >= {minimum}, got {text!r}")
+    return value
+
+
+def parse_config(args: argparse.Namespace):
+    """Command-line text -> a validated TrainConfig (every check before anything is written)."""
+    from qjoule.sw.quant import parse_q
+    from qjoule.sw.train import TrainConfig
+
+    widths = None
+    if args.widths is not None:
+        parts = args.widths.split(",")
+        if len(parts) != 3:
+            raise UserError(f"--widths must be three integers A,B,C, got {args.widths!r}")
+        widths = tuple(_int(p, "--widths", 1) for p in parts)
+    try:
+        lr = float(args.lr)
+    except ValueError:
+        raise UserError(f"--lr must be a number, got {args.lr!r}") from None
+    return TrainConfig(dataset=args.dataset, q=parse_q(args.q), blocks=_int(args.blocks, "--blocks", 1),
+                       width=_int(args.width, "--width", 1), widths=widths, epochs=_int(args.epochs, "--epochs", 1),
+                       seed=_int(args.seed, "--seed", 0), batch_size=_int(args.batch_size, "--batch-size", 2),
+                       lr=lr, threads=_int(args.threads, "--threads", 1))
+
+
+def run(args: argparse.Namespace) -> int:
+    config = parse_config(args)
+    from qjoule.io import staged_output
+    from qjoule.sw import data
+    from qjoule.sw.netstats import describe_topology
+    from qjoule.sw.train import train
+
+    ds = data.load(config.dataset)
+    describe_topology(ds.input_shape, ds.classes, config.blocks, config.block_widths)  # fails early on a bad shape
+    with staged_output(args.out, "train", config.key()) as stage:
+        metrics = train(config, stage, progress=True, ds=ds)
+    q = metrics["q"]
+    line = f"{config.dataset} Q={q}: test accuracy {metrics['test_accuracy']:.4f}"
+    if metrics["int_test_accuracy"] is not None:
+        line += f", integer model {metrics['int_test_accuracy']:.4f} (agreement {metrics['int_agreement']:.4f})"
+    print(f"{line}; {metrics['train_seconds']:.1f} s; wrote {args.out}")
+    return 0
