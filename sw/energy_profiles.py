@@ -150,16 +150,18 @@ def builtin_profiles() -> list[str]:
 
 
 def load_profile(name_or_path: str) -> Profile:
-    """A built-in profile by name (moons2017, horowitz45) or a profile JSON file by path."""
+    """A built-in profile by name (moons2017, horowitz45), a profile JSON file, or a folder holding profile.json."""
     if name_or_path in builtin_profiles():
         text = (resources.files("qjoule.sw") / "profiles" / f"{name_or_path}.json").read_text()
         where = f"built-in profile {name_or_path!r}"
-    elif name_or_path.endswith(".json") or "/" in name_or_path:
+    elif name_or_path.endswith(".json") or "/" in name_or_path or Path(name_or_path).is_dir():
         path = Path(name_or_path)
+        if path.is_dir():  # a `qjoule calibrate --out` folder
+            path = path / "profile.json"
         try:
             text = path.read_text()
         except FileNotFoundError:
-            raise UserError(f"energy profile file {name_or_path!r} does not exist") from None
+            raise UserError(f"energy profile file {str(path)!r} does not exist") from None
         except OSError as e:
             raise UserError(f"cannot read energy profile {name_or_path!r}: {e.__class__.__name__}") from None
         where = f"profile file {name_or_path!r}"
