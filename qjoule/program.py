@@ -36,7 +36,7 @@ MAX_SECTION_WORDS = (1 << 24) - 1
 
 KIND_CONV, KIND_POOL, KIND_DENSE = 0, 1, 2
 KIND_CODES = {"conv3x3": KIND_CONV, "maxpool2x2": KIND_POOL, "dense": KIND_DENSE}
-ACT_NONE, ACT_RELU, ACT_SIGN = 0, 1, 2
+ACT_RELU, ACT_SIGN, ACT_NONE = 0, 1, 2  # = gateware.postproc.PostAct
 ACT_CODES = {"none": ACT_NONE, "relu": ACT_RELU, "sign": ACT_SIGN}
 
 #: Layer-table entry, packed from bit 0 upwards in this order (the gateware builds its
@@ -238,3 +238,318 @@ def read_codes(layout: MapLayout, banks, cfg: AccelConfig) -> np.ndarray:
                     if g * cfg.lanes + s < layout.channels:
                         out[g * cfg.lanes + s, hh, ww] = v
     return out
+
+
+# -- the layer program ---------------------------------------------------------------------------
+
+#: The image descriptor that follows the layer count in the PROGRAM section.
+IMAGE_FIELDS: tuple[tuple[str, int], ...] = (
+    ("height", 16), ("width", 16), ("channels", 16), ("pass_groups", 16), ("groups", 16), ("row_stride", 24),
+)
+IMAGE_WORDS = -(-sum(bits for _, bits in IMAGE_FIELDS) // WORD_BITS)
+
+
+def weight_lane(w: int, q: int) -> int:
+    """A weight as its Q-bit lane code: two's complement, or at Q = 1 bit 1 ↔ +1, 0 ↔ −1."""
+    if q == 1:
+        return 1 if w > 0 else 0
+    return int(w) & ((1 << q) - 1)
+
+
+def _words_from_lanes(lanes: np.ndarray, cfg: AccelConfig) -> list[int]:
+    """lanes (N, C, S) weight lane codes -> N weight-buffer words (column c at bits c·D)."""
+    d, q = cfg.datapath, cfg.q
+    shifts_s = np.arange(lanes.shape[2], dtype=object) * q
+    out = []
+    for word in lanes.astype(object):
+        value = 0
+        for c, col in enumerate(word):
+            value |= int(sum(int(v) << int(sh) for v, sh in zip(col, shifts_s))) << (c * d)
+        out.append(value)
+    return out
+
+
+def conv_weight_words(weight, cfg: AccelConfig) -> list[int]:
+    """Conv weights (O, I, 3, 3) -> words in (tile, group, kh, kw) order, columns = output channels."""
+    w = np.asarray(weight, dtype=np.int64)
+    o, i = w.shape[:2]
+    s, c = cfg.lanes, cfg.cols
+    tiles, g = groups(o, c), groups(i, s)
+    codes = np.vectorize(lambda v: weight_lane(v, cfg.q), otypes=[np.int64])(w) if w.size else w
+    full = np.zeros((tiles * c, g * s, 3, 3), dtype=np.int64)
+    full[:o, :i] = codes
+    # (tile, col, group, lane, kh, kw) -> (tile, group, kh, kw, col, lane)
+    arr = full.reshape(tiles, c, g, s, 3, 3).transpose(0, 2, 4, 5, 1, 3).reshape(-1, c, s)
+    return _words_from_lanes(arr, cfg)
+
+
+def dense_weight_words(weight, in_map: tuple[int, int, int], cfg: AccelConfig) -> list[int]:
+    """Dense weights (O, C·H·W) in the contract's (c, h, w) flatten order -> words in (tile, h, w,
+    group) order, the order the sequencer walks the input map (the host permutes the weights; the
+    activations are never rearranged)."""
+    w = np.asarray(weight, dtype=np.int64)
+    ch, hh, ww = in_map
+    o = w.shape[0]
+    s, c = cfg.lanes, cfg.cols
+    tiles, g = groups(o, c), groups(ch, s)
+    codes = np.vectorize(lambda v: weight_lane(v, cfg.q), otypes=[np.int64])(w)
+    full = np.zeros((tiles * c, g * s, hh, ww), dtype=np.int64)
+    full[:o, :ch] = codes.reshape(o, ch, hh, ww)
+    # (tile, col, group, lane, h, w) -> (tile, h, w, group, col, lane)
+    arr = full.reshape(tiles, c, g, s, hh, ww).transpose(0, 4, 5, 2, 1, 3).reshape(-1, c, s)
+    return _words_from_lanes(arr, cfg)
+
+
+def param_words_for(mult, bias, cfg: AccelConfig) -> list[int]:
+    """One param word per output tile: metadata, then C × (mult, bias) in two's complement."""
+    mult, bias = [int(v) for v in mult], [int(v) for v in bias]
+    o, c, s = len(mult), cfg.cols, cfg.lanes
+    bias_bits = cfg.pp_bias_bits
+    words = []
+    for t in range(groups(o, c)):
+        first, c_valid = t * c, min(c, o - t * c)
+        meta = pack_fields(PARAM_META_FIELDS, {
+            "group_first": first // s, "lane_skip": first % s,
+            "n_groups": (first + c_valid - 1) // s - first // s + 1, "c_valid": c_valid})
+        value, offset = meta, PARAM_META_BITS
+        for k in range(c):
+            m_, b_ = (mult[first + k], bias[first + k]) if k < c_valid else (0, 0)
+            value |= (m_ & ((1 << PP_MULT_BITS) - 1)) << offset
+            value |= (b_ & ((1 << bias_bits) - 1)) << (offset + PP_MULT_BITS)
+            offset += PP_MULT_BITS + bias_bits
+        words.append(value)
+    return words
+
+
+@dataclasses.dataclass
+class LayerPlan:
+    name: str
+    kind: str
+    entry: dict[str, int]
+    in_layout: MapLayout
+    out_layout: MapLayout | None   # None for the logits layer
+    weights: list[int]
+    params: list[int]
+    macs: int                      # multiply-accumulates of the layer (padding counted)
+
+
+@dataclasses.dataclass
+class Program:
+    """A model encoded for one accelerator: what to send, and how to read what comes back."""
+
+    cfg: AccelConfig
+    layers: list[LayerPlan]
+    image: MapLayout
+    classes: int
+    debug: bool
+    setup_words: list[int]          # PROGRAM, PARAMS and the resident WEIGHTS: sent once
+    external: list[int]             # indices of layers whose weights stream in per image
+    weight_words_used: int
+
+    def image_words(self, pixels) -> list[int]:
+        """IMAGE section and the external WEIGHTS sections for one image (C, H, W) of uint8."""
+        p = np.asarray(pixels)
+        if p.shape != (self.image.channels, self.image.height, self.image.width):
+            raise UserError(f"image shape {p.shape} does not match the program's input "
+                            f"{(self.image.channels, self.image.height, self.image.width)}")
+        flat = [int(v) for v in p.transpose(1, 2, 0).reshape(-1)]  # (h, w, c) order
+        flat += [0] * (-len(flat) % 4)
+        payload = [flat[i] | flat[i + 1] << 8 | flat[i + 2] << 16 | flat[i + 3] << 24 for i in range(0, len(flat), 4)]
+        words = section(SECTION_IMAGE, payload)
+        for i in self.external:
+            words += weights_section(self.layers[i].entry["weight_base"], self.layers[i].weights, self.cfg)
+        return words
+
+    def output_word_count(self) -> int:
+        count = self.classes * LOGIT_WORDS
+        for plan in self.layers:
+            if plan.entry["dump"]:
+                count += plan.entry["out_words"] * self.cfg.rows * chunks(self.cfg.datapath)
+        return count
+
+    def external_words_per_image(self) -> int:
+        return sum(len(self.layers[i].weights) for i in self.external)
+
+    def decode(self, words: Sequence[int]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Output words of one image -> (logits (classes,), {layer name: codes (C, H, W)} in debug mode)."""
+        words = [int(w) for w in words]
+        if len(words) != self.output_word_count():
+            raise UserError(f"expected {self.output_word_count()} output words, got {len(words)}")
+        cfg, pos, layers = self.cfg, 0, {}
+        n = chunks(cfg.datapath)
+        for plan in self.layers:
+            if plan.entry["dump"]:
+                banks = [[0] * plan.entry["out_words"] for _ in range(cfg.rows)]
+                for a in range(plan.entry["out_words"]):
+                    for b in range(cfg.rows):
+                        banks[b][a] = join_words(words[pos:pos + n])
+                        pos += n
+                layers[plan.name] = read_codes(plan.out_layout, banks, cfg)
+        logits = []
+        for _ in range(self.classes):
+            v = join_words(words[pos:pos + LOGIT_WORDS])
+            logits.append(v - (1 << 64) if v >> 63 else v)
+            pos += LOGIT_WORDS
+        return np.array(logits, dtype=np.int64), layers
+
+
+def section(kind: int, payload: Sequence[int]) -> list[int]:
+    if len(payload) > MAX_SECTION_WORDS:
+        raise UserError(f"{SECTION_NAMES[kind]} section of {len(payload)} words exceeds {MAX_SECTION_WORDS}")
+    return [kind << 24 | len(payload), *payload]
+
+
+def weights_section(base: int, words: Sequence[int], cfg: AccelConfig) -> list[int]:
+    bits = weight_word_bits(cfg)
+    return section(SECTION_WEIGHTS, [base] + [c for w in words for c in split_words(w, bits)])
+
+
+def params_section(words: Sequence[int], cfg: AccelConfig) -> list[int]:
+    bits = param_word_bits(cfg)
+    return section(SECTION_PARAMS, [0] + [c for w in words for c in split_words(w, bits)])
+
+
+def program_section(entries: Sequence[dict[str, int]], image: MapLayout) -> list[int]:
+    desc = pack_fields(IMAGE_FIELDS, {"height": image.height, "width": image.width, "channels": image.channels,
+                                      "pass_groups": image.pass_groups, "groups": image.groups,
+                                      "row_stride": image.row_stride})
+    payload = [len(entries)] + split_words(desc, IMAGE_WORDS * WORD_BITS)
+    for e in entries:
+        payload += split_words(pack_fields(LAYER_FIELDS, e), LAYER_WORDS * WORD_BITS)
+    return section(SECTION_PROGRAM, payload)
+
+
+def _fits(what: str, value: int, limit: int, name: str) -> None:
+    if value > limit:
+        raise UserError(f"model does not fit: {what} {value} > {name} {limit} (by {value - limit})")
+
+
+def encode(model, cfg: AccelConfig, *, debug: bool = False) -> Program:
+    """An IntModel -> the Program for `cfg`, or a one-line UserError saying what does not fit."""
+    layers = list(model.layers)
+    if model.q != cfg.q:
+        raise UserError(f"model Q={model.q!r} does not match the accelerator's q={cfg.q}")
+    if len(layers) > MAX_LAYERS:
+        raise UserError(f"model does not fit: {len(layers)} layers > {MAX_LAYERS}")
+    if not layers or layers[0]["kind"] != "conv3x3":
+        raise UserError("model does not fit: the first layer must be conv3x3 (the pixel passes run on conv)")
+    if layers[-1]["kind"] != "dense" or layers[-1]["act"] != "none":
+        raise UserError("model does not fit: the last layer must be dense with act 'none' (the logits)")
+    c0, h0, w0 = model.input_shape
+    _fits("input height", h0, cfg.max_height, "max_height")
+    _fits("input width", w0, cfg.max_width, "max_width")
+    _fits("classes", model.classes, cfg.max_classes, "max_classes")
+    depth = bank_depth(cfg)
+    image = MapLayout(c0, h0, w0, cfg.rows, cfg.lanes, planes=cfg.first_layer_passes)
+    _fits("input image words per bank", image.words_per_bank, depth, "act_half_words/rows")
+    plans: list[LayerPlan] = []
+    in_layout = image
+    shape = (c0, h0, w0)
+    param_base = 0
+    for i, layer in enumerate(layers):
+        kind, name = layer["kind"], layer["name"]
+        last = i == len(layers) - 1
+        q_expect = 8 if i == 0 else cfg.q
+        if layer["q_in"] != q_expect:
+            raise UserError(f"layer {name!r} has q_in={layer['q_in']}, expected {q_expect} at q={cfg.q}")
+        if kind != "maxpool2x2" and layer.get("q_w") != cfg.q:
+            raise UserError(f"layer {name!r} has q_w={layer.get('q_w')!r}, expected {cfg.q}")
+        if not last and layer.get("q_out") != cfg.q:
+            raise UserError(f"layer {name!r} has q_out={layer.get('q_out')!r}, expected {cfg.q}")
+        ch, hh, ww = shape
+        entry = {"kind": KIND_CODES[kind], "in_half": i % 2, "first": int(i == 0), "last": int(last),
+                 "dump": int(debug and not last), "height": hh, "width": ww, "groups": in_layout.groups,
+                 "pass_groups": in_layout.pass_groups, "passes": in_layout.planes,
+                 "lanes_last": ch - (in_layout.pass_groups - 1) * cfg.lanes, "row_stride": in_layout.row_stride}
+        weights: list[int] = []
+        params: list[int] = []
+        if kind == "conv3x3":
+            out_ch = layer["out_shape"][0]
+            _fits(f"layer {name!r} input channels", ch, cfg.max_channels, "max_channels")
+            _fits(f"layer {name!r} output channels", out_ch, cfg.max_channels, "max_channels")
+            out_shape = (out_ch, hh, ww)
+            weights = conv_weight_words(model.arrays[layer["weight"]], cfg)
+            macs = out_ch * hh * ww * 9 * ch
+        elif kind == "maxpool2x2":
+            out_shape = (ch, hh // 2, ww // 2)
+            if out_shape[1] < 1 or out_shape[2] < 1:
+                raise UserError(f"layer {name!r}: max-pool of a {hh}x{ww} map leaves nothing")
+            macs = 0
+        elif kind == "dense":
+            out_ch = layer["out_shape"][0]
+            _fits(f"layer {name!r} dense inputs", ch * hh * ww, cfg.max_dense_inputs, "max_dense_inputs")
+            _fits(f"layer {name!r} input channels", ch, cfg.max_channels, "max_channels")
+            if not last:
+                _fits(f"layer {name!r} output channels", out_ch, cfg.max_channels, "max_channels")
+            out_shape = (out_ch, 1, 1)
+            weights = dense_weight_words(model.arrays[layer["weight"]], shape, cfg)
+            macs = out_ch * ch * hh * ww
+        else:
+            raise UserError(f"layer {name!r} has unknown kind {kind!r}")
+        if kind != "maxpool2x2":
+            mult, bias = model.arrays[layer["pp_mult"]], model.arrays[layer["pp_bias"]]
+            lim = 1 << (PP_MULT_BITS - 1)
+            if len(mult) and (int(np.max(mult)) >= lim or int(np.min(mult)) < -lim):
+                raise UserError(f"layer {name!r}: pp_mult outside the {PP_MULT_BITS}-bit range")
+            blim = 1 << (cfg.pp_bias_bits - 1)
+            if len(bias) and (int(max(bias)) >= blim or int(min(bias)) < -blim):
+                raise UserError(f"layer {name!r}: pp_bias too wide for pp_bias_bits={cfg.pp_bias_bits}")
+            params = param_words_for(mult, bias, cfg)
+            entry.update({"act": ACT_CODES[layer["act"]], "shift": int(layer["pp_shift"]),
+                          "out_tiles": groups(out_shape[0], cfg.cols), "param_base": param_base,
+                          "weight_words": len(weights)})
+            param_base += len(params)
+        else:
+            entry.update({"act": ACT_NONE})
+        out_layout = None if last else MapLayout(out_shape[0], out_shape[1], out_shape[2], cfg.rows, cfg.lanes)
+        if out_layout is not None:
+            _fits(f"layer {name!r} output map words per bank", out_layout.words_per_bank, depth, "act_half_words/rows")
+            entry.update({"out_height": out_layout.height, "out_width": out_layout.width,
+                          "out_groups": out_layout.groups, "out_row_stride": out_layout.row_stride,
+                          "out_words": out_layout.words_per_bank})
+        else:
+            entry.update({"out_height": 1, "out_width": 1, "out_groups": groups(out_shape[0], cfg.lanes),
+                          "out_row_stride": 0, "out_words": 0})
+        plans.append(LayerPlan(name, kind, entry, in_layout, out_layout, weights, params, macs))
+        if out_layout is not None:
+            in_layout = out_layout
+        shape = out_shape
+    _fits("param words (output tiles)", param_base, param_words(cfg), "param_words")
+    external = _place_weights(plans, cfg)
+    setup = program_section([p.entry for p in plans], image)
+    setup += params_section([w for p in plans for w in p.params], cfg)
+    for i, plan in enumerate(plans):
+        if plan.weights and i not in external:
+            setup += weights_section(plan.entry["weight_base"], plan.weights, cfg)
+    for plan in plans:  # every field must fit its bits
+        pack_fields(LAYER_FIELDS, plan.entry)
+    used = max((p.entry.get("weight_base", 0) + len(p.weights) for p in plans), default=0)
+    return Program(cfg, plans, image, model.classes, debug, setup, external, used)
+
+
+def _place_weights(plans: list[LayerPlan], cfg: AccelConfig) -> list[int]:
+    """Resident layers from address 0 in layer order; the rest share a scratch region at the end
+    that is reloaded from the input stream when they run. Returns the external layer indices."""
+    sizes = [len(p.weights) for p in plans]
+    capacity = cfg.weight_words
+    largest = max(sizes)
+    _fits("largest layer's weight words", largest, capacity, "weight_words")
+    if sum(sizes) <= capacity:
+        base = 0
+        for p, n in zip(plans, sizes):
+            p.entry["weight_base"] = base
+            base += n
+        return []
+    scratch = largest
+    base, external = 0, []
+    for i, (p, n) in enumerate(zip(plans, sizes)):
+        if n == 0:
+            continue
+        if base + n <= capacity - scratch:
+            p.entry["weight_base"] = base
+            base += n
+        else:
+            p.entry["weight_base"] = capacity - scratch
+            p.entry["external"] = 1
+            external.append(i)
+    return external

@@ -1,0 +1,524 @@
+"""The sequencer: runs the layer program over the buffers with its own address generation.
+
+For each layer it reads one layer-table entry (`qjoule.program.LAYER_FIELDS`) and runs one of
+
+- **conv3x3** (padding 1): for each output row h, each tile of R output pixels (columns w0 ..
+  w0+R−1), each tile of C output channels, for each pass j (first layer only), group g, tap
+  (kh, kw): one array cycle. The R activation words of a tap come from R consecutive input columns,
+  so from R distinct banks in one cycle; a rotation by kw−1 gives row r its pixel. Positions
+  outside the image clear `row_valid`; lanes past the last channel clear `lane_valid`. The weight
+  address simply counts up through the layer's words, (tile·G_c + g)·9 + tap, back to the tile
+  start for each first-layer pass.
+- **dense**: for each tile of C outputs, for each input pixel (h, w) and group g: one array cycle
+  on row 0 only (the weight word is shared by the rows, so the rows cannot split one dot product;
+  dense layers run at 1/R utilization, see docs/interface.md).
+- **maxpool2x2**: per output word, four reads (one per cycle) and a lane-wise max of the codes.
+
+A finished tile's R·C accumulators are captured into a hold register (so the array goes straight
+on with the next tile) and drained through C `PostProcess` units, one row per cycle; the codes are
+written into the output half with lane write-enables, one word per bank and cycle, all R pixels
+of the tile at once (they sit in R distinct banks). The last layer instead sends its logits to
+the output stream as int64 (two 32-bit words, low first). A layer with `dump` set copies its
+output map to the output stream afterwards (debug mode).
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from qjoule.config import PP_MULT_BITS, AccelConfig
+from qjoule.program import (KIND_CONV, KIND_DENSE, KIND_POOL, LAYER_FIELDS, MAX_LAYERS, PARAM_META_FIELDS,
+                            WORD_BITS, param_word_bits, param_words)
+
+from .array import MacArray
+from .buffers import activation_buffer_signature, wide_buffer_signature
+from .postproc import PostProcess
+
+__all__ = ["Sequencer", "layer_layout", "param_layout"]
+
+
+def layer_layout() -> data.StructLayout:
+    return data.StructLayout({name: unsigned(bits) for name, bits in LAYER_FIELDS})
+
+
+def param_layout(cfg: AccelConfig) -> data.StructLayout:
+    column = data.StructLayout({"mult": signed(PP_MULT_BITS), "bias": signed(cfg.pp_bias_bits)})
+    return data.StructLayout({**{name: unsigned(bits) for name, bits in PARAM_META_FIELDS},
+                              "cols": data.ArrayLayout(column, cfg.cols)})
+
+
+class Sequencer(wiring.Component):
+    """Runs `n_layers` table entries from `start`; `busy` until the last layer has drained.
+
+    Ports toward the buffers are the buffers' own signatures, flipped (the sequencer drives
+    addresses and reads data). `need_weights` asks the input parser for the current (external)
+    layer's WEIGHTS section; `weights_loaded` pulses when it has been written.
+    """
+
+    def __init__(self, cfg: AccelConfig, act_addr_bits: int, weight_depth: int):
+        self._cfg = cfg
+        self._act_addr_bits = act_addr_bits
+        super().__init__({
+            "start": In(1),
+            "n_layers": In(range(MAX_LAYERS + 1)),
+            "busy": Out(1),
+            "done": Out(1),
+            "need_weights": Out(1),
+            "weights_loaded": In(1),
+            "table": In(wide_buffer_signature(unsigned(layer_layout().size), MAX_LAYERS)),
+            "act": In(activation_buffer_signature(cfg, act_addr_bits)),
+            "weights": In(wide_buffer_signature(unsigned(cfg.cols * cfg.datapath), weight_depth)),
+            "params": In(wide_buffer_signature(unsigned(param_word_bits(cfg)), param_words(cfg))),
+            "out": Out(stream.Signature(unsigned(WORD_BITS))),
+            # Activity counters (cycles with the array enabled, cycles of the layer), for bench/.
+            "mac_cycles": Out(32),
+            "layer_cycles": Out(32),
+            "layer_index": Out(range(MAX_LAYERS + 1)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self._cfg
+        R, C, S, Q, D = cfg.rows, cfg.cols, cfg.lanes, cfg.q, cfg.datapath
+        A = self._act_addr_bits + 2  # signed address arithmetic width
+        m.submodules.array = array = MacArray(cfg)
+        pps = []
+        for c in range(C):
+            pp = PostProcess(cfg)
+            m.submodules[f"pp{c}"] = pp
+            pps.append(pp)
+
+        L = Signal(layer_layout())
+        li = Signal(range(MAX_LAYERS + 1))
+        m.d.comb += [self.table.rd_addr.eq(li), self.layer_index.eq(li)]
+
+        # -- counters shared by conv and dense issue -------------------------------------------
+        h = Signal(16)
+        kh = Signal(2)
+        kw = Signal(2)
+        g = Signal(16)          # group within the pass
+        gg = Signal(16)         # group within the input map (j·G_c + g)
+        j = Signal(4)           # first-layer pass
+        to = Signal(16)         # output tile
+        wt = Signal(16)         # pixel tile (conv) / bank column w div R (dense)
+        w0 = Signal(16)         # first column of the pixel tile (conv) / w (dense)
+        wr = Signal(range(R))   # w mod R (dense)
+        wtG = Signal(A)         # wt·G
+        wtGo = Signal(A)        # wt·G_out
+        rowbase = Signal(A)     # h·row_stride
+        rowbase_o = Signal(A)   # h·out_row_stride
+        wcount = Signal(24)     # weight address
+        wtile = Signal(24)      # weight address of the current tile's first word
+        layer_done_issue = Signal()
+
+        # -- hold register and in-flight tracking ----------------------------------------------
+        capture_delay = 1 + MacArray.latency
+        last_line = Signal(capture_delay)
+        hold_acc = Signal.like(array.acc)
+        hold_valid = Signal()
+        meta_layout = data.StructLayout({"to": unsigned(16), "w0": unsigned(16), "wtGo": unsigned(A),
+                                         "rowbase_o": unsigned(A)})
+        pending = Signal(meta_layout)
+        hold_meta = Signal(meta_layout)
+        inflight = Signal()
+        m.d.comb += inflight.eq(last_line.any())
+
+        # -- issue-cycle signals (combinational) -----------------------------------------------
+        issue = Signal()        # one array cycle issued this cycle
+        tile_first = Signal()
+        tile_last = Signal()
+        can_issue = Signal()
+        m.d.comb += can_issue.eq(~(tile_last & (hold_valid | inflight)))
+
+        # registered controls for the array (aligned with the buffers' read data)
+        en_d, clear_d = Signal(), Signal()
+        shift_d = Signal(4)
+        rowv_d = Signal(R)
+        lanev_d = Signal(S)
+        rot_d = Signal(2)       # conv: kw; dense: unused
+        wr_d = Signal(range(R))
+        dense_d = Signal()
+        lanes_mask = Signal(S)
+        m.d.comb += lanes_mask.eq(Mux(L.lanes_last >= S, (1 << S) - 1,
+                                      (Const(1, S + 1) << L.lanes_last[:8]) - 1))
+
+        m.d.comb += dense_d.eq(L.kind == KIND_DENSE)  # L is constant while a layer runs
+        m.d.sync += last_line.eq(Cat(issue & tile_last, last_line[:-1]))
+        with m.If(last_line[-1]):
+            m.d.sync += [hold_acc.eq(array.acc), hold_meta.eq(pending), hold_valid.eq(1)]
+
+        # array inputs
+        rotated = []
+        for r in range(R):
+            choices = [self.act.rd_data[(r + dk) % R] for dk in (-1, 0, 1)]
+            word = Signal(D, name=f"act_row{r}")
+            with m.If(dense_d):
+                m.d.comb += word.eq(self.act.rd_data[0] if R == 1 else Array(self.act.rd_data)[wr_d])
+            with m.Else():
+                m.d.comb += word.eq(Array(choices)[rot_d])
+            rotated.append(word)
+        m.d.comb += [
+            array.act.eq(Cat(*rotated)),
+            array.weight.eq(self.weights.rd_data),
+            array.row_valid.eq(rowv_d),
+            array.lane_valid.eq(lanev_d),
+            array.en.eq(en_d),
+            array.clear.eq(clear_d),
+            array.shift.eq(shift_d),
+            array.pixel_mode.eq(L.first & (Q == 1)),
+            self.weights.rd_addr.eq(wcount),
+        ]
+
+        # row validity of a conv tap, per row
+        conv_rowv = Signal(R)
+        hvalid = Signal()
+        m.d.comb += hvalid.eq(~(((kh == 0) & (h == 0)) | ((kh == 2) & (h == L.height - 1))))
+        for r in range(R):
+            col = Signal(signed(18), name=f"col{r}")
+            m.d.comb += col.eq(w0 + r + kw - 1)
+            m.d.comb += conv_rowv[r].eq(hvalid & (col >= 0) & (col < L.width))
+
+        # conv read addresses: bank b holds column w0 + kw − 1 + ((b − (kw − 1)) mod R), which is in
+        # bank column wt + step(b, kw) with step ∈ {−1, 0, +1} known at elaboration time.
+        rowaddr = Signal(signed(A + 1))
+        m.d.comb += rowaddr.eq(Mux(kh == 0, rowbase - L.row_stride, Mux(kh == 2, rowbase + L.row_stride, rowbase)) + gg)
+        conv_addr = []
+        for b in range(R):
+            addr = Signal(signed(A + 2), name=f"conv_addr{b}")
+            with m.Switch(kw):
+                for k, dk in enumerate((-1, 0, 1)):
+                    step = (dk + (b - dk) % R) // R
+                    with m.Case(k):
+                        if step == 1:
+                            m.d.comb += addr.eq(rowaddr + wtG + L.groups)
+                        elif step == -1:
+                            m.d.comb += addr.eq(rowaddr + wtG - L.groups)
+                        else:
+                            m.d.comb += addr.eq(rowaddr + wtG)
+            conv_addr.append(addr)
+
+        # -- pool engine signals ---------------------------------------------------------------
+        p_ho, p_wo, p_g, p_k = Signal(16), Signal(16), Signal(16), Signal(2)
+        p_q2, p_r2 = Signal(16), Signal(range(R))  # divmod(2·wo, R)
+        p_woq, p_wor = Signal(16), Signal(range(R))
+        p_issue = Signal()
+        p_done_issue = Signal()
+        p_qi, p_ri = Signal(16), Signal(range(R))
+        if R == 1:
+            m.d.comb += [p_ri.eq(0), p_qi.eq(p_q2 + p_k[0])]
+        else:
+            with m.If(p_k[0] & (p_r2 == R - 1)):
+                m.d.comb += [p_ri.eq(0), p_qi.eq(p_q2 + 1)]
+            with m.Else():
+                m.d.comb += [p_ri.eq(p_r2 + p_k[0]), p_qi.eq(p_q2)]
+        p_addr = Signal(A + 8)
+        m.d.comb += p_addr.eq((p_ho * 2 + p_k[1]) * L.row_stride + p_qi * L.groups + p_g)
+        p_valid_d, p_first_d, p_last_d = Signal(), Signal(), Signal()
+        p_ri_d, p_wor_d = Signal(range(R)), Signal(range(R))
+        p_waddr_d = Signal(A + 8)
+        p_max = Signal(D)
+        p_word = Signal(D)
+        p_new = Signal(D)
+        m.d.comb += p_word.eq(self.act.rd_data[0] if R == 1 else Array(self.act.rd_data)[p_ri_d])
+        for s in range(S):
+            a, b = p_max[s * Q:(s + 1) * Q], p_word[s * Q:(s + 1) * Q]
+            m.d.comb += p_new[s * Q:(s + 1) * Q].eq(Mux(p_first_d | (b > a), b, a))
+        m.d.sync += [p_valid_d.eq(p_issue), p_first_d.eq(p_k == 0), p_last_d.eq(p_k == 3),
+                     p_ri_d.eq(p_ri), p_wor_d.eq(p_wor),
+                     p_waddr_d.eq(p_ho * L.out_row_stride + p_woq * L.groups + p_g)]
+        with m.If(p_valid_d):
+            m.d.sync += p_max.eq(p_new)
+        pool_writing = Signal()
+        m.d.comb += pool_writing.eq(p_valid_d & p_last_d)
+
+        # -- drain: hold -> PostProcess -> codes -> output half / logits -------------------------
+        P = Signal(param_layout(cfg))
+        feed_row = Signal(range(R + 1))
+        coll_row = Signal(range(R + 1))
+        n_rows = Signal(range(R + 1))
+        m.d.comb += n_rows.eq(Mux(L.kind == KIND_DENSE, 1, R))
+        codes = [[Signal(Q, name=f"code_{r}_{c}") for c in range(C)] for r in range(R)]
+        logits = [Signal(64, name=f"logit{c}") for c in range(C)]
+        wk = Signal(8)         # write step within the tile's groups
+        ek = Signal(range(2 * C + 1))  # emit step (logit words)
+        drain_writing = Signal()
+        d_wdata = [Signal(D, name=f"d_wdata{r}") for r in range(R)]
+        d_wen = [Signal(S, name=f"d_wen{r}") for r in range(R)]
+        d_waddr = Signal(A + 2)
+        dmeta = Signal(meta_layout)  # the drained tile's metadata (hold_meta is reloaded meanwhile)
+        m.d.comb += d_waddr.eq(dmeta.rowbase_o + dmeta.wtGo + P.group_first + wk)
+        for r in range(R):
+            for s in range(S):
+                idx = Signal(signed(18), name=f"idx_{r}_{s}")
+                m.d.comb += idx.eq(wk * S + s - P.lane_skip)
+                ok = (idx >= 0) & (idx < P.c_valid)
+                m.d.comb += [d_wdata[r][s * Q:(s + 1) * Q].eq(Array(codes[r])[idx[:16]]),
+                             d_wen[r][s].eq(ok)]
+        rows_ok = Signal(R)
+        for r in range(R):
+            m.d.comb += rows_ok[r].eq(Mux(L.kind == KIND_DENSE, r == 0, dmeta.w0 + r < L.out_width))
+
+        pp_ready = Signal()
+        m.d.comb += pp_ready.eq(pps[0].i.ready)
+        for c, pp in enumerate(pps):
+            m.d.comb += [
+                pp.i.payload.acc.eq(Array(hold_acc[r * C + c] for r in range(R))[feed_row]),
+                pp.i.payload.mult.eq(P.cols[c].mult),
+                pp.i.payload.bias.eq(P.cols[c].bias),
+                pp.i.payload.shift.eq(L.shift),
+                pp.i.payload.act.as_value().eq(L.act),
+                pp.o.ready.eq(1),
+            ]
+        with m.If(pps[0].o.valid):
+            for c, pp in enumerate(pps):
+                with m.Switch(coll_row):
+                    for r in range(R):
+                        with m.Case(r):
+                            m.d.sync += codes[r][c].eq(pp.o.payload.code)
+                m.d.sync += logits[c].eq(pp.o.payload.logit)
+            m.d.sync += coll_row.eq(coll_row + 1)
+        m.d.comb += self.params.rd_addr.eq(L.param_base + hold_meta.to)
+
+        drain_idle = Signal()
+        sel_logit = Signal(64)
+        emit_valid = Signal()
+        emit_data = Signal(WORD_BITS)
+        with m.FSM(name="drain"):
+            with m.State("IDLE"):
+                m.d.comb += drain_idle.eq(~hold_valid)
+                with m.If(hold_valid):
+                    m.next = "PARAM"
+            with m.State("PARAM"):
+                m.d.sync += [P.eq(self.params.rd_data), dmeta.eq(hold_meta), feed_row.eq(0), coll_row.eq(0)]
+                m.next = "FEED"
+            with m.State("FEED"):
+                for pp in pps:
+                    m.d.comb += pp.i.valid.eq(1)
+                with m.If(pp_ready):
+                    m.d.sync += feed_row.eq(feed_row + 1)
+                    with m.If(feed_row == n_rows - 1):
+                        m.d.sync += hold_valid.eq(0)
+                        m.next = "COLLECT"
+            with m.State("COLLECT"):
+                with m.If(coll_row == n_rows):
+                    m.d.sync += [wk.eq(0), ek.eq(0)]
+                    m.next = "ROUTE"
+            with m.State("ROUTE"):
+                with m.If(L.last):
+                    m.next = "EMIT"
+                with m.Else():
+                    m.next = "WRITE"
+            with m.State("WRITE"):
+                m.d.comb += drain_writing.eq(1)
+                m.d.sync += wk.eq(wk + 1)
+                with m.If(wk == P.n_groups - 1):
+                    m.next = "IDLE"
+            with m.State("EMIT"):
+                m.d.comb += [emit_valid.eq(1), sel_logit.eq(Array(logits)[ek >> 1]),
+                             emit_data.eq(Mux(ek[0], sel_logit[32:], sel_logit[:32]))]
+                with m.If(self.out.ready):
+                    m.d.sync += ek.eq(ek + 1)
+                    with m.If(ek == 2 * P.c_valid - 1):
+                        m.next = "IDLE"
+
+        # -- dump engine -------------------------------------------------------------------------
+        dump_addr = Signal(24)
+        dump_k = Signal(range(R * -(-D // WORD_BITS) + 1))
+        dump_words = Signal(R * D)
+        dump_valid = Signal()
+        dump_chunks = -(-D // WORD_BITS)
+        dump_data = Signal(WORD_BITS)
+        padded = Cat(*[Cat(dump_words[b * D:(b + 1) * D], Const(0, dump_chunks * WORD_BITS - D)) for b in range(R)])
+        m.d.comb += dump_data.eq(Array(padded[i * WORD_BITS:(i + 1) * WORD_BITS] for i in range(R * dump_chunks))[dump_k])
+
+        # output stream mux
+        m.d.comb += [self.out.valid.eq(emit_valid | dump_valid),
+                     self.out.payload.eq(Mux(dump_valid, dump_data, emit_data))]
+
+        # -- act buffer port mux -----------------------------------------------------------------
+        rd_sel = Signal(2)  # 0 conv, 1 dense, 2 pool, 3 dump
+        m.d.comb += self.act.rd_half.eq(L.in_half ^ (rd_sel == 3))
+        for b in range(R):
+            with m.Switch(rd_sel):
+                with m.Case(0):
+                    m.d.comb += self.act.rd_addr[b].eq(conv_addr[b])
+                with m.Case(1):
+                    m.d.comb += self.act.rd_addr[b].eq(rowbase + wtG + gg)
+                with m.Case(2):
+                    m.d.comb += self.act.rd_addr[b].eq(p_addr)
+                with m.Case(3):
+                    m.d.comb += self.act.rd_addr[b].eq(dump_addr)
+        m.d.comb += self.act.wr_half.eq(~L.in_half)
+        for b in range(R):
+            with m.If(pool_writing):
+                m.d.comb += [self.act.wr_addr[b].eq(p_waddr_d), self.act.wr_data[b].eq(p_new),
+                             self.act.wr_en[b].eq(Mux(p_wor_d == b, (1 << S) - 1, 0))]
+            with m.Else():
+                m.d.comb += [self.act.wr_addr[b].eq(d_waddr), self.act.wr_data[b].eq(d_wdata[b]),
+                             self.act.wr_en[b].eq(Mux(drain_writing & rows_ok[b], d_wen[b], 0))]
+
+        # -- issue bookkeeping common to conv/dense -----------------------------------------------
+        m.d.sync += [en_d.eq(issue), clear_d.eq(issue & tile_first)]
+        with m.If(issue):
+            m.d.sync += [shift_d.eq(j), rot_d.eq(kw), wr_d.eq(wr),
+                         lanev_d.eq(Mux(g == L.pass_groups - 1, lanes_mask, (1 << S) - 1)),
+                         wcount.eq(wcount + 1)]
+            with m.If(tile_last):
+                m.d.sync += [pending.to.eq(to), pending.w0.eq(w0), pending.wtGo.eq(wtGo),
+                             pending.rowbase_o.eq(rowbase_o)]
+        m.d.sync += self.mac_cycles.eq(self.mac_cycles + en_d)
+        with m.If(self.busy):
+            m.d.sync += self.layer_cycles.eq(self.layer_cycles + 1)
+
+        # -- main FSM ------------------------------------------------------------------------------
+        gc_last = Signal()
+        m.d.comb += gc_last.eq(g == L.pass_groups - 1)
+        with m.FSM(name="main"):
+            with m.State("IDLE"):
+                with m.If(self.start):
+                    m.d.sync += [li.eq(0), self.mac_cycles.eq(0), self.layer_cycles.eq(0)]
+                    m.next = "FETCH"
+            with m.State("FETCH"):
+                m.d.comb += self.busy.eq(1)
+                m.next = "LATCH"
+            with m.State("LATCH"):
+                m.d.comb += self.busy.eq(1)
+                m.d.sync += L.eq(self.table.rd_data)
+                with m.If(li == self.n_layers):
+                    m.d.comb += self.done.eq(1)
+                    m.next = "IDLE"
+                with m.Else():
+                    m.next = "SETUP"
+            with m.State("SETUP"):
+                m.d.comb += self.busy.eq(1)
+                m.d.sync += [h.eq(0), kh.eq(0), kw.eq(0), g.eq(0), gg.eq(0), j.eq(0), to.eq(0), wt.eq(0),
+                             w0.eq(0), wr.eq(0), wtG.eq(0), wtGo.eq(0), rowbase.eq(0), rowbase_o.eq(0),
+                             wcount.eq(L.weight_base), wtile.eq(L.weight_base),
+                             p_ho.eq(0), p_wo.eq(0), p_g.eq(0), p_k.eq(0), p_q2.eq(0), p_r2.eq(0),
+                             p_woq.eq(0), p_wor.eq(0), dump_addr.eq(0), dump_k.eq(0)]
+                with m.If(L.external):
+                    m.next = "WEIGHTS"
+                with m.Elif(L.kind == KIND_POOL):
+                    m.next = "POOL"
+                with m.Elif(L.kind == KIND_DENSE):
+                    m.next = "DENSE"
+                with m.Else():
+                    m.next = "CONV"
+            with m.State("WEIGHTS"):
+                m.d.comb += [self.busy.eq(1), self.need_weights.eq(1)]
+                with m.If(self.weights_loaded):
+                    with m.If(L.kind == KIND_DENSE):
+                        m.next = "DENSE"
+                    with m.Else():
+                        m.next = "CONV"
+
+            with m.State("CONV"):
+                m.d.comb += [self.busy.eq(1), rd_sel.eq(0), issue.eq(can_issue),
+                             tile_first.eq((j == 0) & (gg == 0) & (kh == 0) & (kw == 0)),
+                             tile_last.eq((j == L.passes - 1) & gc_last & (kh == 2) & (kw == 2))]
+                with m.If(issue):
+                    m.d.sync += rowv_d.eq(conv_rowv)
+                    m.d.sync += kw.eq(kw + 1)
+                    with m.If(kw == 2):
+                        m.d.sync += [kw.eq(0), kh.eq(kh + 1)]
+                        with m.If(kh == 2):
+                            m.d.sync += [kh.eq(0), g.eq(g + 1), gg.eq(gg + 1)]
+                            with m.If(gc_last):
+                                m.d.sync += [g.eq(0), j.eq(j + 1), wcount.eq(wtile)]
+                                with m.If(j == L.passes - 1):
+                                    # tile of output channels done
+                                    m.d.sync += [j.eq(0), gg.eq(0), to.eq(to + 1),
+                                                 wcount.eq(wcount + 1), wtile.eq(wcount + 1)]
+                                    with m.If(to == L.out_tiles - 1):
+                                        m.d.sync += [to.eq(0), wcount.eq(L.weight_base), wtile.eq(L.weight_base),
+                                                     wt.eq(wt + 1), w0.eq(w0 + R), wtG.eq(wtG + L.groups),
+                                                     wtGo.eq(wtGo + L.out_groups)]
+                                        with m.If(w0 + R >= L.width):
+                                            m.d.sync += [wt.eq(0), w0.eq(0), wtG.eq(0), wtGo.eq(0), h.eq(h + 1),
+                                                         rowbase.eq(rowbase + L.row_stride),
+                                                         rowbase_o.eq(rowbase_o + L.out_row_stride)]
+                                            with m.If(h == L.height - 1):
+                                                m.next = "FINISH"
+
+            with m.State("DENSE"):
+                # positions (h, w) with w = w0, bank wr, bank column wt; groups g innermost
+                m.d.comb += [self.busy.eq(1), rd_sel.eq(1), issue.eq(can_issue),
+                             tile_first.eq((h == 0) & (w0 == 0) & (gg == 0)),
+                             tile_last.eq((h == L.height - 1) & (w0 == L.width - 1) & gc_last)]
+                with m.If(issue):
+                    m.d.sync += [rowv_d.eq(1), g.eq(g + 1), gg.eq(gg + 1)]
+                    with m.If(gc_last):
+                        m.d.sync += [g.eq(0), gg.eq(0), w0.eq(w0 + 1), wr.eq(wr + 1)]
+                        if R == 1:
+                            m.d.sync += [wr.eq(0), wtG.eq(wtG + L.groups)]
+                        else:
+                            with m.If(wr == R - 1):
+                                m.d.sync += [wr.eq(0), wtG.eq(wtG + L.groups)]
+                        with m.If(w0 == L.width - 1):
+                            m.d.sync += [w0.eq(0), wr.eq(0), wtG.eq(0), h.eq(h + 1),
+                                         rowbase.eq(rowbase + L.row_stride)]
+                            with m.If(h == L.height - 1):
+                                m.d.sync += [h.eq(0), rowbase.eq(0), to.eq(to + 1)]
+                                with m.If(to == L.out_tiles - 1):
+                                    m.next = "FINISH"
+
+            with m.State("POOL"):
+                m.d.comb += [self.busy.eq(1), rd_sel.eq(2), p_issue.eq(1)]
+                m.d.sync += p_k.eq(p_k + 1)
+                with m.If(p_k == 3):
+                    m.d.sync += p_g.eq(p_g + 1)
+                    with m.If(p_g == L.groups - 1):
+                        m.d.sync += [p_g.eq(0), p_wo.eq(p_wo + 1)]
+                        # divmod(wo, R) and divmod(2·wo, R), incrementally
+                        if R == 1:
+                            m.d.sync += [p_woq.eq(p_woq + 1), p_q2.eq(p_q2 + 2)]
+                        else:
+                            with m.If(p_wor == R - 1):
+                                m.d.sync += [p_wor.eq(0), p_woq.eq(p_woq + 1)]
+                            with m.Else():
+                                m.d.sync += p_wor.eq(p_wor + 1)
+                            if R == 2:
+                                m.d.sync += p_q2.eq(p_q2 + 1)
+                            else:
+                                with m.If(p_r2 >= R - 2):
+                                    m.d.sync += [p_r2.eq(p_r2 + 2 - R), p_q2.eq(p_q2 + 1)]
+                                with m.Else():
+                                    m.d.sync += p_r2.eq(p_r2 + 2)
+                        with m.If(p_wo == L.out_width - 1):
+                            m.d.sync += [p_wo.eq(0), p_woq.eq(0), p_wor.eq(0), p_q2.eq(0), p_r2.eq(0),
+                                         p_ho.eq(p_ho + 1)]
+                            with m.If(p_ho == L.out_height - 1):
+                                m.next = "FINISH"
+
+            with m.State("FINISH"):
+                # wait for the array pipeline, the hold register, the drain and the pool write
+                m.d.comb += self.busy.eq(1)
+                with m.If(~inflight & ~hold_valid & drain_idle & ~p_valid_d & ~en_d):
+                    with m.If(L.dump):
+                        m.next = "DUMP_READ"
+                    with m.Else():
+                        m.next = "NEXT"
+            with m.State("DUMP_READ"):
+                m.d.comb += [self.busy.eq(1), rd_sel.eq(3)]
+                m.next = "DUMP_LATCH"
+            with m.State("DUMP_LATCH"):
+                m.d.comb += [self.busy.eq(1), rd_sel.eq(3)]
+                m.d.sync += [dump_words.eq(self.act.rd_data), dump_k.eq(0)]
+                m.next = "DUMP_EMIT"
+            with m.State("DUMP_EMIT"):
+                m.d.comb += [self.busy.eq(1), rd_sel.eq(3), dump_valid.eq(1)]
+                with m.If(self.out.ready):
+                    m.d.sync += dump_k.eq(dump_k + 1)
+                    with m.If(dump_k == R * dump_chunks - 1):
+                        m.d.sync += dump_addr.eq(dump_addr + 1)
+                        with m.If(dump_addr == L.out_words - 1):
+                            m.next = "NEXT"
+                        with m.Else():
+                            m.next = "DUMP_READ"
+            with m.State("NEXT"):
+                m.d.comb += self.busy.eq(1)
+                m.d.sync += li.eq(li + 1)
+                m.next = "FETCH"
+        return m

@@ -1,0 +1,250 @@
+"""The accelerator top, `qjoule_accel`: buffers, sequencer, MAC array and the two 32-bit streams.
+
+The input stream carries framed sections (docs/interface.md): a header word `type << 24 | length`
+then `length` payload words. PROGRAM loads the layer table and the image descriptor, PARAMS the
+post-processing parameters, WEIGHTS a run of weight-buffer words at a given address, IMAGE the
+8-bit pixels, which the input unit writes as ceil(8/Q) Q-bit chunk planes. The end of an IMAGE
+section starts a run. While a run is in progress the parser accepts a section header only when
+the sequencer asks for an external layer's weights (`ready` stays low otherwise), so the host may
+queue those WEIGHTS sections right behind the image. The output stream carries the logits (and the
+layer dumps in debug mode).
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from qjoule.config import AccelConfig
+from qjoule.program import (IMAGE_FIELDS, IMAGE_WORDS, LAYER_WORDS, MAX_LAYERS, SECTION_IMAGE, SECTION_PARAMS,
+                            SECTION_PROGRAM, SECTION_WEIGHTS, WORD_BITS, chunks, param_word_bits, param_words,
+                            weight_word_bits)
+
+from .buffers import ActivationBuffer, WideBuffer
+from .sequencer import Sequencer, layer_layout
+
+__all__ = ["QjouleAccel"]
+
+
+class QjouleAccel(wiring.Component):
+    """The whole accelerator for one `AccelConfig`.
+
+    Ports: `i` (input stream, 32-bit words), `o` (output stream, 32-bit words), `busy` (a run is in
+    progress), `mac_cycles` / `run_cycles` (cycles with the array enabled / cycles of the last
+    run, for utilization), `layer` (index of the layer running).
+    """
+
+    def __init__(self, cfg: AccelConfig):
+        if not isinstance(cfg, AccelConfig):
+            raise TypeError(f"cfg must be an AccelConfig, not {cfg!r}")
+        self._cfg = cfg
+        super().__init__({
+            "i": In(stream.Signature(unsigned(WORD_BITS))),
+            "o": Out(stream.Signature(unsigned(WORD_BITS))),
+            "busy": Out(1),
+            "mac_cycles": Out(32),
+            "run_cycles": Out(32),
+            "layer": Out(range(MAX_LAYERS + 1)),
+        })
+
+    @property
+    def cfg(self) -> AccelConfig:
+        return self._cfg
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self._cfg
+        R, S, Q, D = cfg.rows, cfg.lanes, cfg.q, cfg.datapath
+
+        m.submodules.act = act = ActivationBuffer(cfg)
+        m.submodules.weights = wbuf = WideBuffer(unsigned(weight_word_bits(cfg)), cfg.weight_words)
+        m.submodules.params = pbuf = WideBuffer(unsigned(param_word_bits(cfg)), param_words(cfg))
+        m.submodules.table = tbuf = WideBuffer(unsigned(layer_layout().size), MAX_LAYERS)
+        m.submodules.seq = seq = Sequencer(cfg, act.addr_bits, cfg.weight_words)
+
+        # Read ports belong to the sequencer; write ports to the input side (and the act buffer's
+        # write port to the sequencer while it runs).
+        for buf, port in ((wbuf, seq.weights), (pbuf, seq.params), (tbuf, seq.table)):
+            m.d.comb += [buf.rd_addr.eq(port.rd_addr), port.rd_data.eq(buf.rd_data)]
+        m.d.comb += [act.rd_half.eq(seq.act.rd_half), act.rd_addr.eq(seq.act.rd_addr),
+                     seq.act.rd_data.eq(act.rd_data)]
+        wiring.connect(m, seq.out, wiring.flipped(self.o))
+        m.d.comb += [self.mac_cycles.eq(seq.mac_cycles), self.run_cycles.eq(seq.layer_cycles),
+                     self.layer.eq(seq.layer_index)]
+
+        running = Signal()
+        m.d.comb += self.busy.eq(running)
+
+        # -- section parser ----------------------------------------------------------------------
+        kind = Signal(8)
+        remaining = Signal(24)
+        n_layers = Signal(range(MAX_LAYERS + 1))
+        image = Signal(data.StructLayout({name: unsigned(bits) for name, bits in IMAGE_FIELDS}))
+        image_words = Signal(IMAGE_WORDS * WORD_BITS)
+        wide_bits = max(LAYER_WORDS, chunks(weight_word_bits(cfg)), chunks(param_word_bits(cfg))) * WORD_BITS
+        assembly = Signal(wide_bits)
+        chunk = Signal(range(wide_bits // WORD_BITS + 1))
+        index = Signal(24)       # payload word index within the section
+        waddr = Signal(24)       # target address of the next wide word
+        m.d.comb += image.eq(image_words)
+
+        n_chunks = Signal.like(chunk)
+        with m.Switch(kind):
+            with m.Case(SECTION_PROGRAM):
+                m.d.comb += n_chunks.eq(LAYER_WORDS)
+            with m.Case(SECTION_PARAMS):
+                m.d.comb += n_chunks.eq(chunks(param_word_bits(cfg)))
+            with m.Default():
+                m.d.comb += n_chunks.eq(chunks(weight_word_bits(cfg)))
+
+        # -- image writer: pixels (h, w, c) -> chunk planes --------------------------------------
+        pix = Signal(32)          # up to four pixels, low byte first
+        pix_left = Signal(3)      # pixels of `pix` still to write
+        pix_count = Signal(32)    # pixels still expected in the section
+        plane = Signal(4)
+        px_c_lane = Signal(range(S))
+        px_c_group = Signal(16)
+        px_c = Signal(16)
+        px_w = Signal(16)
+        px_wr = Signal(range(R))
+        px_wqG = Signal(24)
+        px_rowbase = Signal(24)
+        img_writing = Signal()
+        chunk_val = Signal(Q)
+        m.d.comb += chunk_val.eq((pix[:8] >> (plane * Q))[:Q])
+        img_addr = Signal(26)
+        m.d.comb += img_addr.eq(px_rowbase + px_wqG + plane * image.pass_groups + px_c_group)
+
+        # act write port: sequencer while running, image writer otherwise
+        for b in range(R):
+            with m.If(running):
+                m.d.comb += [act.wr_addr[b].eq(seq.act.wr_addr[b]), act.wr_data[b].eq(seq.act.wr_data[b]),
+                             act.wr_en[b].eq(seq.act.wr_en[b])]
+            with m.Else():
+                m.d.comb += [act.wr_addr[b].eq(img_addr), act.wr_data[b].eq(Cat(*[chunk_val] * S)),
+                             act.wr_en[b].eq(Mux(img_writing & (px_wr == b), Const(1, S) << px_c_lane, 0))]
+        m.d.comb += act.wr_half.eq(Mux(running, seq.act.wr_half, 0))
+
+        start = Signal()
+        m.d.comb += seq.start.eq(start)
+        m.d.comb += seq.n_layers.eq(n_layers)
+        with m.If(start):
+            m.d.sync += running.eq(1)
+        with m.Elif(running & seq.done):
+            m.d.sync += running.eq(0)
+
+        word = self.i.payload
+        in_payload = Signal()
+        with m.FSM(name="parser"):
+            with m.State("HEADER"):
+                m.d.comb += self.i.ready.eq(~running | seq.need_weights)
+                with m.If(self.i.valid & self.i.ready):
+                    m.d.sync += [kind.eq(word[24:]), remaining.eq(word[:24]), index.eq(0), chunk.eq(0)]
+                    with m.If(word[24:] == SECTION_IMAGE):
+                        m.d.sync += [pix_left.eq(0), plane.eq(0),
+                                     pix_count.eq(image.height * image.width * image.channels),
+                                     px_c_lane.eq(0), px_c_group.eq(0), px_c.eq(0), px_w.eq(0),
+                                     px_wr.eq(0), px_wqG.eq(0), px_rowbase.eq(0)]
+                        with m.If(word[:24] == 0):
+                            m.d.comb += start.eq(1)  # an empty IMAGE runs on the buffer as it is
+                        with m.Else():
+                            m.next = "PIXELS"
+                    with m.Elif(word[:24] != 0):
+                        m.next = "PAYLOAD"
+            with m.State("PAYLOAD"):
+                m.d.comb += [self.i.ready.eq(1), in_payload.eq(1)]
+                with m.If(self.i.valid):
+                    m.d.sync += [remaining.eq(remaining - 1), index.eq(index + 1)]
+                    with m.Switch(kind):
+                        with m.Case(SECTION_PROGRAM):
+                            with m.If(index == 0):
+                                m.d.sync += [n_layers.eq(word), waddr.eq(0)]
+                            with m.Elif(index <= IMAGE_WORDS):
+                                with m.Switch(index):
+                                    for k in range(IMAGE_WORDS):
+                                        with m.Case(k + 1):
+                                            m.d.sync += image_words[k * WORD_BITS:(k + 1) * WORD_BITS].eq(word)
+                            with m.Else():
+                                _assemble(m, assembly, chunk, word)
+                        with m.Case(SECTION_PARAMS, SECTION_WEIGHTS):
+                            with m.If(index == 0):
+                                m.d.sync += waddr.eq(word)
+                            with m.Else():
+                                _assemble(m, assembly, chunk, word)
+                    with m.If(remaining == 1):
+                        with m.If(seq.need_weights & (kind == SECTION_WEIGHTS)):
+                            m.d.comb += seq.weights_loaded.eq(1)
+                        m.next = "HEADER"
+            with m.State("PIXELS"):
+                # one chunk plane of one pixel per cycle
+                m.d.comb += img_writing.eq((pix_left != 0) & (pix_count != 0))
+                with m.If(img_writing):
+                    m.d.sync += plane.eq(plane + 1)
+                    with m.If(plane == cfg.first_layer_passes - 1):
+                        m.d.sync += [plane.eq(0), pix.eq(pix >> 8), pix_left.eq(pix_left - 1),
+                                     pix_count.eq(pix_count - 1)]
+                        _next_pixel(m, cfg, image, px_c_lane, px_c_group, px_c, px_w, px_wr, px_wqG, px_rowbase)
+                with m.Else():
+                    # this word is done: take the next one, or end the section and start the run
+                    m.d.comb += self.i.ready.eq(remaining != 0)
+                    with m.If(remaining == 0):
+                        m.d.comb += start.eq(1)
+                        m.next = "HEADER"
+                    with m.Elif(self.i.valid):
+                        m.d.sync += [pix.eq(word), pix_left.eq(4), remaining.eq(remaining - 1)]
+
+        # wide-word writes: the assembled word goes to its buffer when its last chunk arrives
+        is_wide = Signal()
+        m.d.comb += is_wide.eq(((kind == SECTION_PROGRAM) & (index > IMAGE_WORDS))
+                               | (((kind == SECTION_PARAMS) | (kind == SECTION_WEIGHTS)) & (index != 0)))
+        done_word = Signal()
+        m.d.comb += done_word.eq(in_payload & self.i.valid & is_wide & (chunk == n_chunks - 1))
+        full = Signal(wide_bits)
+        m.d.comb += full.eq(assembly)
+        with m.Switch(chunk):
+            for k in range(wide_bits // WORD_BITS):
+                with m.Case(k):
+                    m.d.comb += full[k * WORD_BITS:(k + 1) * WORD_BITS].eq(word)
+        m.d.comb += [wbuf.wr_addr.eq(waddr), wbuf.wr_data.eq(full),
+                     pbuf.wr_addr.eq(waddr), pbuf.wr_data.eq(full),
+                     tbuf.wr_addr.eq(waddr), tbuf.wr_data.eq(full)]
+        with m.If(done_word):
+            m.d.sync += [waddr.eq(waddr + 1), chunk.eq(0)]
+            with m.Switch(kind):
+                with m.Case(SECTION_PROGRAM):
+                    m.d.comb += tbuf.wr_en.eq(1)
+                with m.Case(SECTION_PARAMS):
+                    m.d.comb += pbuf.wr_en.eq(1)
+                with m.Case(SECTION_WEIGHTS):
+                    m.d.comb += wbuf.wr_en.eq(1)
+        return m
+
+
+def _assemble(m, assembly, chunk, word):
+    """Store one 32-bit chunk of a wide word."""
+    with m.Switch(chunk):
+        for k in range(len(assembly) // WORD_BITS):
+            with m.Case(k):
+                m.d.sync += assembly[k * WORD_BITS:(k + 1) * WORD_BITS].eq(word)
+    m.d.sync += chunk.eq(chunk + 1)
+
+
+def _next_pixel(m, cfg, image, lane, group, c, w, wr, wqG, rowbase):
+    """Advance the (h, w, c) pixel walk of the image writer."""
+    S, R = cfg.lanes, cfg.rows
+    m.d.sync += [c.eq(c + 1), lane.eq(lane + 1)]
+    if S == 1:
+        m.d.sync += [lane.eq(0), group.eq(group + 1)]
+    else:
+        with m.If(lane == S - 1):
+            m.d.sync += [lane.eq(0), group.eq(group + 1)]
+    with m.If(c == image.channels - 1):
+        m.d.sync += [c.eq(0), lane.eq(0), group.eq(0), w.eq(w + 1), wr.eq(wr + 1)]
+        if R == 1:
+            m.d.sync += [wr.eq(0), wqG.eq(wqG + image.groups)]
+        else:
+            with m.If(wr == R - 1):
+                m.d.sync += [wr.eq(0), wqG.eq(wqG + image.groups)]
+        with m.If(w == image.width - 1):
+            m.d.sync += [w.eq(0), wr.eq(0), wqG.eq(0), rowbase.eq(rowbase + image.row_stride)]
