@@ -24,7 +24,6 @@ import logging
 import os
 import time
 import warnings
-from contextlib import redirect_stdout
 from pathlib import Path
 from typing import Any, Callable
 
@@ -166,22 +165,19 @@ def open_points(state: dict[str, PointState]) -> list[str]:
 TrainFn = Callable[[Grid, dict[str, Any], Path], dict[str, Any]]
 
 
-def train_with_cli(grid: Grid, params: dict[str, Any], run_dir: Path) -> dict[str, Any]:
-    """Train one grid point through `qjoule train` (the same command a user runs)."""
-    from .cli import main
+def train_point(grid: Grid, params: dict[str, Any], run_dir: Path) -> dict[str, Any]:
+    """Train one grid point exactly as `qjoule train` would, into `run_dir` (written whole)."""
+    from .io import staged_output
+    from .sw.quant import parse_q
+    from .sw.train import TrainConfig, train
 
-    argv = ["train", "--dataset", grid.dataset, "--q", str(params["q"]), "--blocks", str(params["blocks"]),
-            "--width", str(params["width"]), "--epochs", str(grid.epochs), "--seed", str(grid.seed),
-            "--out", str(run_dir)]
-    log = io.StringIO()
-    with redirect_stdout(log):
-        code = main(argv)
-    if code != 0:
-        raise RuntimeError(f"qjoule {' '.join(argv)} exited {code}")
-    return json.loads((run_dir / "metrics.json").read_text())
+    config = TrainConfig(dataset=grid.dataset, q=parse_q(params["q"]), blocks=params["blocks"],
+                         width=params["width"], epochs=grid.epochs, seed=grid.seed)
+    with staged_output(run_dir, "train", config.key()) as stage:
+        return train(config, stage, progress=False)
 
 
-def run_worker(study, grid: Grid, out: Path, train: TrainFn = train_with_cli,
+def run_worker(study, grid: Grid, out: Path, train: TrainFn = train_point,
                log: Callable[[str], None] = print, poll_seconds: float = 2.0) -> int:
     """Work on the grid until every point is finished or out of attempts; returns runs done here."""
     import optuna
