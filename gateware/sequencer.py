@@ -26,10 +26,12 @@ from __future__ import annotations
 
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
 from qjoule.config import PP_MULT_BITS, AccelConfig
-from qjoule.program import (KIND_CONV, KIND_DENSE, KIND_POOL, LAYER_FIELDS, MAX_LAYERS, PARAM_META_FIELDS,
+from qjoule.program import (KIND_CONV, KIND_DENSE, KIND_POOL, LAYER_FIELDS, MAX_LAYERS, PARAM_META_BITS,
+                            PARAM_META_FIELDS,
                             WORD_BITS, param_word_bits, param_words)
 
 from .array import MacArray
@@ -233,45 +235,81 @@ class Sequencer(wiring.Component):
         pool_writing = Signal()
         m.d.comb += pool_writing.eq(p_valid_d & p_last_d)
 
-        # -- drain: hold -> PostProcess -> codes -> output half / logits -------------------------
-        P = Signal(param_layout(cfg))
+        # -- drain: hold -> feeder -> PostProcess -> collector -> writer ------------------------
+        # Three decoupled stages so a tile drains while the array computes the next ones: the
+        # feeder copies the hold register (freeing it) and feeds one row per cycle into the C
+        # PostProcess units; the collector gathers their outputs into `codes` (backpressuring
+        # the units while the writer still owns the previous tile); the writer stores the codes,
+        # one word per bank and cycle, or sends the logits. Tile metadata travels in a FIFO.
+        pmeta_layout = data.StructLayout({name: unsigned(bits) for name, bits in PARAM_META_FIELDS})
+        entry_layout = data.StructLayout({"p": pmeta_layout, "t": meta_layout})
+        m.submodules.meta_fifo = meta_fifo = SyncFIFO(width=entry_layout.size, depth=4)
+        P = Signal(param_layout(cfg))           # the fed tile's parameters
+        feed_acc = Signal.like(hold_acc)
         feed_row = Signal(range(R + 1))
         coll_row = Signal(range(R + 1))
         n_rows = Signal(range(R + 1))
         m.d.comb += n_rows.eq(Mux(L.kind == KIND_DENSE, 1, R))
         codes = [[Signal(Q, name=f"code_{r}_{c}") for c in range(C)] for r in range(R)]
         logits = [Signal(64, name=f"logit{c}") for c in range(C)]
+        wcodes = [[Signal(Q, name=f"wcode_{r}_{c}") for c in range(C)] for r in range(R)]
+        wlogits = [Signal(64, name=f"wlogit{c}") for c in range(C)]
+        W = Signal(entry_layout)                # the written tile's metadata
         wk = Signal(8)         # write step within the tile's groups
         ek = Signal(range(2 * C + 1))  # emit step (logit words)
         drain_writing = Signal()
         d_wdata = [Signal(D, name=f"d_wdata{r}") for r in range(R)]
         d_wen = [Signal(S, name=f"d_wen{r}") for r in range(R)]
         d_waddr = Signal(A + 2)
-        dmeta = Signal(meta_layout)  # the drained tile's metadata (hold_meta is reloaded meanwhile)
-        m.d.comb += d_waddr.eq(dmeta.rowbase_o + dmeta.wtGo + P.group_first + wk)
+        m.d.comb += d_waddr.eq(W.t.rowbase_o + W.t.wtGo + W.p.group_first + wk)
         for r in range(R):
             for s in range(S):
                 idx = Signal(signed(18), name=f"idx_{r}_{s}")
-                m.d.comb += idx.eq(wk * S + s - P.lane_skip)
-                ok = (idx >= 0) & (idx < P.c_valid)
-                m.d.comb += [d_wdata[r][s * Q:(s + 1) * Q].eq(Array(codes[r])[idx[:16]]),
+                m.d.comb += idx.eq(wk * S + s - W.p.lane_skip)
+                ok = (idx >= 0) & (idx < W.p.c_valid)
+                m.d.comb += [d_wdata[r][s * Q:(s + 1) * Q].eq(Array(wcodes[r])[idx[:16]]),
                              d_wen[r][s].eq(ok)]
         rows_ok = Signal(R)
         for r in range(R):
-            m.d.comb += rows_ok[r].eq(Mux(L.kind == KIND_DENSE, r == 0, dmeta.w0 + r < L.out_width))
+            m.d.comb += rows_ok[r].eq(Mux(L.kind == KIND_DENSE, r == 0, W.t.w0 + r < L.out_width))
 
+        # feeder
+        m.d.comb += self.params.rd_addr.eq(L.param_base + pending.to)  # stable until the hold frees
+        feeder_idle = Signal()
         pp_ready = Signal()
         m.d.comb += pp_ready.eq(pps[0].i.ready)
         for c, pp in enumerate(pps):
             m.d.comb += [
-                pp.i.payload.acc.eq(Array(hold_acc[r * C + c] for r in range(R))[feed_row]),
+                pp.i.payload.acc.eq(Array(feed_acc[r * C + c] for r in range(R))[feed_row]),
                 pp.i.payload.mult.eq(P.cols[c].mult),
                 pp.i.payload.bias.eq(P.cols[c].bias),
                 pp.i.payload.shift.eq(L.shift),
                 pp.i.payload.act.as_value().eq(L.act),
-                pp.o.ready.eq(1),
             ]
-        with m.If(pps[0].o.valid):
+        params_now = Signal(param_layout(cfg))
+        m.d.comb += params_now.eq(self.params.rd_data)
+        with m.FSM(name="feeder"):
+            with m.State("IDLE"):
+                m.d.comb += feeder_idle.eq(1)
+                with m.If(hold_valid & meta_fifo.w_rdy):
+                    m.d.comb += [meta_fifo.w_en.eq(1),
+                                 meta_fifo.w_data.eq(Cat(params_now.as_value()[:PARAM_META_BITS], hold_meta))]
+                    m.d.sync += [P.eq(params_now), feed_acc.eq(hold_acc), hold_valid.eq(0), feed_row.eq(0)]
+                    m.next = "FEED"
+            with m.State("FEED"):
+                for pp in pps:
+                    m.d.comb += pp.i.valid.eq(1)
+                with m.If(pp_ready):
+                    m.d.sync += feed_row.eq(feed_row + 1)
+                    with m.If(feed_row == n_rows - 1):
+                        m.next = "IDLE"
+
+        # collector
+        codes_full = Signal()
+        m.d.comb += codes_full.eq(coll_row == n_rows)
+        for pp in pps:
+            m.d.comb += pp.o.ready.eq(~codes_full)
+        with m.If(pps[0].o.valid & ~codes_full):
             for c, pp in enumerate(pps):
                 with m.Switch(coll_row):
                     for r in range(R):
@@ -279,49 +317,38 @@ class Sequencer(wiring.Component):
                             m.d.sync += codes[r][c].eq(pp.o.payload.code)
                 m.d.sync += logits[c].eq(pp.o.payload.logit)
             m.d.sync += coll_row.eq(coll_row + 1)
-        m.d.comb += self.params.rd_addr.eq(L.param_base + hold_meta.to)
 
-        drain_idle = Signal()
+        # writer
+        writer_idle = Signal()
         sel_logit = Signal(64)
         emit_valid = Signal()
         emit_data = Signal(WORD_BITS)
-        with m.FSM(name="drain"):
+        with m.FSM(name="writer"):
             with m.State("IDLE"):
-                m.d.comb += drain_idle.eq(~hold_valid)
-                with m.If(hold_valid):
-                    m.next = "PARAM"
-            with m.State("PARAM"):
-                m.d.sync += [P.eq(self.params.rd_data), dmeta.eq(hold_meta), feed_row.eq(0), coll_row.eq(0)]
-                m.next = "FEED"
-            with m.State("FEED"):
-                for pp in pps:
-                    m.d.comb += pp.i.valid.eq(1)
-                with m.If(pp_ready):
-                    m.d.sync += feed_row.eq(feed_row + 1)
-                    with m.If(feed_row == n_rows - 1):
-                        m.d.sync += hold_valid.eq(0)
-                        m.next = "COLLECT"
-            with m.State("COLLECT"):
-                with m.If(coll_row == n_rows):
-                    m.d.sync += [wk.eq(0), ek.eq(0)]
-                    m.next = "ROUTE"
-            with m.State("ROUTE"):
-                with m.If(L.last):
-                    m.next = "EMIT"
-                with m.Else():
-                    m.next = "WRITE"
+                m.d.comb += writer_idle.eq(1)
+                with m.If(codes_full):
+                    m.d.comb += meta_fifo.r_en.eq(1)
+                    m.d.sync += [W.eq(meta_fifo.r_data), coll_row.eq(0), wk.eq(0), ek.eq(0)]
+                    m.d.sync += [wcodes[r][c].eq(codes[r][c]) for r in range(R) for c in range(C)]
+                    m.d.sync += [wlogits[c].eq(logits[c]) for c in range(C)]
+                    with m.If(L.last):
+                        m.next = "EMIT"
+                    with m.Else():
+                        m.next = "WRITE"
             with m.State("WRITE"):
                 m.d.comb += drain_writing.eq(1)
                 m.d.sync += wk.eq(wk + 1)
-                with m.If(wk == P.n_groups - 1):
+                with m.If(wk == W.p.n_groups - 1):
                     m.next = "IDLE"
             with m.State("EMIT"):
-                m.d.comb += [emit_valid.eq(1), sel_logit.eq(Array(logits)[ek >> 1]),
+                m.d.comb += [emit_valid.eq(1), sel_logit.eq(Array(wlogits)[ek >> 1]),
                              emit_data.eq(Mux(ek[0], sel_logit[32:], sel_logit[:32]))]
                 with m.If(self.out.ready):
                     m.d.sync += ek.eq(ek + 1)
-                    with m.If(ek == 2 * P.c_valid - 1):
+                    with m.If(ek == 2 * W.p.c_valid - 1):
                         m.next = "IDLE"
+        drain_idle = Signal()
+        m.d.comb += drain_idle.eq(~hold_valid & feeder_idle & ~meta_fifo.r_rdy & writer_idle)
 
         # -- dump engine -------------------------------------------------------------------------
         dump_addr = Signal(24)
@@ -371,6 +398,11 @@ class Sequencer(wiring.Component):
         m.d.sync += self.mac_cycles.eq(self.mac_cycles + en_d)
         with m.If(self.busy):
             m.d.sync += self.layer_cycles.eq(self.layer_cycles + 1)
+
+        # handles for simulation-only probes (tests, bench)
+        self.probes = {"issue": issue, "tile_last": tile_last, "hold_valid": hold_valid, "inflight": inflight,
+                       "feeder_idle": feeder_idle, "writer_idle": writer_idle, "codes_full": codes_full,
+                       "kh": kh, "kw": kw, "to": to, "fifo_rdy": meta_fifo.r_rdy}
 
         # -- main FSM ------------------------------------------------------------------------------
         gc_last = Signal()

@@ -62,6 +62,7 @@ class QjouleAccel(wiring.Component):
         m.submodules.params = pbuf = WideBuffer(unsigned(param_word_bits(cfg)), param_words(cfg))
         m.submodules.table = tbuf = WideBuffer(unsigned(layer_layout().size), MAX_LAYERS)
         m.submodules.seq = seq = Sequencer(cfg, act.addr_bits, cfg.weight_words)
+        self.sequencer = seq  # for simulation probes
 
         # Read ports belong to the sequencer; write ports to the input side (and the act buffer's
         # write port to the sequencer while it runs).
