@@ -13,8 +13,8 @@ sum is shifted left by `shift`·Q (first-layer pass j of ceil(8/Q); values of `s
 `cfg.first_layer_passes` are not shifted) and added to the accumulator when `en` is high; `clear`
 together with `en` starts a new sum from this cycle's lane sum (`clear` without `en` does nothing).
 
-Pipeline (for Fmax): inputs → [lane products] → [shifted lane sum] → [accumulator], so
-`latency` = 3: inputs held before clock edge k are reflected in `acc` after edge k + 2, i.e. a
+Pipeline (for Fmax): inputs → [lane products] → [lane sum] → [shifted] → [accumulator], so
+`latency` = 4: inputs held before clock edge k are reflected in `acc` after edge k + 3, i.e. a
 testbench that sets the inputs and then awaits `latency` ticks reads the updated `acc`.
 """
 
@@ -46,7 +46,7 @@ class ProcessingElement(wiring.Component):
     """One R×C cell. `acc_bits` overrides `cfg.acc_bits` (tests use it to show one bit fewer
     overflows); leave it unset in real designs."""
 
-    latency = 3
+    latency = 4
 
     def __init__(self, cfg: AccelConfig, *, acc_bits: int | None = None):
         if not isinstance(cfg, AccelConfig):
@@ -107,20 +107,26 @@ class ProcessingElement(wiring.Component):
                 products.append(product)
             lane_sum = tree_sum(products)
 
-        # Stage 2: the lane sum, shifted for first-layer pass j by j·Q.
-        en2, clear2 = Signal(), Signal()
-        m.d.sync += [en2.eq(en1), clear2.eq(clear1)]
-        shifted = Signal(signed(len(lane_sum) + (passes - 1) * q + 1))
-        with m.Switch(shift1):
+        # Stage 2: the lane sum (a balanced adder tree).
+        en2, clear2, shift2 = Signal(), Signal(), Signal(range(8))
+        m.d.sync += [en2.eq(en1), clear2.eq(clear1), shift2.eq(shift1)]
+        lane_total = Signal(signed(len(lane_sum)))
+        m.d.sync += lane_total.eq(lane_sum)
+
+        # Stage 3: shifted for first-layer pass j by j·Q (a plain register at Q >= 8: one pass).
+        en3, clear3 = Signal(), Signal()
+        m.d.sync += [en3.eq(en2), clear3.eq(clear2)]
+        shifted = Signal(signed(len(lane_total) + (passes - 1) * q))
+        with m.Switch(shift2):
             for j in range(1, passes):
                 with m.Case(j):
-                    m.d.sync += shifted.eq(lane_sum << (j * q))
+                    m.d.sync += shifted.eq(lane_total << (j * q))
             with m.Default():
-                m.d.sync += shifted.eq(lane_sum)
+                m.d.sync += shifted.eq(lane_total)
 
-        # Stage 3: accumulate (wrap-around arithmetic: the width is derived so no admitted layer
+        # Stage 4: accumulate (wrap-around arithmetic: the width is derived so no admitted layer
         # reaches it).
-        with m.If(en2):
-            m.d.sync += self.acc.eq(Mux(clear2, 0, self.acc) + shifted)
+        with m.If(en3):
+            m.d.sync += self.acc.eq(Mux(clear3, 0, self.acc) + shifted)
 
         return m

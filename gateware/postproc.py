@@ -11,14 +11,16 @@ the output stream carries
 The arithmetic is exact for every input (the sum is one bit wider than its widest term, the shift
 is arithmetic, i.e. floor division by 2^s, as in the contract).
 
-Pipeline: input register → product → sum → shift by s mod 8 → shift by 8·(s div 8) → output
-register (6 stages, one item per cycle). Backpressure stalls the whole pipeline:
+Pipeline (`latency` = 8 stages, one item per cycle): input register → two partial products
+(acc low 16 bits, acc high bits) → 3:2 carry-save of the partial products and the bias plus the
+carry-propagate add in three chunks → shift by s mod 8 → shift by 8·(s div 8) → activation into
+the output register. Backpressure stalls the whole pipeline:
 `i.ready = ~o.valid | o.ready`; `o.valid` and `o.payload` are registers and hold while stalled.
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import C, Cat, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -54,8 +56,10 @@ def pp_output_layout(cfg: AccelConfig) -> data.StructLayout:
 
 
 class PostProcess(wiring.Component):
+    #: Stages of the carry-propagate add (width/3 bits each).
+    ADD_STAGES = 3
     #: Cycles from an accepted input to its output becoming valid, when never stalled.
-    latency = 6
+    latency = 5 + ADD_STAGES
 
     def __init__(self, cfg: AccelConfig):
         if not isinstance(cfg, AccelConfig):
@@ -74,68 +78,85 @@ class PostProcess(wiring.Component):
         m = Module()
         cfg = self._cfg
         q = cfg.q
+        width = cfg.pp_logit_bits  # every intermediate sum fits: the result is exact
 
         advance = Signal()
         m.d.comb += [advance.eq(~self.o.valid | self.o.ready), self.i.ready.eq(advance)]
 
         # A stage loads when the pipeline advances and the stage before it holds an item; data
         # registers otherwise keep their value (fewer toggles in the activity counts).
-        def stage(valid_in, name):
-            valid = Signal(name=f"{name}_valid")
-            with m.If(advance):
-                m.d.sync += valid.eq(valid_in)
+        valid = self.i.valid
+
+        def stage(name, **values):
+            nonlocal valid
+            stage_valid = Signal(name=f"{name}_valid")
             load = Signal(name=f"{name}_load")
-            m.d.comb += load.eq(advance & valid_in)
-            return valid, load
+            m.d.comb += load.eq(advance & valid)
+            with m.If(advance):
+                m.d.sync += stage_valid.eq(valid)
+            regs = {}
+            for key, value in values.items():
+                reg = Signal.like(value, name=f"{name}_{key}") if isinstance(value, Signal) \
+                    else Signal(Value.cast(value).shape(), name=f"{name}_{key}")
+                with m.If(load):
+                    m.d.sync += reg.eq(value)
+                regs[key] = reg
+            valid = stage_valid
+            return regs
 
         # 1: input register.
-        v1, load1 = stage(self.i.valid, "s1")
-        p1 = Signal(pp_input_layout(cfg))
-        with m.If(load1):
-            m.d.sync += p1.eq(self.i.payload)
+        p = self.i.payload
+        s1 = stage("s1", acc=p.acc, mult=p.mult, bias=p.bias, shift=p.shift, act=p.act)
+        act = Signal(PostAct)
+        m.d.comb += act.eq(s1["act"])
 
-        # 2: product.
-        v2, load2 = stage(v1, "s2")
-        prod = Signal(signed(cfg.acc_bits + PP_MULT_BITS))
-        bias2, shift2, act2 = Signal.like(p1.bias), Signal.like(p1.shift), Signal.like(p1.act)
-        with m.If(load2):
-            m.d.sync += [prod.eq(p1.acc * p1.mult), bias2.eq(p1.bias),
-                         shift2.eq(p1.shift), act2.eq(p1.act)]
+        # 2: the product as two partial products, acc's low 16 bits (unsigned) and the rest
+        # (signed), each small enough for one DSP (ECP5 18×18) or a few LUTs; summed below.
+        acc_lo, acc_hi = s1["acc"][:16], s1["acc"][16:].as_signed()
+        s2 = stage("s2", prod_lo=acc_lo * s1["mult"], prod_hi=acc_hi * s1["mult"],
+                   bias=s1["bias"], shift=s1["shift"], act=act)
 
-        # 3: sum, one bit wider than its widest term: exact.
-        v3, load3 = stage(v2, "s3")
-        total = Signal(signed(cfg.pp_logit_bits))
-        shift3, act3 = Signal.like(shift2), Signal.like(act2)
-        with m.If(load3):
-            m.d.sync += [total.eq(prod + bias2), shift3.eq(shift2), act3.eq(act2)]
+        # 3–5: (prod_hi << 16) + prod_lo + bias, exact in `width` bits: a 3:2 carry-save step, then
+        # the carry-propagate add in three chunks, one per stage, so no carry chain is longer
+        # than width/3 bits.
+        terms = [Signal(width, name=f"term{i}") for i in range(3)]
+        m.d.comb += [terms[0].eq(s2["prod_hi"] << 16), terms[1].eq(s2["prod_lo"]), terms[2].eq(s2["bias"])]
+        save = terms[0] ^ terms[1] ^ terms[2]
+        carry = ((terms[0] & terms[1]) | (terms[0] & terms[2]) | (terms[1] & terms[2])) << 1
+        chunk = -(-width // self.ADD_STAGES)
+        x, y = save[:width], carry[:width]
+        done, cin, shift, act = None, C(0, 1), s2["shift"], s2["act"]
+        for k in range(self.ADD_STAGES):
+            n = min(chunk, width - k * chunk)  # x, y hold the bits not yet added, lowest first
+            part = x[:n] + y[:n] + cin
+            result = part[:n] if done is None else Cat(done, part[:n])
+            rest = {"x": x[n:], "y": y[n:]} if k + 1 < self.ADD_STAGES else {}
+            regs = stage(f"s{3 + k}", done=result, cin=part[n], shift=shift, act=act, **rest)
+            done, cin, shift, act = regs["done"], regs["cin"], regs["shift"], regs["act"]
+            x, y = regs.get("x"), regs.get("y")
+        total = done.as_signed()
 
-        # 4, 5: arithmetic shift right, split in two 3-bit steps for timing.
-        v4, load4 = stage(v3, "s4")
-        partial = Signal.like(total)
-        shift4, act4 = Signal(3), Signal.like(act3)
-        with m.If(load4):
-            m.d.sync += [partial.eq(total >> shift3[:3]), shift4.eq(shift3[3:]), act4.eq(act3)]
+        # 6, 7: arithmetic shift right (floor division by 2^s), in two 3-bit steps for timing.
+        s6 = stage("s6", partial=total >> shift[:3], shift_hi=shift[3:], act=act)
+        s7 = stage("s7", t=s6["partial"] >> Cat(C(0, 3), s6["shift_hi"]), act=s6["act"])
+        t = s7["t"]
 
-        v5, load5 = stage(v4, "s5")
-        t = Signal.like(total)
-        act5 = Signal.like(act4)
-        with m.If(load5):
-            m.d.sync += [t.eq(partial >> Cat(0, 0, 0, shift4)), act5.eq(act4)]
-
-        # 6: activation into the output register.
-        v6, load6 = stage(v5, "s6")
-        m.d.comb += self.o.valid.eq(v6)
+        # 8: activation into the output register.
         code = Signal(q)
         negative = t[-1]
         above_max = t[q:].any()  # for t >= 0: t > 2^Q - 1
-        with m.Switch(act5):
+        with m.Switch(s7["act"]):
             with m.Case(PostAct.RELU):
                 m.d.comb += code.eq(Mux(negative, 0, Mux(above_max, (1 << q) - 1, t[:q])))
             with m.Case(PostAct.SIGN):
                 m.d.comb += code.eq(~negative)
             with m.Default():
                 m.d.comb += code.eq(0)
-        with m.If(load6):
+        load = Signal()
+        m.d.comb += load.eq(advance & valid)
+        with m.If(advance):
+            m.d.sync += self.o.valid.eq(valid)
+        with m.If(load):
             m.d.sync += [self.o.payload.code.eq(code), self.o.payload.logit.eq(t)]
 
         return m
