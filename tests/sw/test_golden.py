@@ -206,3 +206,16 @@ def test_run_random_model_composes_the_layer_functions(q):
         assert np.array_equal(r.outputs[layer["name"]], x)
     assert r.logits.shape == (16, 10)
     assert np.array_equal(r.predictions, np.argmax(x, axis=1))
+
+
+def test_large_reductions_exact_on_both_matmul_paths():
+    # Q = 16 codes and weights, K = 4096 random terms: bound below 2^53 (the float64 BLAS path).
+    rng = np.random.default_rng(5)
+    x = rng.integers(0, 2 ** 16, size=(3, 4096))
+    w = rng.integers(-(2 ** 15), 2 ** 15, size=(4, 4096))
+    expected = (x.astype(object) @ w.T.astype(object)).tolist()
+    assert golden.dense_acc(x, w, 16).tolist() == expected
+    # Weights far beyond any Q range push the bound past 2^53: the int64 path, still exact.
+    w_big = rng.integers(-(2 ** 40), 2 ** 40, size=(2, 7))
+    x_small = rng.integers(0, 256, size=(2, 7))
+    assert golden.dense_acc(x_small, w_big, 8).tolist() == (x_small.astype(object) @ w_big.T.astype(object)).tolist()
