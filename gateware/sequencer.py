@@ -410,7 +410,8 @@ class Sequencer(wiring.Component):
         with m.FSM(name="main"):
             with m.State("IDLE"):
                 with m.If(self.start):
-                    m.d.sync += [li.eq(0), self.mac_cycles.eq(0), self.layer_cycles.eq(0)]
+                    # mac_cycles runs free (probes take differences); layer_cycles counts this run
+                    m.d.sync += [li.eq(0), self.layer_cycles.eq(0)]
                     m.next = "FETCH"
             with m.State("FETCH"):
                 m.d.comb += self.busy.eq(1)

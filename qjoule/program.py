@@ -553,3 +553,35 @@ def _place_weights(plans: list[LayerPlan], cfg: AccelConfig) -> list[int]:
             p.entry["external"] = 1
             external.append(i)
     return external
+
+
+def size_for_model(model, cfg: AccelConfig, keep: Iterable[str] = ()) -> AccelConfig:
+    """`cfg` with its layer limits and buffers sized to fit `model` (powers of two words), except
+    the fields named in `keep` (set by the user), which are checked instead. UserError if the model
+    does not fit."""
+    keep = set(keep)
+    if model.q != cfg.q:
+        raise UserError(f"model Q={model.q!r} does not match the accelerator's q={cfg.q}")
+    c0, h0, w0 = model.input_shape
+    channels = [c0] + [layer["out_shape"][0] for layer in model.layers if layer["kind"] == "conv3x3"]
+    dense_in = [int(np.prod(layer["in_shape"])) for layer in model.layers if layer["kind"] == "dense"]
+    limits = {"max_channels": max(channels), "max_height": h0, "max_width": w0,
+              "max_dense_inputs": max(dense_in, default=1), "max_classes": model.classes}
+    changes = {k: v for k, v in limits.items() if k not in keep}
+    # A provisional config with room for anything tells what the model needs.
+    roomy = cfg.replace(**changes, act_buffer_bits=1 << 40, weight_buffer_bits=1 << 40)
+    prog = encode(model, roomy)
+    maps = [prog.image] + [p.out_layout for p in prog.layers if p.out_layout is not None]
+    need_bank = max(m.words_per_bank for m in maps)
+    need_weights = sum(len(p.weights) for p in prog.layers)
+    if "act_buffer_bits" not in keep:
+        changes["act_buffer_bits"] = 2 * cfg.rows * _pow2(need_bank) * cfg.datapath
+    if "weight_buffer_bits" not in keep:
+        changes["weight_buffer_bits"] = _pow2(need_weights) * cfg.cols * cfg.datapath
+    sized = cfg.replace(**changes)
+    encode(model, sized)  # raises, naming what does not fit, if a kept field is too small
+    return sized
+
+
+def _pow2(n: int) -> int:
+    return 1 << max(0, math.ceil(math.log2(max(1, n))))
