@@ -1,0 +1,61 @@
+"""Fashion-MNIST target: blocks 2, width 64, Q = 4 within 1.5 points of float (same topology).
+
+    .venv/bin/python bench/train_fashion.py [--out train_fashion.json] [--epochs 10] [--threads 2]
+                                             [--train-subset N]
+
+Needs the Debian package dataset-fashion-mnist. Trains Q = 4 and float with the same seed and
+settings as `qjoule train`, evaluates the PyTorch model and (Q = 4) the golden integer model on
+the full 10k test split, prints a table and writes JSON. Not in CI: about 8 minutes per epoch
+per network on one core of the development machine (measured by bench/train_speed.py: ~0.5 s
+per batch-64 step, 937 steps per epoch). `--train-subset` trains on the first N training images
+(a stratified-enough prefix of the shuffled IDX files) for a quicker, smaller figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+
+from qjoule.sw import data
+from qjoule.sw.train import TrainConfig, train
+
+MAX_GAP = 0.015
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="train_fashion.json")
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--lr", type=float, default=0.01)
+    parser.add_argument("--train-subset", type=int, default=None)
+    args = parser.parse_args()
+    ds = data.load("fashion-mnist")
+    if args.train_subset:
+        ds.train_x, ds.train_y = ds.train_x[:args.train_subset], ds.train_y[:args.train_subset]
+    rows = {}
+    for q in (4, None):
+        config = TrainConfig(dataset="fashion-mnist", q=q, blocks=2, width=64, epochs=args.epochs, seed=args.seed,
+                             batch_size=args.batch_size, lr=args.lr, threads=args.threads)
+        with tempfile.TemporaryDirectory() as tmp:
+            rows["float" if q is None else str(q)] = train(config, Path(tmp), progress=True, ds=ds)
+    gap = rows["float"]["test_accuracy"] - rows["4"]["test_accuracy"]
+    print(f"{'Q':>5} {'torch acc':>9} {'int acc':>8} {'train s':>8}")
+    for name, m in rows.items():
+        int_acc = "-" if m["int_test_accuracy"] is None else f"{m['int_test_accuracy']:.4f}"
+        print(f"{name:>5} {m['test_accuracy']:>9.4f} {int_acc:>8} {m['train_seconds']:>8.0f}")
+    print(f"float - Q=4 = {gap * 100:.2f} points (target <= {MAX_GAP * 100:.1f}): {'ok' if gap <= MAX_GAP else 'MISSED'}")
+    with open(args.out, "w") as f:
+        json.dump({"bench": "train_fashion", "blocks": 2, "width": 64, "epochs": args.epochs,
+                   "train_images": int(len(ds.train_y)), "test_images": int(len(ds.test_y)),
+                   "gap_points": gap * 100, "meets_target": gap <= MAX_GAP, "runs": rows}, f, indent=2)
+        f.write("\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
