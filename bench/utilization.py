@@ -1,0 +1,94 @@
+"""MAC utilization of the accelerator per layer: ideal cycles (MACs / p) / measured cycles.
+
+Runs random networks of the topology family through `QjouleAccel` in the Amaranth simulator
+(logits only, no debug dump), checks the logits against the golden model, and prints a table per
+network plus the whole-network figure; writes everything to JSON.
+
+    .venv/bin/python bench/utilization.py [--quick] [--out bench/utilization.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+import numpy as np
+
+from qjoule.config import variant
+from qjoule.gateware.streams import simulate
+from qjoule.gateware.top import QjouleAccel
+from qjoule.program import encode, size_for_model
+from qjoule.sw import golden
+from qjoule.sw.intmodel import random_model
+
+# (name, variant, q, input shape, blocks, width, rows, cols)
+CASES = [
+    ("digits-F32-q4", "tiny", 4, (1, 8, 8), 1, 32, None, None),
+    ("digits-F32-q2", "tiny", 2, (1, 8, 8), 1, 32, None, None),
+    ("digits-F32-q1", "tiny", 1, (1, 8, 8), 1, 32, None, None),
+    ("cifar16-F32-q4-R4C4", "tiny", 4, (3, 16, 16), 1, 32, 4, 4),
+]
+QUICK = [CASES[0]]
+
+
+def run_case(name, base, q, shape, blocks, width, rows, cols, seed=0):
+    changes = {k: v for k, v in (("rows", rows), ("cols", cols)) if v is not None}
+    cfg = variant(base, q=q, **changes)
+    model = random_model(shape, 10, blocks, width, q, seed=seed)
+    # buffers sized so every layer's weights stay on chip: this measures the compute schedule
+    # (external weights would add their stream-in time, which is DRAM traffic, not MAC utilization)
+    cfg = size_for_model(model, cfg, keep=changes)
+    prog = encode(model, cfg)
+    image = np.random.default_rng(seed).integers(0, 256, size=shape, dtype=np.uint8)
+    t0 = time.time()
+    res = simulate(QjouleAccel(cfg), prog.setup_words + prog.image_words(image), prog.output_word_count())
+    wall = time.time() - t0
+    logits, _ = prog.decode(res.outputs)
+    match = bool(np.array_equal(logits, golden.run(model, image[None]).logits[0]))
+    p = cfg.parallelism
+    rows_out = []
+    for i, plan in enumerate(prog.layers):
+        cycles, mac_cycles = res.layer_cycles.get(i, [0, 0])
+        ideal = plan.macs / p
+        rows_out.append({"layer": plan.name, "kind": plan.kind, "macs": plan.macs, "ideal_cycles": ideal,
+                         "cycles": cycles, "array_cycles": mac_cycles,
+                         "utilization": ideal / cycles if cycles and plan.macs else None})
+    total_macs = sum(r["macs"] for r in rows_out)
+    total_cycles = sum(r["cycles"] for r in rows_out)
+    return {"name": name, "config": cfg.to_dict(), "p": p, "match": match, "layers": rows_out,
+            "total_cycles": total_cycles, "total_ideal_cycles": total_macs / p,
+            "utilization": total_macs / p / total_cycles, "sim_seconds": round(wall, 1)}
+
+
+def print_case(r):
+    cfg = r["config"]
+    print(f"\n{r['name']}: q={cfg['q']} D={cfg['datapath']} R={cfg['rows']} C={cfg['cols']} p={r['p']}  "
+          f"logits {'match' if r['match'] else 'MISMATCH'} golden  ({r['sim_seconds']} s simulated)")
+    print(f"  {'layer':>8} {'kind':>10} {'MACs':>9} {'ideal':>9} {'cycles':>8} {'util':>7}")
+    for row in r["layers"]:
+        util = f"{row['utilization']:.1%}" if row["utilization"] is not None else "-"
+        print(f"  {row['layer']:>8} {row['kind']:>10} {row['macs']:>9} {row['ideal_cycles']:>9.0f} {row['cycles']:>8} {util:>7}")
+    print(f"  {'network':>8} {'':>10} {'':>9} {r['total_ideal_cycles']:>9.0f} {r['total_cycles']:>8} {r['utilization']:>7.1%}")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="one small case only")
+    ap.add_argument("--out", default="bench/utilization.json")
+    args = ap.parse_args(argv)
+    results = []
+    for case in (QUICK if args.quick else CASES):
+        r = run_case(*case)
+        print_case(r)
+        results.append(r)
+    with open(args.out, "w") as f:
+        json.dump(results, f, indent=2)
+        f.write("\n")
+    print(f"\nwrote {args.out}")
+    return 0 if all(r["match"] for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
