@@ -113,7 +113,9 @@ def read_idx(path: Path) -> np.ndarray:
 def _idx_dir(name: str, directory: Path, hint: str) -> Dataset:
     parts = {}
     for key, stem in _IDX_FILES.items():
-        candidates = [directory / f"{stem}.gz", directory / stem]
+        # The canonical names, and the "train-images.idx3-ubyte" spelling some mirrors use.
+        names = (stem, stem.replace("-idx", ".idx"))
+        candidates = [directory / f"{n}{ext}" for n in names for ext in (".gz", "")]
         found = next((p for p in candidates if p.is_file()), None)
         if found is None:
             raise UserError(f"data set {name!r}: {stem}[.gz] not found in {str(directory)!r}; {hint}")

@@ -59,6 +59,13 @@ def test_mnist_idx_loader(tmp_path, gz):
     assert ds.test_y.tolist() == [3, 4, 5, 6, 7] and ds.test_y.dtype == np.int64
 
 
+def test_mnist_dotted_file_names(tmp_path):
+    arrays = _write_idx_dir(tmp_path, gz=False)
+    for stem in arrays:
+        (tmp_path / stem).rename(tmp_path / stem.replace("-idx", ".idx"))
+    assert data.load(f"mnist:{tmp_path}").test_y.tolist() == [3, 4, 5, 6, 7]
+
+
 def test_fashion_mnist_missing_names_the_package(tmp_path, monkeypatch):
     monkeypatch.setattr(data, "FASHION_MNIST_DIR", tmp_path / "none")
     with pytest.raises(UserError, match="apt-get install dataset-fashion-mnist"):

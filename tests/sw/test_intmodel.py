@@ -164,6 +164,7 @@ def test_random_model_codes_spread(q):
     for name in ("A1", "B1", "C1"):
         assert set(np.unique(r.outputs[name])) == set(range(2 ** q)), name
     assert len(np.unique(r.predictions)) >= 3
+    assert any((model.arrays[f"{n}.pp_mult"] < 0).any() for n in ("A1", "B1", "C1"))  # negative scales too
 
 
 def test_random_model_deterministic_and_seeded():
