@@ -26,7 +26,11 @@ from amaranth.lib.wiring import In, Out
 
 from qjoule.config import AccelConfig
 
-__all__ = ["ProcessingElement", "tree_sum"]
+__all__ = ["LUT_PRODUCT_MAX_Q", "ProcessingElement", "tree_sum"]
+
+#: Up to this Q the lane products are built from LUTs (shift-and-add); above it they are written as
+#: multiplies, which synthesis maps to DSP blocks (ECP5 MULT18X18D, iCE40 SB_MAC16).
+LUT_PRODUCT_MAX_Q = 4
 
 
 def tree_sum(values):
@@ -103,7 +107,13 @@ class ProcessingElement(wiring.Component):
             products = []
             for i, (a, w) in enumerate(zip(act_lanes, weight_lanes)):
                 product = Signal(signed(2 * q + 1), name=f"product{i}")
-                m.d.sync += product.eq(Mux(self.lane_valid[i], w.as_signed() * a, 0))
+                if q <= LUT_PRODUCT_MAX_Q:
+                    # Shift-and-add of the activation's bits: Yosys sees adds, not a `$mul`, so the
+                    # small product stays in LUTs instead of taking a whole 18×18 DSP.
+                    value = tree_sum(Mux(a[k], w.as_signed(), 0) << k for k in range(q))
+                else:
+                    value = w.as_signed() * a
+                m.d.sync += product.eq(Mux(self.lane_valid[i], value, 0))
                 products.append(product)
             lane_sum = tree_sum(products)
 

@@ -27,7 +27,7 @@ from qjoule.errors import UserError
 from .boards import Board, board, platform_for
 from .scan import ScanWrapper
 
-__all__ = ["DESIGNS", "build_design", "check_cells", "synthesize", "format_table"]
+__all__ = ["DESIGNS", "build_design", "check_cells", "dsp_demand", "synthesize", "format_table"]
 
 DESIGNS = ("accel", "datapath")
 TOP = "top"
@@ -48,14 +48,32 @@ def build_design(cfg: AccelConfig, design: str) -> ScanWrapper:
     raise UserError(f"unknown design {design!r}; known: {', '.join(DESIGNS)}")
 
 
-def _overrides(b: Board) -> dict[str, str]:
+def dsp_demand(cfg: AccelConfig, b: Board) -> int:
+    """An upper estimate of the DSP blocks synthesis would use: each multiply split into
+    operand chunks of the block's width (18 on ECP5, 16 on iCE40), for the lane products above
+    LUT_PRODUCT_MAX_Q and the two partial products of each post-processing column."""
+    from qjoule.config import PP_MULT_BITS
+    from qjoule.gateware.pe import LUT_PRODUCT_MAX_Q
+
+    width = 18 if b.family == "ecp5" else 16
+
+    def blocks(a_bits: int, b_bits: int) -> int:
+        return -(-a_bits // width) * -(-b_bits // width)
+
+    lanes = cfg.rows * cfg.cols * cfg.lanes * blocks(cfg.q + 1, cfg.q) if cfg.q > LUT_PRODUCT_MAX_Q else 0
+    post = cfg.cols * (blocks(17, PP_MULT_BITS) + blocks(max(cfg.acc_bits - 16, 1), PP_MULT_BITS))
+    return lanes + post
+
+
+def _overrides(b: Board, use_dsps: bool) -> dict[str, str]:
     stat = "tee -q -o stat.json stat -json"
     # --timing-allow-fail: a missed target is a result to report, not a failed build.
     nextpnr = "--report report.json --seed 1 --timing-allow-fail"
     if b.family == "ice40":
         # -dsp maps wide multipliers to the UP5K's SB_MAC16, -spram large memories to its SPRAM.
-        return {"synth_opts": "-dsp -spram", "script_after_synth": stat, "nextpnr_opts": nextpnr}
-    return {"script_after_synth": stat, "nextpnr_opts": nextpnr}
+        return {"synth_opts": "-spram" + (" -dsp" if use_dsps else ""), "script_after_synth": stat,
+                "nextpnr_opts": nextpnr}
+    return {"synth_opts": "" if use_dsps else "-nodsp", "script_after_synth": stat, "nextpnr_opts": nextpnr}
 
 
 def _count(cells: dict[str, int], *prefixes: str) -> int:
@@ -105,7 +123,10 @@ def synthesize(cfg: AccelConfig, board_name: str, build_dir: Path, *, clock_mhz:
     build_dir = Path(build_dir)
     build_dir.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
-    plan = platform.prepare(wrapper, name=TOP, **_overrides(b))
+    # Yosys maps every wide multiply to a DSP block without counting them; when the design needs
+    # more than the device has (iCE40 UP5K: 8), all multiplies go to LUTs instead of failing.
+    use_dsps = dsp_demand(cfg, b) <= b.dsps
+    plan = platform.prepare(wrapper, name=TOP, **_overrides(b, use_dsps))
     plan.extract(os.fspath(build_dir))
     log = build_dir / "build.log"
     with open(log, "w") as out:
@@ -126,6 +147,7 @@ def synthesize(cfg: AccelConfig, board_name: str, build_dir: Path, *, clock_mhz:
         "dsps_per_lane": round(measured["dsps"] / cfg.parallelism, 3),
         "peak_gops": round(2 * cfg.parallelism * measured["fmax_mhz"] / 1000, 2),
         "scan_bits": wrapper.scan_in_bits + wrapper.scan_out_bits,
+        "dsp_demand": dsp_demand(cfg, b), "dsp_mapping": use_dsps,
         "yosys_cells": dict(sorted(measured["cells"].items())),
     }
     report["check"] = check_cells(cfg, report["scan_bits"], report)
