@@ -100,6 +100,9 @@ class Sequencer(wiring.Component):
         h = Signal(16)
         kh = Signal(2)
         kw = Signal(2)
+        # Folded first layer: the input unit stored the kw (and kh) neighbours in extra lanes, so
+        # only the centre column (row) of taps is issued.
+        kh0, kh1, kw0, kw1 = Signal(2), Signal(2), Signal(2), Signal(2)
         g = Signal(16)          # group within the pass
         gg = Signal(16)         # group within the input map (j·G_c + g)
         j = Signal(4)           # first-layer pass
@@ -132,6 +135,8 @@ class Sequencer(wiring.Component):
         tile_first = Signal()
         tile_last = Signal()
         can_issue = Signal()
+        m.d.comb += [kh0.eq(Mux(L.fold_h, 1, 0)), kh1.eq(Mux(L.fold_h, 1, 2)),
+                     kw0.eq(Mux(L.fold_w, 1, 0)), kw1.eq(Mux(L.fold_w, 1, 2))]
         m.d.comb += can_issue.eq(~(tile_last & (hold_valid | inflight)))
 
         # registered controls for the array (aligned with the buffers' read data)
@@ -426,7 +431,7 @@ class Sequencer(wiring.Component):
                     m.next = "SETUP"
             with m.State("SETUP"):
                 m.d.comb += self.busy.eq(1)
-                m.d.sync += [h.eq(0), kh.eq(0), kw.eq(0), g.eq(0), gg.eq(0), j.eq(0), to.eq(0), wt.eq(0),
+                m.d.sync += [h.eq(0), kh.eq(kh0), kw.eq(kw0), g.eq(0), gg.eq(0), j.eq(0), to.eq(0), wt.eq(0),
                              w0.eq(0), wr.eq(0), wtG.eq(0), wtGo.eq(0), rowbase.eq(0), rowbase_o.eq(0),
                              wcount.eq(L.weight_base), wtile.eq(L.weight_base),
                              p_ho.eq(0), p_wo.eq(0), p_g.eq(0), p_k.eq(0), p_q2.eq(0), p_r2.eq(0),
@@ -449,15 +454,15 @@ class Sequencer(wiring.Component):
 
             with m.State("CONV"):
                 m.d.comb += [self.busy.eq(1), rd_sel.eq(0), issue.eq(can_issue),
-                             tile_first.eq((j == 0) & (gg == 0) & (kh == 0) & (kw == 0)),
-                             tile_last.eq((j == L.passes - 1) & gc_last & (kh == 2) & (kw == 2))]
+                             tile_first.eq((j == 0) & (gg == 0) & (kh == kh0) & (kw == kw0)),
+                             tile_last.eq((j == L.passes - 1) & gc_last & (kh == kh1) & (kw == kw1))]
                 with m.If(issue):
                     m.d.sync += rowv_d.eq(conv_rowv)
                     m.d.sync += kw.eq(kw + 1)
-                    with m.If(kw == 2):
-                        m.d.sync += [kw.eq(0), kh.eq(kh + 1)]
-                        with m.If(kh == 2):
-                            m.d.sync += [kh.eq(0), g.eq(g + 1), gg.eq(gg + 1)]
+                    with m.If(kw == kw1):
+                        m.d.sync += [kw.eq(kw0), kh.eq(kh + 1)]
+                        with m.If(kh == kh1):
+                            m.d.sync += [kh.eq(kh0), g.eq(g + 1), gg.eq(gg + 1)]
                             with m.If(gc_last):
                                 m.d.sync += [g.eq(0), j.eq(j + 1), wcount.eq(wtile)]
                                 with m.If(j == L.passes - 1):

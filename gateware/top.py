@@ -99,7 +99,11 @@ class QjouleAccel(wiring.Component):
             with m.Default():
                 m.d.comb += n_chunks.eq(chunks(weight_word_bits(cfg)))
 
-        # -- image writer: pixels (h, w, c) -> chunk planes --------------------------------------
+        # -- image writer: pixels (h, w, c) -> folded virtual channels -> chunk planes ----------
+        # Pixel (h, w, c) is the input of tap (kh, kw) of output pixel (h + 1 − kh, w + 1 − kw):
+        # for each folded tap ("copy") it is written there as virtual channel copy·C + c, one
+        # Q-bit chunk plane per cycle. The image region is cleared first so the lanes of
+        # neighbours outside the image (the zero padding) read 0.
         pix = Signal(32)          # up to four pixels, low byte first
         pix_left = Signal(3)      # pixels of `pix` still to write
         pix_count = Signal(32)    # pixels still expected in the section
@@ -107,24 +111,65 @@ class QjouleAccel(wiring.Component):
         px_c_lane = Signal(range(S))
         px_c_group = Signal(16)
         px_c = Signal(16)
+        px_h = Signal(16)
         px_w = Signal(16)
         px_wr = Signal(range(R))
         px_wqG = Signal(24)
         px_rowbase = Signal(24)
+        ckh, ckw = Signal(2), Signal(2)
+        kh_first, kh_last, kw_first, kw_last = Signal(2), Signal(2), Signal(2), Signal(2)
+        m.d.comb += [kh_first.eq(Mux(image.fold_h, 0, 1)), kh_last.eq(Mux(image.fold_h, 2, 1)),
+                     kw_first.eq(Mux(image.fold_w, 0, 1)), kw_last.eq(Mux(image.fold_w, 2, 1))]
+        off_g, off_l = Signal(16), Signal(range(S))      # copy·C as (groups, lanes)
+        cur_g, cur_l = Signal(16), Signal(range(S))      # virtual channel copy·C + c
+        lane_sum = Signal(range(2 * S))
+        m.d.comb += lane_sum.eq(px_c_lane + off_l)
+        with m.If(lane_sum >= S):
+            m.d.comb += [cur_l.eq(lane_sum - S), cur_g.eq(px_c_group + off_g + 1)]
+        with m.Else():
+            m.d.comb += [cur_l.eq(lane_sum), cur_g.eq(px_c_group + off_g)]
+        # target pixel of this copy
+        t_rowbase = Signal(26)
+        t_qG = Signal(26)
+        t_bank = Signal(range(R))
+        t_valid = Signal()
+        m.d.comb += t_rowbase.eq(Mux(ckh == 0, px_rowbase + image.row_stride,
+                                     Mux(ckh == 2, px_rowbase - image.row_stride, px_rowbase)))
+        with m.Switch(ckw):
+            with m.Case(0):  # w + 1
+                if R == 1:
+                    m.d.comb += [t_qG.eq(px_wqG + image.groups), t_bank.eq(0)]
+                else:
+                    m.d.comb += [t_qG.eq(Mux(px_wr == R - 1, px_wqG + image.groups, px_wqG)),
+                                 t_bank.eq(Mux(px_wr == R - 1, 0, px_wr + 1))]
+            with m.Case(2):  # w − 1
+                if R == 1:
+                    m.d.comb += [t_qG.eq(px_wqG - image.groups), t_bank.eq(0)]
+                else:
+                    m.d.comb += [t_qG.eq(Mux(px_wr == 0, px_wqG - image.groups, px_wqG)),
+                                 t_bank.eq(Mux(px_wr == 0, R - 1, px_wr - 1))]
+            with m.Default():
+                m.d.comb += [t_qG.eq(px_wqG), t_bank.eq(px_wr)]
+        m.d.comb += t_valid.eq(~((ckh == 0) & (px_h == image.height - 1)) & ~((ckh == 2) & (px_h == 0))
+                               & ~((ckw == 0) & (px_w == image.width - 1)) & ~((ckw == 2) & (px_w == 0)))
         img_writing = Signal()
+        clearing = Signal()
+        clr_addr = Signal(24)
         chunk_val = Signal(Q)
         m.d.comb += chunk_val.eq((pix[:8] >> (plane * Q))[:Q])
         img_addr = Signal(26)
-        m.d.comb += img_addr.eq(px_rowbase + px_wqG + plane * image.pass_groups + px_c_group)
+        m.d.comb += img_addr.eq(t_rowbase + t_qG + plane * image.pass_groups + cur_g)
 
         # act write port: sequencer while running, image writer otherwise
         for b in range(R):
             with m.If(running):
                 m.d.comb += [act.wr_addr[b].eq(seq.act.wr_addr[b]), act.wr_data[b].eq(seq.act.wr_data[b]),
                              act.wr_en[b].eq(seq.act.wr_en[b])]
+            with m.Elif(clearing):
+                m.d.comb += [act.wr_addr[b].eq(clr_addr), act.wr_data[b].eq(0), act.wr_en[b].eq((1 << S) - 1)]
             with m.Else():
                 m.d.comb += [act.wr_addr[b].eq(img_addr), act.wr_data[b].eq(Cat(*[chunk_val] * S)),
-                             act.wr_en[b].eq(Mux(img_writing & (px_wr == b), Const(1, S) << px_c_lane, 0))]
+                             act.wr_en[b].eq(Mux(img_writing & t_valid & (t_bank == b), Const(1, S) << cur_l, 0))]
         m.d.comb += act.wr_half.eq(Mux(running, seq.act.wr_half, 0))
 
         start = Signal()
@@ -143,14 +188,15 @@ class QjouleAccel(wiring.Component):
                 with m.If(self.i.valid & self.i.ready):
                     m.d.sync += [kind.eq(word[24:]), remaining.eq(word[:24]), index.eq(0), chunk.eq(0)]
                     with m.If(word[24:] == SECTION_IMAGE):
-                        m.d.sync += [pix_left.eq(0), plane.eq(0),
+                        m.d.sync += [pix_left.eq(0), plane.eq(0), clr_addr.eq(0),
                                      pix_count.eq(image.height * image.width * image.channels),
-                                     px_c_lane.eq(0), px_c_group.eq(0), px_c.eq(0), px_w.eq(0),
-                                     px_wr.eq(0), px_wqG.eq(0), px_rowbase.eq(0)]
+                                     px_c_lane.eq(0), px_c_group.eq(0), px_c.eq(0), px_h.eq(0), px_w.eq(0),
+                                     px_wr.eq(0), px_wqG.eq(0), px_rowbase.eq(0),
+                                     ckh.eq(kh_first), ckw.eq(kw_first), off_g.eq(0), off_l.eq(0)]
                         with m.If(word[:24] == 0):
                             m.d.comb += start.eq(1)  # an empty IMAGE runs on the buffer as it is
                         with m.Else():
-                            m.next = "PIXELS"
+                            m.next = "CLEAR"
                     with m.Elif(word[:24] != 0):
                         m.next = "PAYLOAD"
             with m.State("PAYLOAD"):
@@ -177,15 +223,33 @@ class QjouleAccel(wiring.Component):
                         with m.If(seq.need_weights & (kind == SECTION_WEIGHTS)):
                             m.d.comb += seq.weights_loaded.eq(1)
                         m.next = "HEADER"
+            with m.State("CLEAR"):
+                m.d.comb += clearing.eq(1)
+                m.d.sync += clr_addr.eq(clr_addr + 1)
+                with m.If(clr_addr == image.words - 1):
+                    m.next = "PIXELS"
             with m.State("PIXELS"):
-                # one chunk plane of one pixel per cycle
+                # one chunk plane of one copy of one pixel per cycle
                 m.d.comb += img_writing.eq((pix_left != 0) & (pix_count != 0))
                 with m.If(img_writing):
                     m.d.sync += plane.eq(plane + 1)
                     with m.If(plane == cfg.first_layer_passes - 1):
-                        m.d.sync += [plane.eq(0), pix.eq(pix >> 8), pix_left.eq(pix_left - 1),
-                                     pix_count.eq(pix_count - 1)]
-                        _next_pixel(m, cfg, image, px_c_lane, px_c_group, px_c, px_w, px_wr, px_wqG, px_rowbase)
+                        m.d.sync += plane.eq(0)
+                        # next copy: virtual channel + C
+                        with m.If(off_l + image.step_lanes >= S):
+                            m.d.sync += [off_l.eq(off_l + image.step_lanes - S), off_g.eq(off_g + image.step_groups + 1)]
+                        with m.Else():
+                            m.d.sync += [off_l.eq(off_l + image.step_lanes), off_g.eq(off_g + image.step_groups)]
+                        with m.If(ckw != kw_last):
+                            m.d.sync += ckw.eq(ckw + 1)
+                        with m.Elif(ckh != kh_last):
+                            m.d.sync += [ckw.eq(kw_first), ckh.eq(ckh + 1)]
+                        with m.Else():
+                            # next pixel
+                            m.d.sync += [ckw.eq(kw_first), ckh.eq(kh_first), off_g.eq(0), off_l.eq(0),
+                                         pix.eq(pix >> 8), pix_left.eq(pix_left - 1), pix_count.eq(pix_count - 1)]
+                            _next_pixel(m, cfg, image, px_c_lane, px_c_group, px_c, px_h, px_w, px_wr, px_wqG,
+                                        px_rowbase)
                 with m.Else():
                     # this word is done: take the next one, or end the section and start the run
                     m.d.comb += self.i.ready.eq(remaining != 0)
@@ -231,7 +295,7 @@ def _assemble(m, assembly, chunk, word):
     m.d.sync += chunk.eq(chunk + 1)
 
 
-def _next_pixel(m, cfg, image, lane, group, c, w, wr, wqG, rowbase):
+def _next_pixel(m, cfg, image, lane, group, c, h, w, wr, wqG, rowbase):
     """Advance the (h, w, c) pixel walk of the image writer."""
     S, R = cfg.lanes, cfg.rows
     m.d.sync += [c.eq(c + 1), lane.eq(lane + 1)]
@@ -248,4 +312,4 @@ def _next_pixel(m, cfg, image, lane, group, c, w, wr, wqG, rowbase):
             with m.If(wr == R - 1):
                 m.d.sync += [wr.eq(0), wqG.eq(wqG + image.groups)]
         with m.If(w == image.width - 1):
-            m.d.sync += [w.eq(0), wr.eq(0), wqG.eq(0), rowbase.eq(rowbase + image.row_stride)]
+            m.d.sync += [w.eq(0), wr.eq(0), wqG.eq(0), h.eq(h + 1), rowbase.eq(rowbase + image.row_stride)]

@@ -47,6 +47,8 @@ LAYER_FIELDS: tuple[tuple[str, int], ...] = (
     ("last", 1),            # emit logits (dense only) instead of writing codes
     ("external", 1),        # this layer's WEIGHTS section follows in the input stream
     ("first", 1),           # input is 8-bit pixel planes (pixel_mode at Q = 1, pass shifts)
+    ("fold_w", 1),          # first layer: the kw taps live in lanes (issue kw = 1 only)
+    ("fold_h", 1),          # first layer: the kh taps live in lanes too (issue kh = 1 only)
     ("dump", 1),            # debug: copy the output map to the output stream
     ("in_half", 1),         # the activation half holding the input map
     ("shift", 6),           # post-processing shift s
@@ -201,9 +203,47 @@ def layout_codes(codes, cfg: AccelConfig) -> tuple[MapLayout, list[list[int]]]:
     return layout, _fill_banks(layout, [codes], cfg)
 
 
-def layout_image(pixels, cfg: AccelConfig) -> tuple[MapLayout, list[list[int]]]:
-    """8-bit pixels (C, H, W) -> the first layer's P chunk planes as extra channel groups."""
-    pixels = np.asarray(pixels, dtype=np.int64)
+FOLDS = (1, 3, 9)
+
+
+def fold_taps(fold: int) -> list[tuple[int, int]]:
+    """The taps (kh, kw) whose inputs the input unit stores as extra channels, in copy order."""
+    return {1: [(1, 1)], 3: [(1, 0), (1, 1), (1, 2)], 9: [(kh, kw) for kh in range(3) for kw in range(3)]}[fold]
+
+
+def choose_fold(channels: int, lanes: int) -> int:
+    """The first-layer fold with the fewest array cycles per tile, ceil(fold·C/S) groups × 9/fold
+    taps (ties: the smaller fold, fewer input writes). A layer with few channels (a grey or RGB
+    image) otherwise leaves most lanes idle for 9 taps."""
+    return min(FOLDS, key=lambda f: (groups(f * channels, lanes) * 9 // f, f))
+
+
+def fold_image(pixels, fold: int) -> np.ndarray:
+    """(C, H, W) -> (fold·C, H, W): virtual channel copy·C + c at (h, w) holds the input of tap
+    (kh, kw) = fold_taps(fold)[copy] of output pixel (h, w), i.e. pixel (h + kh − 1, w + kw − 1),
+    or 0 outside the image (the zero padding)."""
+    x = np.asarray(pixels, dtype=np.int64)
+    c, h, w = x.shape
+    padded = np.zeros((c, h + 2, w + 2), dtype=np.int64)
+    padded[:, 1:h + 1, 1:w + 1] = x
+    return np.concatenate([padded[:, kh:kh + h, kw:kw + w] for kh, kw in fold_taps(fold)], axis=0)
+
+
+def fold_weight(weight, fold: int) -> np.ndarray:
+    """(O, C, 3, 3) -> (O, fold·C, th, tw) matching `fold_image`: the folded taps become channels."""
+    w = np.asarray(weight, dtype=np.int64)
+    if fold == 1:
+        return w
+    o, c = w.shape[:2]
+    if fold == 3:  # kw folded: (O, kw·C + c, kh, 1)
+        return w.transpose(0, 3, 1, 2).reshape(o, 3 * c, 3, 1)
+    return w.transpose(0, 2, 3, 1).reshape(o, 9 * c, 1, 1)  # (kh·3 + kw)·C + c
+
+
+def layout_image(pixels, cfg: AccelConfig, fold: int = 1) -> tuple[MapLayout, list[list[int]]]:
+    """8-bit pixels (C, H, W) -> the first layer's input: folded to fold·C virtual channels, as
+    P chunk planes that are extra channel groups."""
+    pixels = fold_image(pixels, fold)
     c, h, w = pixels.shape
     layout = MapLayout(c, h, w, cfg.rows, cfg.lanes, planes=cfg.first_layer_passes)
     mask = cfg.code_max
@@ -244,7 +284,10 @@ def read_codes(layout: MapLayout, banks, cfg: AccelConfig) -> np.ndarray:
 
 #: The image descriptor that follows the layer count in the PROGRAM section.
 IMAGE_FIELDS: tuple[tuple[str, int], ...] = (
-    ("height", 16), ("width", 16), ("channels", 16), ("pass_groups", 16), ("groups", 16), ("row_stride", 24),
+    ("height", 16), ("width", 16), ("channels", 16),   # the real image (C, H, W)
+    ("pass_groups", 16), ("groups", 16), ("row_stride", 24), ("words", 24),  # its layout (virtual channels)
+    ("fold_w", 1), ("fold_h", 1),
+    ("step_groups", 16), ("step_lanes", 8),            # divmod(C, S): virtual-channel step between copies
 )
 IMAGE_WORDS = -(-sum(bits for _, bits in IMAGE_FIELDS) // WORD_BITS)
 
@@ -270,16 +313,17 @@ def _words_from_lanes(lanes: np.ndarray, cfg: AccelConfig) -> list[int]:
 
 
 def conv_weight_words(weight, cfg: AccelConfig) -> list[int]:
-    """Conv weights (O, I, 3, 3) -> words in (tile, group, kh, kw) order, columns = output channels."""
+    """Conv weights (O, I, th, tw) -> words in (tile, group, kh, kw) order, columns = output
+    channels (th = tw = 3, or fewer taps for a folded first layer)."""
     w = np.asarray(weight, dtype=np.int64)
-    o, i = w.shape[:2]
+    o, i, th, tw = w.shape
     s, c = cfg.lanes, cfg.cols
     tiles, g = groups(o, c), groups(i, s)
     codes = np.vectorize(lambda v: weight_lane(v, cfg.q), otypes=[np.int64])(w) if w.size else w
-    full = np.zeros((tiles * c, g * s, 3, 3), dtype=np.int64)
+    full = np.zeros((tiles * c, g * s, th, tw), dtype=np.int64)
     full[:o, :i] = codes
     # (tile, col, group, lane, kh, kw) -> (tile, group, kh, kw, col, lane)
-    arr = full.reshape(tiles, c, g, s, 3, 3).transpose(0, 2, 4, 5, 1, 3).reshape(-1, c, s)
+    arr = full.reshape(tiles, c, g, s, th, tw).transpose(0, 2, 4, 5, 1, 3).reshape(-1, c, s)
     return _words_from_lanes(arr, cfg)
 
 
@@ -339,7 +383,8 @@ class Program:
 
     cfg: AccelConfig
     layers: list[LayerPlan]
-    image: MapLayout
+    image: MapLayout               # the first layer's input layout (fold·C virtual channels)
+    fold: int
     classes: int
     debug: bool
     setup_words: list[int]          # PROGRAM, PARAMS and the resident WEIGHTS: sent once
@@ -349,9 +394,9 @@ class Program:
     def image_words(self, pixels) -> list[int]:
         """IMAGE section and the external WEIGHTS sections for one image (C, H, W) of uint8."""
         p = np.asarray(pixels)
-        if p.shape != (self.image.channels, self.image.height, self.image.width):
-            raise UserError(f"image shape {p.shape} does not match the program's input "
-                            f"{(self.image.channels, self.image.height, self.image.width)}")
+        shape = (self.image.channels // self.fold, self.image.height, self.image.width)
+        if p.shape != shape:
+            raise UserError(f"image shape {p.shape} does not match the program's input {shape}")
         flat = [int(v) for v in p.transpose(1, 2, 0).reshape(-1)]  # (h, w, c) order
         flat += [0] * (-len(flat) % 4)
         payload = [flat[i] | flat[i + 1] << 8 | flat[i + 2] << 16 | flat[i + 3] << 24 for i in range(0, len(flat), 4)]
@@ -409,10 +454,13 @@ def params_section(words: Sequence[int], cfg: AccelConfig) -> list[int]:
     return section(SECTION_PARAMS, [0] + [c for w in words for c in split_words(w, bits)])
 
 
-def program_section(entries: Sequence[dict[str, int]], image: MapLayout) -> list[int]:
-    desc = pack_fields(IMAGE_FIELDS, {"height": image.height, "width": image.width, "channels": image.channels,
+def program_section(entries: Sequence[dict[str, int]], image: MapLayout, fold: int) -> list[int]:
+    channels = image.channels // fold
+    desc = pack_fields(IMAGE_FIELDS, {"height": image.height, "width": image.width, "channels": channels,
                                       "pass_groups": image.pass_groups, "groups": image.groups,
-                                      "row_stride": image.row_stride})
+                                      "row_stride": image.row_stride, "words": image.words_per_bank,
+                                      "fold_w": int(fold >= 3), "fold_h": int(fold == 9),
+                                      "step_groups": channels // image.lanes, "step_lanes": channels % image.lanes})
     payload = [len(entries)] + split_words(desc, IMAGE_WORDS * WORD_BITS)
     for e in entries:
         payload += split_words(pack_fields(LAYER_FIELDS, e), LAYER_WORDS * WORD_BITS)
@@ -440,7 +488,8 @@ def encode(model, cfg: AccelConfig, *, debug: bool = False) -> Program:
     _fits("input width", w0, cfg.max_width, "max_width")
     _fits("classes", model.classes, cfg.max_classes, "max_classes")
     depth = bank_depth(cfg)
-    image = MapLayout(c0, h0, w0, cfg.rows, cfg.lanes, planes=cfg.first_layer_passes)
+    fold = choose_fold(c0, cfg.lanes)
+    image = MapLayout(fold * c0, h0, w0, cfg.rows, cfg.lanes, planes=cfg.first_layer_passes)
     _fits("input image words per bank", image.words_per_bank, depth, "act_half_words/rows")
     plans: list[LayerPlan] = []
     in_layout = image
@@ -460,7 +509,9 @@ def encode(model, cfg: AccelConfig, *, debug: bool = False) -> Program:
         entry = {"kind": KIND_CODES[kind], "in_half": i % 2, "first": int(i == 0), "last": int(last),
                  "dump": int(debug and not last), "height": hh, "width": ww, "groups": in_layout.groups,
                  "pass_groups": in_layout.pass_groups, "passes": in_layout.planes,
-                 "lanes_last": ch - (in_layout.pass_groups - 1) * cfg.lanes, "row_stride": in_layout.row_stride}
+                 "lanes_last": in_layout.channels - (in_layout.pass_groups - 1) * cfg.lanes,
+                 "row_stride": in_layout.row_stride,
+                 "fold_w": int(i == 0 and fold >= 3), "fold_h": int(i == 0 and fold == 9)}
         weights: list[int] = []
         params: list[int] = []
         if kind == "conv3x3":
@@ -468,7 +519,8 @@ def encode(model, cfg: AccelConfig, *, debug: bool = False) -> Program:
             _fits(f"layer {name!r} input channels", ch, cfg.max_channels, "max_channels")
             _fits(f"layer {name!r} output channels", out_ch, cfg.max_channels, "max_channels")
             out_shape = (out_ch, hh, ww)
-            weights = conv_weight_words(model.arrays[layer["weight"]], cfg)
+            weight = model.arrays[layer["weight"]]
+            weights = conv_weight_words(fold_weight(weight, fold) if i == 0 else weight, cfg)
             macs = out_ch * hh * ww * 9 * ch
         elif kind == "maxpool2x2":
             out_shape = (ch, hh // 2, ww // 2)
@@ -516,7 +568,7 @@ def encode(model, cfg: AccelConfig, *, debug: bool = False) -> Program:
         shape = out_shape
     _fits("param words (output tiles)", param_base, param_words(cfg), "param_words")
     external = _place_weights(plans, cfg)
-    setup = program_section([p.entry for p in plans], image)
+    setup = program_section([p.entry for p in plans], image, fold)
     setup += params_section([w for p in plans for w in p.params], cfg)
     for i, plan in enumerate(plans):
         if plan.weights and i not in external:
@@ -524,7 +576,7 @@ def encode(model, cfg: AccelConfig, *, debug: bool = False) -> Program:
     for plan in plans:  # every field must fit its bits
         pack_fields(LAYER_FIELDS, plan.entry)
     used = max((p.entry.get("weight_base", 0) + len(p.weights) for p in plans), default=0)
-    return Program(cfg, plans, image, model.classes, debug, setup, external, used)
+    return Program(cfg, plans, image, fold, model.classes, debug, setup, external, used)
 
 
 def _place_weights(plans: list[LayerPlan], cfg: AccelConfig) -> list[int]:

@@ -60,3 +60,28 @@ def test_fields_round_trip_and_range():
     with pytest.raises(ValueError):
         split_words(1 << 40, 40)
     assert join_words([0x6789ABCD, 0x12345]) == 0x1_2345_6789_ABCD
+
+
+@pytest.mark.parametrize("fold", [1, 3, 9])
+def test_folded_first_layer_equals_the_conv(fold):
+    from qjoule.program import fold_image, fold_weight
+    from qjoule.sw import golden
+    rng = np.random.default_rng(fold)
+    img = rng.integers(0, 256, size=(2, 5, 4))
+    w = rng.integers(-8, 8, size=(3, 2, 3, 3))
+    v_img, v_w = fold_image(img, fold), fold_weight(w, fold)
+    assert v_img.shape == (2 * fold, 5, 4)
+    # the folded weights on the centre taps only, as the sequencer issues them
+    centre = np.zeros((3, 2 * fold, 3, 3), dtype=np.int64)
+    th, tw = v_w.shape[2:]
+    centre[:, :, 1 - th // 2:1 + th // 2 + 1, 1 - tw // 2:1 + tw // 2 + 1] = v_w
+    assert np.array_equal(golden.conv3x3_acc(v_img[None], centre, 8), golden.conv3x3_acc(img[None], w, 8))
+
+
+def test_choose_fold():
+    from qjoule.program import choose_fold
+    assert choose_fold(1, 4) == 3      # 1 group x 3 taps beats 1 x 9; 3 groups x 1 tap ties -> smaller
+    assert choose_fold(1, 16) == 9     # 9 of 16 lanes, one tap
+    assert choose_fold(1, 1) == 1      # no lanes to fill
+    assert choose_fold(3, 4) == 9      # 27 channels: 7 groups x 1 tap < 9 x 1 or 3 x 3
+    assert choose_fold(16, 16) == 1
