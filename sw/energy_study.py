@@ -73,8 +73,15 @@ def load_results(path: str | Path) -> list[dict]:
     return records
 
 
-def parse_record(record: Any, index: int) -> dict[str, Any]:
-    """One result record -> {"name", "q", "layers", "test_error", ...}; one-line errors name the field."""
+ERROR_FIELDS = ("test_error", "int_test_error")
+
+
+def parse_record(record: Any, index: int, error_field: str = "test_error") -> dict[str, Any]:
+    """One result record -> {"name", "q", "layers", "test_error", ...}; one-line errors name the field.
+
+    `error_field` "int_test_error" takes the exported integer model's error (what the hardware
+    runs); float records have none and keep their test_error.
+    """
     if not isinstance(record, dict):
         raise UserError(f"results record {index} must be an object, got {type(record).__name__}")
     where = f"results record {index}" + (f" ({record['name']!r})" if isinstance(record.get("name"), str) else "")
@@ -85,14 +92,20 @@ def parse_record(record: Any, index: int) -> dict[str, Any]:
         q = None
     elif isinstance(q, bool) or not isinstance(q, int) or not 1 <= q <= 16:
         raise UserError(f"{where} has q={q!r}, expected 1..16 or \"float\"")
-    if "test_error" in record:
+    if error_field not in ERROR_FIELDS:
+        raise UserError(f"error field must be one of {', '.join(ERROR_FIELDS)}, got {error_field!r}")
+    if error_field != "test_error" and q is not None:
+        if record.get(error_field) is None:
+            raise UserError(f"{where} has no {error_field!r}")
+        error = record[error_field]
+    elif "test_error" in record:
         error = record["test_error"]
     elif "test_accuracy" in record:
         error = 1.0 - record["test_accuracy"] if _is_number(record["test_accuracy"]) else record["test_accuracy"]
     else:
         raise UserError(f"{where} has no 'test_error' (or 'test_accuracy')")
     if not _is_number(error) or not 0.0 <= error <= 1.0:
-        raise UserError(f"{where} has test_error={error!r}, expected a fraction in [0, 1]")
+        raise UserError(f"{where} has {error_field}={error!r}, expected a fraction in [0, 1]")
     layers, widths = _record_layers(record, where)
     stats = network_stats(layers, q).total
     if "macs" in record and record["macs"] != stats.macs:
@@ -158,9 +171,9 @@ def default_targets(networks: Sequence[dict]) -> list[float]:
 
 
 def study(records: Sequence[Any], profile: Profile, memory_mb: Sequence[float],
-          targets: Sequence[float] | None = None) -> dict[str, Any]:
+          targets: Sequence[float] | None = None, error_field: str = "test_error") -> dict[str, Any]:
     """energy.json as a dict: per network energies at each memory size, fronts and selections."""
-    networks = [parse_record(r, i) for i, r in enumerate(records)]
+    networks = [parse_record(r, i, error_field) for i, r in enumerate(records)]
     memory = [float(m) for m in check_memory(np.asarray(memory_mb, dtype=float)).ravel()]
     if not memory:
         raise UserError("no memory sizes given")
@@ -196,9 +209,25 @@ def study(records: Sequence[Any], profile: Profile, memory_mb: Sequence[float],
     return {
         "format": ENERGY_FORMAT, "version": ENERGY_VERSION,
         "profile": {"name": profile.name, "unit": profile.unit, "parameters": profile.values()},
-        "unit": profile.unit, "memory_mb": memory, "targets": targets, "qs": [q_label(q) for q in qs],
-        "networks": out_networks, "pareto": fronts, "selections": selections,
+        "unit": profile.unit, "error_field": error_field, "memory_mb": memory, "targets": targets,
+        "qs": [q_label(q) for q in qs], "networks": out_networks, "pareto": fronts, "selections": selections,
+        "summary": summarize(selections, memory),
     }
+
+
+def summarize(selections: Sequence[dict], memory: Sequence[float]) -> dict[str, Any]:
+    """Per memory size, the paper's questions: which Q wins at each target, how much Q matters."""
+    out = {}
+    for m in memory:
+        rows = [s for s in selections if s["memory_mb"] == m and s["reachable"]]
+        spreads = [s["spread"] for s in rows if s["spread"] is not None]
+        ratios = [s["int8_over_int4"] for s in rows if s["int8_over_int4"] is not None]
+        out[memory_label(m)] = {
+            "winner_q": {f"{s['target_error']:g}": s["best"]["q"] for s in rows},
+            "max_spread": max(spreads) if spreads else None,
+            "int8_over_int4": {"min": min(ratios), "max": max(ratios)} if ratios else None,
+        }
+    return out
 
 
 def _select(networks, errors, energy, qs, memory_mb: float, target: float) -> dict[str, Any]:

@@ -29,6 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="on-chip memory sizes M in Mb (2^20 bits), comma-separated (default 0.5,2,100)")
     parser.add_argument("--target-error", default=None, metavar="E,..",
                         help="test-error targets as fractions, comma-separated (default: the best error of each Q)")
+    parser.add_argument("--error", default="test_error", choices=("test_error", "int_test_error"),
+                        help="which error to rank by: the trained model's (default) or the exported integer model's")
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                         help="override a profile parameter (repeatable), e.g. --set alpha=1.5 --set p_table.4=64")
     parser.add_argument("--no-plots", action="store_true", help="write energy.json only")
@@ -47,20 +49,23 @@ def run(args: argparse.Namespace) -> int:
     memory = _floats(args.memory, "--memory")
     targets = _floats(args.target_error, "--target-error") if args.target_error is not None else None
     records = load_results(args.results)
-    result = study(records, profile, memory, targets)
+    result = study(records, profile, memory, targets, args.error)
 
     key = {"results": str(args.results), "profile": args.profile, "memory": memory, "targets": targets,
-           "set": overrides, "plots": not args.no_plots}
+           "set": overrides, "error": args.error, "plots": not args.no_plots}
     with staged_output(args.out, "energy", key) as stage:
         write_json(stage / "energy.json", result)
         if not args.no_plots:
             from qjoule.sw.energy_plots import write_plots
             write_plots(result, stage)
 
+    print(f"{'M [Mb]':>8} {'error <=':>9} {'best':>6} {'E_inf [' + result['unit'] + ']':>16} {'spread':>8} {'int8/int4':>10}  network")
     for s in result["selections"]:
         best = s["best"]
-        text = f"{best['name']} {best['E_inf']:.4g} {result['unit']}" if best else "unreachable"
-        print(f"M={memory_label(s['memory_mb'])} Mb  error<={100 * s['target_error']:.2f}%  -> {text}")
+        cells = (f"{best['q']:>6} {best['E_inf']:>16.4g} " if best else f"{'-':>6} {'unreachable':>16} ")
+        cells += f"{s['spread']:>8.3g} " if s["spread"] else f"{'-':>8} "
+        cells += f"{s['int8_over_int4']:>10.3g}" if s["int8_over_int4"] else f"{'-':>10}"
+        print(f"{memory_label(s['memory_mb']):>8} {100 * s['target_error']:>8.2f}% {cells}  {best['name'] if best else ''}")
     print(f"wrote {args.out}/energy.json", file=sys.stderr)
     missed = unreachable_targets(result)
     if missed and targets is not None:

@@ -96,3 +96,14 @@ def test_bad_input_one_line_exit_2(tmp_path, capsys, records, args, needle):
 def test_missing_results_file(tmp_path, capsys):
     assert main(["energy", "--results", str(tmp_path / "none.json"), "--out", str(tmp_path / "o")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_integer_model_error_field(tmp_path, capsys):
+    records = [dict(RECORDS[0], int_test_error=0.2), dict(RECORDS[5])]
+    assert run(tmp_path, records, "--memory", "2", "--error", "int_test_error", "--no-plots") == 0
+    doc = json.loads((tmp_path / "out" / "energy.json").read_text())
+    assert [n["test_error"] for n in doc["networks"]] == [0.2, pytest.approx(0.03)]
+    assert doc["summary"]["2"]["winner_q"] == {"0.03": "float", "0.2": "8"}
+    (tmp_path / "x").mkdir()
+    assert run(tmp_path / "x", [RECORDS[0]], "--error", "int_test_error") == 2
+    assert "has no 'int_test_error'" in capsys.readouterr().err
