@@ -95,3 +95,13 @@ def test_bad_input_is_one_line_user_error(call, needle):
     with pytest.raises(UserError, match=None) as e:
         call()
     assert needle in str(e.value) and "\n" not in str(e.value)
+
+
+def test_exported_model_header_counts_like_the_description():
+    from qjoule.sw.intmodel import random_model
+    model = random_model((1, 8, 8), 10, 2, (4, 8, 6), 3, seed=1)
+    described = topology_stats((1, 8, 8), 10, 2, (4, 8, 6), 3)
+    assert network_stats(model.layers, model.q).to_dict() == described.to_dict()
+    # N_s counted from the model's own arrays: weights plus one bias per output channel.
+    arrays = [model.arrays[l["weight"]] for l in model.layers if "weight" in l]
+    assert described.total.weights_and_biases == sum(a.size + a.shape[0] for a in arrays)
