@@ -137,7 +137,10 @@ class Sequencer(wiring.Component):
         can_issue = Signal()
         m.d.comb += [kh0.eq(Mux(L.fold_h, 1, 0)), kh1.eq(Mux(L.fold_h, 1, 2)),
                      kw0.eq(Mux(L.fold_w, 1, 0)), kw1.eq(Mux(L.fold_w, 1, 2))]
-        m.d.comb += can_issue.eq(~(tile_last & (hold_valid | inflight)))
+        # A tile's last cycle may issue when no other tile end is in flight and the hold register
+        # will be free at its capture: empty now, or being copied out by the feeder this cycle.
+        hold_free_soon = Signal()
+        m.d.comb += can_issue.eq(~(tile_last & (~hold_free_soon | inflight)))
 
         # registered controls for the array (aligned with the buffers' read data)
         en_d, clear_d = Signal(), Signal()
@@ -281,6 +284,7 @@ class Sequencer(wiring.Component):
         # feeder
         m.d.comb += self.params.rd_addr.eq(L.param_base + pending.to)  # stable until the hold frees
         feeder_idle = Signal()
+        m.d.comb += hold_free_soon.eq(~hold_valid | (feeder_idle & meta_fifo.w_rdy))
         pp_ready = Signal()
         m.d.comb += pp_ready.eq(pps[0].i.ready)
         for c, pp in enumerate(pps):
@@ -407,7 +411,7 @@ class Sequencer(wiring.Component):
         # handles for simulation-only probes (tests, bench)
         self.probes = {"issue": issue, "tile_last": tile_last, "hold_valid": hold_valid, "inflight": inflight,
                        "feeder_idle": feeder_idle, "writer_idle": writer_idle, "codes_full": codes_full,
-                       "kh": kh, "kw": kw, "to": to, "fifo_rdy": meta_fifo.r_rdy}
+                       "kh": kh, "kw": kw, "to": to, "fifo_rdy": meta_fifo.r_rdy, "hold_free_soon": hold_free_soon, "j": j}
 
         # -- main FSM ------------------------------------------------------------------------------
         gc_last = Signal()
