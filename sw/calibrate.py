@@ -176,7 +176,12 @@ def _count(d: dict, key: str, where: str) -> int:
 # -- fitting ------------------------------------------------------------------------------------
 
 def fit_per_q(samples: Sequence[Sample]) -> dict[int, dict[str, float]]:
-    """{Q: {group: energy per event}} by least squares through the origin; groups without events are left out."""
+    """{Q: {group: energy per event}} by least squares through the origin; groups without events are left out.
+
+    The MAC component is fitted on two events, working lane MACs and idle lane-cycles, when the
+    idle counts are not (nearly) proportional to the MACs; `idle` is then the energy of an idle
+    lane-cycle (0 for perfectly gated lanes), the price of a utilization below 1.
+    """
     out: dict[int, dict[str, float]] = {}
     for q in sorted({s.q for s in samples}):
         rows = [s for s in samples if s.q == q]
@@ -186,6 +191,13 @@ def fit_per_q(samples: Sequence[Sample]) -> dict[int, dict[str, float]]:
             y = np.array([s.energy[g] for s in rows])
             if float(x @ x) > 0:
                 out[q][g] = float(x @ y / (x @ x))
+        ops = np.array([s.events["mac"] for s in rows])
+        idle = np.array([s.idle_lane_cycles for s in rows])
+        design = np.column_stack([ops, idle])
+        if float(ops @ ops) > 0 and float(idle @ idle) > 0 and np.linalg.cond(design) < 1e6:
+            (e_ops, e_idle), *_ = np.linalg.lstsq(design, np.array([s.energy["mac"] for s in rows]), rcond=None)
+            if e_ops > 0 and e_idle >= 0:
+                out[q]["mac"], out[q]["idle"] = float(e_ops), float(e_idle)
     return out
 
 
@@ -196,6 +208,7 @@ class Laws:
     word16: dict[str, float]      # local/main/dram energy of one 16-bit word
     mem_alpha: float
     post_ratio: float             # energy of one post-processed value / E_MAC(Q) (the paper: 3)
+    idle_ratio: float             # energy of one idle lane-cycle / E_MAC(Q) (0: not measured or gated)
 
     def energy(self, group: str, q: float) -> float:
         mac = self.e_mac16 * (q / 16.0) ** self.alpha
@@ -203,6 +216,8 @@ class Laws:
             return mac
         if group == "post":
             return self.post_ratio * mac
+        if group == "idle":
+            return self.idle_ratio * mac
         return self.word16[group] * (q / 16.0) ** self.mem_alpha
 
 
@@ -235,13 +250,18 @@ def fit_laws(per_q: dict[int, dict[str, float]], base: Profile) -> Laws:
         word16.setdefault(g, float(base.e_local(16) if g == "local" else base.e_main(16) if g == "main" else base.e_dram(16)))
     post = [v["post"] / mac[q] for q, v in per_q.items() if v.get("post", 0) > 0 and q in mac]
     post_ratio = float(np.exp(np.mean(np.log(post)))) if post else 3.0
-    return Laws(e_mac16=e_mac16, alpha=float(alpha), word16=word16, mem_alpha=mem_alpha, post_ratio=post_ratio)
+    idle = [v["idle"] / mac[q] for q, v in per_q.items() if "idle" in v and q in mac]
+    return Laws(e_mac16=e_mac16, alpha=float(alpha), word16=word16, mem_alpha=mem_alpha, post_ratio=post_ratio,
+                idle_ratio=float(np.mean(idle)) if idle else 0.0)
 
 
 def predict(sample: Sample, per_q: dict[int, dict[str, float]] | None, laws: Laws) -> float:
     """Modelled energy of a sample: per-Q fitted energies where known, else the laws."""
     known = (per_q or {}).get(sample.q, {})
-    return sum(sample.events[g] * known.get(g, laws.energy(g, sample.q)) for g in GROUPS)
+    # Idle lane-cycles are priced only where they were fitted (per Q, or through the law's ratio).
+    e_idle = known["idle"] if "idle" in known else (0.0 if known else laws.energy("idle", sample.q))
+    return sum(sample.events[g] * known.get(g, laws.energy(g, sample.q)) for g in GROUPS) \
+        + sample.idle_lane_cycles * e_idle
 
 
 def fit_synthesis(reports: Sequence[dict], base: Profile, dsp_luts: float = DEFAULT_DSP_LUTS) -> dict[str, Any]:
@@ -360,6 +380,17 @@ def calibrate(samples: Sequence[Sample], base: Profile, synth: dict[str, Any] | 
                 values[str(q)] = sum(s.mac_lane_ops for s in samples if s.q == q) / reads
         if values:
             set_(table, values, f"measured MACs per local {key} read (replaces sqrt(p))")
+    utilization = {}
+    for q in qs:
+        ops = sum(s.mac_lane_ops for s in samples if s.q == q)
+        idle = sum(s.idle_lane_cycles for s in samples if s.q == q)
+        if ops > 0:
+            utilization[str(q)] = ops / (ops + idle)
+    idle_energy = {str(q): v["idle"] for q, v in per_q.items() if "idle" in v}
+    if idle_energy:
+        set_("idle_table", idle_energy, "least-squares energy of an idle lane-cycle (MAC toggles on ops and idle cycles)")
+        set_("utilization_table", {q: utilization[q] for q in idle_energy},
+             "measured lane utilization mac_lane_ops / (mac_lane_ops + idle_lane_cycles)")
     if synth:
         set_("p_exponent", synth["p_exponent"], "log-log slope of synthesized area per lane vs Q")
         set_("p_table", synth["p_table"], "area-equal parallelism p16 * a(16)/a(Q) from synthesis")

@@ -7,7 +7,8 @@
     E_DRAM = E_D · (s_x²·c·f + 2·f_s + w_s)
 
 with E_MAC, E_L, E_M, E_D, p functions of the bits per value (profile laws, sw/energy_profiles.py),
-and the two sqrt(p) replaced by the measured weight/activation reuse in a calibrated profile.
+and the two sqrt(p) replaced by the measured weight/activation reuse in a calibrated profile
+(which may also price idle lanes: E_C gains e_idle · N_c · (1/u − 1) at measured utilization u).
 Our readings of what the paper leaves open (docs/energy.md):
 
 - N_c counts the first layer's MACs `ceil(8/Q)` times (the hardware's shifted passes over 8-bit
@@ -120,7 +121,9 @@ def evaluate(nets: NetArrays, bits: Any, memory_mb: Any, profile: Profile, per_l
     e_mac, e_l, e_m, e_d = profile.e_mac(b), profile.e_local(b), profile.e_main(b), profile.e_dram(b)
     reuse_w, reuse_a = profile.reuse_w(b), profile.reuse_a(b)
 
-    compute = e_mac * (macs + 3.0 * acts)
+    # Idle lanes (utilization u < 1) cost e_idle per lane-cycle: N_c·(1/u − 1) of them. Both are
+    # calibrated quantities; uncalibrated profiles have e_idle = 0, u = 1 (the paper's model).
+    compute = e_mac * (macs + 3.0 * acts) + profile.e_idle(b) * macs * (1.0 / profile.utilization(b) - 1.0)
     local_w = e_l * macs / reuse_w
     local_a = e_l * macs / reuse_a
     main_w = e_m * wb

@@ -21,7 +21,9 @@ parameters (all required, see docs/energy.md):
 Calibrated profiles may add per-Q tables that replace a law at the Qs they list (other Qs fall
 back to the law): `e_mac_table`, `p_table`, `reuse_w_table`, `reuse_a_table` (the measured local
 access reductions that replace sqrt(p)), `local_table`, `main_table`, `dram_table` (per-word
-energies). A table's value is {"<Q>": number}. Q = 32 stands for the float baseline.
+energies), `idle_table` (energy of an idle lane-cycle) with `utilization_table` (working lane
+MACs over all lane-cycles; the model adds idle_energy · N_c · (1/u − 1) to compute, 0 without
+the tables). A table's value is {"<Q>": number}. Q = 32 stands for the float baseline.
 """
 
 from __future__ import annotations
@@ -41,7 +43,8 @@ from qjoule.errors import UserError
 PROFILE_FORMAT = "qjoule-energy-profile"
 PROFILE_VERSION = 1
 SCALARS = ("e_mac16", "alpha", "p16", "p_exponent", "local_rel", "main_rel", "dram_rel", "mem_alpha")
-TABLES = ("e_mac_table", "p_table", "reuse_w_table", "reuse_a_table", "local_table", "main_table", "dram_table")
+TABLES = ("e_mac_table", "p_table", "reuse_w_table", "reuse_a_table", "local_table", "main_table", "dram_table",
+          "idle_table", "utilization_table")
 #: Parameters that must be > 0 (exponents may be any finite number).
 POSITIVE = ("e_mac16", "p16", "local_rel", "main_rel", "dram_rel")
 
@@ -74,6 +77,14 @@ class Profile:
     def reuse_a(self, bits: Any) -> np.ndarray:
         """Local activation-access reduction: sqrt(p) in the paper, measured in a calibrated profile."""
         return self._with_table("reuse_a_table", bits, lambda b: np.sqrt(self.parallelism(b)))
+
+    def e_idle(self, bits: Any) -> np.ndarray:
+        """Energy of an idle lane-cycle: 0 unless a calibration measured it."""
+        return self._with_table("idle_table", bits, lambda b: np.zeros_like(b))
+
+    def utilization(self, bits: Any) -> np.ndarray:
+        """Working lane MACs over all lane-cycles: 1 (the paper's assumption) unless measured."""
+        return self._with_table("utilization_table", bits, lambda b: np.ones_like(b))
 
     def e_local(self, bits: Any) -> np.ndarray:
         return self._with_table("local_table", bits, lambda b: self._word(b, "local_rel"))
@@ -131,7 +142,11 @@ class Profile:
                     raise UserError(f"energy profile {self.name!r} table {name!r} must map Q to a number, got {value!r}")
                 for q, v in value.items():
                     _parse_q(q, f"{name}.{q}")
-                    _check_number(self.name, f"{name}.{q}", v, positive=True)
+                    # An idle lane-cycle may cost nothing (clock-gated lanes); everything else is > 0.
+                    _check_number(self.name, f"{name}.{q}", v, positive=name != "idle_table")
+                    if name == "idle_table" and v < 0 or name == "utilization_table" and v > 1:
+                        raise UserError(f"energy profile {self.name!r} parameter {name}.{q} must be in "
+                                        f"{'[0, inf)' if name == 'idle_table' else '(0, 1]'}, got {v!r}")
             else:
                 _check_number(self.name, name, value, positive=name in POSITIVE)
 

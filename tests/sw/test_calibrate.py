@@ -15,7 +15,8 @@ from qjoule.sw.netstats import describe_topology, network_stats
 
 IMAGES = 1000
 # The "true" hardware the synthetic activity is generated from.
-TRUE = {"e_mac16": 1.3, "alpha": 1.4, "local": 0.9, "main": 2.5, "dram": 120.0, "mem_alpha": 0.8, "post": 2.0}
+TRUE = {"e_mac16": 1.3, "alpha": 1.4, "local": 0.9, "main": 2.5, "dram": 120.0, "mem_alpha": 0.8, "post": 2.0,
+        "idle": 0.1}
 QS = (1, 2, 3, 4, 8)
 
 
@@ -23,8 +24,8 @@ def power_law(group, q):
     mac = TRUE["e_mac16"] * (q / 16) ** TRUE["alpha"]
     if group == "mac":
         return mac
-    if group == "post":
-        return TRUE["post"] * mac
+    if group in ("post", "idle"):
+        return TRUE[group] * mac
     return TRUE[group] * (q / 16) ** TRUE["mem_alpha"]
 
 
@@ -33,7 +34,7 @@ BUMP = {1: 1.0, 2: 1.8, 3: 0.6, 4: 1.5, 8: 0.7}
 
 def bumpy_law(group, q):
     """Not a power law in Q: the MAC energy jumps up and down between Qs."""
-    return power_law(group, q) * (BUMP[q] if group in ("mac", "post") else 1.0)
+    return power_law(group, q) * (BUMP[q] if group in ("mac", "post", "idle") else 1.0)
 
 
 def synthetic_activity(q, blocks, width, law, base):
@@ -54,12 +55,14 @@ def synthetic_activity(q, blocks, width, law, base):
                   "act_local": ("local", sum(values["act_local"])), "weight_local": ("local", sum(values["weight_local"])),
                   "act_main": ("main", sum(values["act_main"])), "weight_main": ("main", sum(values["weight_main"])),
                   "external": ("dram", ext_in)}
-        toggles = {c: round(IMAGES * n * law(g, q) / e_bit[c]) for c, (g, n) in events.items()}
         cycles = -(-macs // p) + 5
+        idle = cycles * p - macs
+        toggles = {c: round(IMAGES * (n * law(g, q) + (idle * law("idle", q) if c == "mac" else 0)) / e_bit[c])
+                   for c, (g, n) in events.items()}
         toggles["control"] = 3 * cycles * IMAGES
         out_layers.append({
             "name": s.name, "cycles": cycles * IMAGES, "mac_lane_ops": macs * IMAGES,
-            "idle_lane_cycles": (cycles * p - macs) * IMAGES, "postproc_ops": s.activations * IMAGES,
+            "idle_lane_cycles": idle * IMAGES, "postproc_ops": s.activations * IMAGES,
             "buffers": {b: {"reads": {"words": r * IMAGES, "bits": r * q * IMAGES},
                             "writes": {"words": w * IMAGES, "bits": w * q * IMAGES}} for b, (r, w) in values.items()},
             "external": {"words_in": ext_in * IMAGES, "words_out": 0, "bits_in": ext_in * q * IMAGES, "bits_out": 0},
@@ -97,6 +100,10 @@ def test_recovers_known_parameters(tmp_path, base):
     for group, rel in (("local", "local_rel"), ("main", "main_rel"), ("dram", "dram_rel")):
         assert profile[rel] == pytest.approx(TRUE[group] / TRUE["e_mac16"], rel=1e-3)
     assert report["laws"]["post_ratio"] == pytest.approx(TRUE["post"], rel=1e-3)
+    assert report["laws"]["idle_ratio"] == pytest.approx(TRUE["idle"], rel=1e-3)
+    for q in QS:
+        assert profile["idle_table"][str(q)] == pytest.approx(power_law("idle", q), rel=1e-3)
+        assert 0 < profile["utilization_table"][str(q)] < 1
     for q in QS:
         assert profile["e_mac_table"][str(q)] == pytest.approx(power_law("mac", q), rel=1e-3)
         assert profile["reuse_w_table"][str(q)] == pytest.approx(4.0, rel=1e-9)   # macs / (macs // 4)

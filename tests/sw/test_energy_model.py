@@ -97,6 +97,17 @@ def test_measured_reuse_replaces_sqrt_p(profile):
     assert r4["local"] == 2 * e_l4 * (288 * 2 + 96) / 4             # sqrt(16) from the table
 
 
+def test_measured_idle_lanes_add_to_compute(profile):
+    # utilization 1/4: three idle lane-cycles per working MAC, at 0.5 each.
+    idle = profile.with_overrides({"idle_table.2": 0.5, "utilization_table.2": 0.25})
+    r = network_energy(TWO_LAYERS, 2, 2.0, idle)
+    assert r["E_C"] == 0.25 * (1248 + 105) + 0.5 * 1248 * 3
+    assert network_energy(TWO_LAYERS, 4, 2.0, idle)["E_C"] == network_energy(TWO_LAYERS, 4, 2.0, profile)["E_C"]
+    with pytest.raises(UserError, match=r"utilization_table.2 must be in \(0, 1\], got 1.5"):
+        profile.with_overrides({"utilization_table.2": 1.5})
+    assert profile.with_overrides({"idle_table.2": 0.0})["idle_table"] == {"2": 0.0}
+
+
 def test_grid_equals_pointwise(profile):
     layer_lists = [describe_topology((1, 28, 28), 10, b, w) for b in (1, 2) for w in (8, 32)] + [TWO_LAYERS]
     nets = net_arrays(layer_lists)
