@@ -23,6 +23,8 @@ CASES = [
     (1, 3, 2, 16, 3),   # Q=1: XNOR lanes, S=16 filled
     (1, 2, 1, 5, 2),    # Q=1, 5 of 16 lanes (masked lanes must add 0, not -1)
     (3, 2, 2, 4, 3),    # Q=3: D=15, S=5
+    (5, 3, 2, 3, 2),    # Q=5: D=15, S=3 filled
+    (16, 2, 1, 2, 3),   # Q=16: one lane, one pass
 ]
 
 

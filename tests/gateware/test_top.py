@@ -53,3 +53,14 @@ def test_external_weights_stream_in_per_image(accel_run):
         for name, codes in layers.items():
             assert np.array_equal(codes, ref.outputs[name][i]), name
         assert np.array_equal(logits, ref.logits[i])
+
+
+@pytest.mark.parametrize("q, rows, cols", [(1, 1, 1), (3, 3, 2), (5, 2, 3), (16, 1, 2)])
+def test_generates_for_any_q_and_lints(q, rows, cols):
+    from qjoule.hw.verilog import emit_verilog, lint_verilog
+    from qjoule.gateware.top import QjouleAccel
+    cfg = variant("tiny", q=q, rows=rows, cols=cols)
+    text = emit_verilog(QjouleAccel(cfg), "qjoule_accel")
+    assert text == emit_verilog(QjouleAccel(cfg), "qjoule_accel")
+    result = lint_verilog(text, "qjoule_accel")
+    assert result.errors == ()
