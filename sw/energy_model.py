@@ -95,8 +95,13 @@ def check_memory(memory_mb: Any) -> np.ndarray:
     return memory
 
 
-def evaluate(nets: NetArrays, bits: Any, memory_mb: Any, profile: Profile, per_layer: bool = False) -> dict[str, np.ndarray]:
+def evaluate(nets: NetArrays, bits: Any, memory_mb: Any, profile: Profile, per_layer: bool = False,
+             act_memory_mb: Any = None) -> dict[str, np.ndarray]:
     """Energy terms for networks x bits x memory, broadcasting.
+
+    `memory_mb` is the paper's M: M bits for weights and another M for activations. A real
+    accelerator sizes them apart: `act_memory_mb` (broadcasting like `memory_mb`) then gives the
+    activation memory, whose halves hold a layer's inputs and outputs.
 
     `bits` and `memory_mb` broadcast against the network axis: for a full grid pass
     `bits[None, :, None]` and `memory[None, None, :]` and the result has shape (N, Q, M). Per-layer
@@ -107,12 +112,13 @@ def evaluate(nets: NetArrays, bits: Any, memory_mb: Any, profile: Profile, per_l
     n = len(nets)
     bits = np.asarray(bits, dtype=float)
     memory = check_memory(memory_mb)
-    ndim = max(1, bits.ndim, memory.ndim)
-    shape = np.broadcast_shapes((n,) + (1,) * (ndim - 1), bits.shape, memory.shape)
+    act_memory = memory if act_memory_mb is None else check_memory(act_memory_mb)
+    ndim = max(1, bits.ndim, memory.ndim, act_memory.ndim)
+    shape = np.broadcast_shapes((n,) + (1,) * (ndim - 1), bits.shape, memory.shape, act_memory.shape)
     # Network arrays keep their first axis; the other inputs get a trailing layer axis.
     def per_net(a: np.ndarray) -> np.ndarray:          # (N, L) -> (N, 1.., L)
         return a.reshape((n,) + (1,) * (len(shape) - 1) + a.shape[1:])
-    b, m = bits[..., None], memory[..., None]
+    b, m, m_act = bits[..., None], memory[..., None], act_memory[..., None]
 
     passes = np.maximum(1.0, np.ceil(PIXEL_BITS / b))
     macs = per_net(nets.macs) * (1.0 + per_net(nets.first) * (passes - 1.0))
@@ -129,10 +135,9 @@ def evaluate(nets: NetArrays, bits: Any, memory_mb: Any, profile: Profile, per_l
     main_w = e_m * wb
     main_a = 2.0 * e_m * acts
 
-    m_bits = m * MB_BITS
-    half_words = np.floor(m_bits / 2.0 / b)
+    half_words = np.floor(m_act * MB_BITS / 2.0 / b)
     fmap_overflow = np.maximum(0.0, outs - half_words)           # (..., L) f_s per layer
-    weight_words = np.floor(m_bits / b)[..., 0]
+    weight_words = np.floor(m * MB_BITS / b)[..., 0]
     n_s = wb.sum(axis=-1)
     w_s = np.maximum(0.0, n_s - weight_words)
     f_s = fmap_overflow.sum(axis=-1)
@@ -160,10 +165,12 @@ def evaluate(nets: NetArrays, bits: Any, memory_mb: Any, profile: Profile, per_l
     return out
 
 
-def network_energy(layers: Sequence[dict], q: int | None, memory_mb: float, profile: Profile) -> dict[str, Any]:
+def network_energy(layers: Sequence[dict], q: int | None, memory_mb: float, profile: Profile,
+                   act_memory_mb: float | None = None) -> dict[str, Any]:
     """One network at one Q and memory size: totals, breakdown and per-layer terms as plain JSON."""
     nets = net_arrays([layers])
-    r = evaluate(nets, np.array([bits_of(q)]), np.array([memory_mb]), profile, per_layer=True)
+    r = evaluate(nets, np.array([bits_of(q)]), np.array([memory_mb]), profile, per_layer=True,
+                 act_memory_mb=None if act_memory_mb is None else np.array([act_memory_mb]))
     scalar = {k: float(v[0]) for k, v in r.items() if k != "layer"}
     per_layer = [{"name": name, **{k: float(v[0, i]) for k, v in r["layer"].items()}}
                  for i, name in enumerate(nets.names[0])]

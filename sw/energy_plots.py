@@ -1,9 +1,9 @@
 """PNG plots of an energy study (matplotlib, Agg backend, no timestamps in the files).
 
 - `complexity.png`: MACs, model size and largest feature map vs error, one curve per Q (Fig. 4);
-- `energy_<M>Mb.png`: energy vs error per Q at one memory size, each Q's Pareto front drawn as a
+- `energy_<M>.png`: energy vs error per Q at one memory size, each Q's Pareto front drawn as a
   line and the overall front ringed (Fig. 5 and 6);
-- `breakdown_<M>Mb.png`: the energy breakdown of each Q's minimum-energy network at the tightest
+- `breakdown_<M>.png`: the energy breakdown of each Q's minimum-energy network at the tightest
   error every Q reaches (the largest of the per-Q best errors), as stacked bars.
 """
 
@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .energy_model import TERMS
-from .energy_study import memory_label, q_label
+from .energy_study import q_label
 from .pareto import min_energy_at
 
 # Fixed colours per Q so that every figure reads the same.
@@ -62,8 +62,8 @@ def write_plots(result: dict[str, Any], out: Path) -> list[str]:
     plt.close(fig)
     names.append("complexity.png")
 
-    for m in result["memory_mb"]:
-        key = memory_label(m)
+    for m in result["memory"]:
+        key = m["label"]
         front = result["pareto"][key]
         fig, ax = plt.subplots(figsize=(6.5, 4.5))
         for q, members in by_q.items():
@@ -78,10 +78,10 @@ def write_plots(result: dict[str, Any], out: Path) -> list[str]:
         ax.set_yscale("log")
         ax.set_xlabel("test error [%]")
         ax.set_ylabel(f"energy per inference [{unit}]")
-        ax.set_title(f"energy vs error, on-chip memory {key} Mb")
+        ax.set_title(f"energy vs error, on-chip memory {_memory_text(m)}")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
-        name = f"energy_{key}Mb.png"
+        name = f"energy_{_file_label(key)}.png"
         _save(fig, out / name)
         plt.close(fig)
         names.append(name)
@@ -94,13 +94,24 @@ def write_plots(result: dict[str, Any], out: Path) -> list[str]:
             ax.bar([_label(q) for q, _ in picks], values, bottom=bottom, color=_TERM_COLOURS[term], label=term)
             bottom = [b + v for b, v in zip(bottom, values)]
         ax.set_ylabel(f"energy per inference [{unit}]")
-        ax.set_title(f"minimum-energy network per Q at error <= {100 * target:.2f}%, {key} Mb")
+        ax.set_title(f"minimum-energy network per Q at error <= {100 * target:.2f}%, {_memory_text(m)}", fontsize=9)
         ax.legend(fontsize=8)
-        name = f"breakdown_{key}Mb.png"
+        name = f"breakdown_{_file_label(key)}.png"
         _save(fig, out / name)
         plt.close(fig)
         names.append(name)
     return names
+
+
+def _file_label(label: str) -> str:
+    """`2` -> `2Mb`; a config scenario keeps its name."""
+    return label if label.startswith("config-") else f"{label}Mb"
+
+
+def _memory_text(m: dict[str, Any]) -> str:
+    if m["weights_mb"] == m["activations_mb"]:
+        return f"M = {m['weights_mb']:g} Mb"
+    return f"{m['label']}: weights {m['weights_mb']:.3g} Mb, activations {m['activations_mb']:.3g} Mb"
 
 
 def _common_picks(by_q: dict[str, list[dict]], key: str) -> tuple[float, list[tuple[str, dict]]]:

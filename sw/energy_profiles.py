@@ -159,6 +159,22 @@ class Profile:
         return {name: copy.deepcopy(entry["value"]) for name, entry in sorted(self.parameters.items())}
 
 
+def accelerator_parallelism(config: Any) -> dict[str, float]:
+    """p(Q) of an AccelConfig's array at every Q: rows · cols · lanes, as `p_table` overrides.
+
+    The configured Q uses the configured datapath; other Qs the default datapath for that Q
+    (qjoule.config.default_datapath), i.e. the same array re-generated at another Q. Float (32)
+    gets half the 16-bit lanes, the same area holding MACs twice as wide.
+    """
+    from qjoule.config import default_datapath
+
+    table = {f"p_table.{q}": float(config.rows * config.cols *
+                                   ((config.datapath if q == config.q else default_datapath(q)) // q))
+             for q in range(1, 17)}
+    table["p_table.32"] = config.rows * config.cols / 2.0
+    return table
+
+
 def builtin_profiles() -> list[str]:
     folder = resources.files("qjoule.sw") / "profiles"
     return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".json"))

@@ -9,6 +9,7 @@ memory size and error target, the minimum-energy network overall and per Q. The 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 from typing import Any, Sequence
@@ -18,7 +19,7 @@ import numpy as np
 from qjoule.errors import UserError
 from qjoule.io import read_json
 
-from .energy_model import TERMS, bits_of, check_memory, evaluate, net_arrays
+from .energy_model import MB_BITS, TERMS, bits_of, check_memory, evaluate, net_arrays
 from .energy_profiles import Profile
 from .netstats import describe_topology, network_stats
 from .pareto import min_energy_at, pareto_front
@@ -48,6 +49,32 @@ def q_label(q: int | None) -> str:
 
 def memory_label(memory_mb: float) -> str:
     return f"{memory_mb:g}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Memory:
+    """One on-chip memory scenario: the paper's M (weights_mb = activations_mb) or an accelerator's buffers."""
+
+    label: str
+    weights_mb: float
+    activations_mb: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def memory_scenarios(memory_mb: Sequence[float], config: Any = None) -> list[Memory]:
+    """The paper's M per size, plus the weight and activation buffers of an AccelConfig."""
+    sizes = [float(m) for m in check_memory(np.asarray(memory_mb, dtype=float)).ravel()]
+    scenarios = [Memory(memory_label(m), m, m) for m in sizes]
+    if config is not None:
+        scenarios.append(Memory(f"config-{config.name}", config.weight_buffer_bits / MB_BITS,
+                                config.act_buffer_bits / MB_BITS))
+    if not scenarios:
+        raise UserError("no memory sizes given")
+    if len({m.label for m in scenarios}) != len(scenarios):
+        raise UserError(f"memory sizes repeat: {', '.join(m.label for m in scenarios)}")
+    return scenarios
 
 
 # -- reading results ------------------------------------------------------------------------------
@@ -170,11 +197,10 @@ def default_targets(networks: Sequence[dict]) -> list[float]:
     return sorted(set(best.values()))
 
 
-def study(records: Sequence[Any], profile: Profile, memory_mb: Sequence[float],
+def study(records: Sequence[Any], profile: Profile, memory: Sequence[Memory],
           targets: Sequence[float] | None = None, error_field: str = "test_error") -> dict[str, Any]:
-    """energy.json as a dict: per network energies at each memory size, fronts and selections."""
+    """energy.json as a dict: per network energies at each memory scenario, fronts and selections."""
     networks = [parse_record(r, i, error_field) for i, r in enumerate(records)]
-    memory = [float(m) for m in check_memory(np.asarray(memory_mb, dtype=float)).ravel()]
     if not memory:
         raise UserError("no memory sizes given")
     for t in targets or []:
@@ -184,7 +210,8 @@ def study(records: Sequence[Any], profile: Profile, memory_mb: Sequence[float],
 
     nets = net_arrays([n["layers"] for n in networks])
     bits = np.array([n["bits"] for n in networks], dtype=float)
-    grid = evaluate(nets, bits[:, None], np.array(memory)[None, :], profile)   # (N, M)
+    grid = evaluate(nets, bits[:, None], np.array([m.weights_mb for m in memory])[None, :], profile,
+                    act_memory_mb=np.array([m.activations_mb for m in memory])[None, :])   # (N, M)
     errors = np.array([n["test_error"] for n in networks])
     qs = sorted({n["q"] for n in networks}, key=lambda q: 99 if q is None else q)
 
@@ -192,7 +219,7 @@ def study(records: Sequence[Any], profile: Profile, memory_mb: Sequence[float],
     for i, n in enumerate(networks):
         entry = {k: v for k, v in n.items() if k != "layers"}
         entry["index"] = i
-        entry["energy"] = {memory_label(m): {k: float(grid[k][i, j]) for k in ENERGY_KEYS}
+        entry["energy"] = {m.label: {k: float(grid[k][i, j]) for k in ENERGY_KEYS}
                            for j, m in enumerate(memory)}
         out_networks.append(entry)
 
@@ -203,26 +230,27 @@ def study(records: Sequence[Any], profile: Profile, memory_mb: Sequence[float],
         for q in qs:
             members = [i for i, n in enumerate(networks) if n["q"] == q]
             per_q[q_label(q)] = [members[k] for k in pareto_front(errors[members], energy[members])]
-        fronts[memory_label(m)] = {"all": pareto_front(errors, energy), "per_q": per_q}
+        fronts[m.label] = {"all": pareto_front(errors, energy), "per_q": per_q}
         for t in targets:
-            selections.append(_select(networks, errors, energy, qs, m, t))
+            selections.append(_select(networks, errors, energy, qs, m.label, t))
     return {
         "format": ENERGY_FORMAT, "version": ENERGY_VERSION,
         "profile": {"name": profile.name, "unit": profile.unit, "parameters": profile.values()},
-        "unit": profile.unit, "error_field": error_field, "memory_mb": memory, "targets": targets,
+        "unit": profile.unit, "error_field": error_field,
+        "memory": [m.to_dict() for m in memory], "targets": targets,
         "qs": [q_label(q) for q in qs], "networks": out_networks, "pareto": fronts, "selections": selections,
         "summary": summarize(selections, memory),
     }
 
 
-def summarize(selections: Sequence[dict], memory: Sequence[float]) -> dict[str, Any]:
+def summarize(selections: Sequence[dict], memory: Sequence[Memory]) -> dict[str, Any]:
     """Per memory size, the paper's questions: which Q wins at each target, how much Q matters."""
     out = {}
     for m in memory:
-        rows = [s for s in selections if s["memory_mb"] == m and s["reachable"]]
+        rows = [s for s in selections if s["memory"] == m.label and s["reachable"]]
         spreads = [s["spread"] for s in rows if s["spread"] is not None]
         ratios = [s["int8_over_int4"] for s in rows if s["int8_over_int4"] is not None]
-        out[memory_label(m)] = {
+        out[m.label] = {
             "winner_q": {f"{s['target_error']:g}": s["best"]["q"] for s in rows},
             "max_spread": max(spreads) if spreads else None,
             "int8_over_int4": {"min": min(ratios), "max": max(ratios)} if ratios else None,
@@ -230,7 +258,7 @@ def summarize(selections: Sequence[dict], memory: Sequence[float]) -> dict[str, 
     return out
 
 
-def _select(networks, errors, energy, qs, memory_mb: float, target: float) -> dict[str, Any]:
+def _select(networks, errors, energy, qs, memory: str, target: float) -> dict[str, Any]:
     def pick(members: list[int]) -> dict[str, Any] | None:
         k = min_energy_at(errors[members], energy[members], target)
         if k is None:
@@ -244,7 +272,7 @@ def _select(networks, errors, energy, qs, memory_mb: float, target: float) -> di
     reached = [v["E_inf"] for v in per_q.values() if v]
     int4, int8 = per_q.get("4"), per_q.get("8")
     return {
-        "memory_mb": memory_mb, "target_error": target, "reachable": best is not None, "best": best,
+        "memory": memory, "target_error": target, "reachable": best is not None, "best": best,
         "per_q": per_q,
         # How much the choice of Q matters at this accuracy: worst over best per-Q minimum.
         "spread": max(reached) / min(reached) if len(reached) > 1 else None,

@@ -35,11 +35,13 @@ def test_selection_and_outputs(tmp_path):
     assert run(tmp_path, RECORDS, "--memory", "0.001,2", "--target-error", "0.05,0.1") == 0
     out = tmp_path / "out"
     doc = json.loads((out / "energy.json").read_text())
-    assert doc["memory_mb"] == [0.001, 2.0] and doc["targets"] == [0.05, 0.1]
+    assert doc["memory"] == [{"label": "0.001", "weights_mb": 0.001, "activations_mb": 0.001},
+                             {"label": "2", "weights_mb": 2.0, "activations_mb": 2.0}]
+    assert doc["targets"] == [0.05, 0.1]
     assert [n["q"] for n in doc["networks"]] == [8, 4, 2, 1, 4, None]
     assert doc["networks"][5]["test_error"] == pytest.approx(0.03)
     for s in doc["selections"]:
-        m, t = s["memory_mb"], s["target_error"]
+        m, t = float(s["memory"]), s["target_error"]
         eligible = [i for i, r in enumerate(RECORDS) if doc["networks"][i]["test_error"] <= t]
         expected = min(eligible, key=lambda i: energy_of(RECORDS[i], m))
         assert s["best"]["index"] == expected
@@ -107,3 +109,25 @@ def test_integer_model_error_field(tmp_path, capsys):
     (tmp_path / "x").mkdir()
     assert run(tmp_path / "x", [RECORDS[0]], "--error", "int_test_error") == 2
     assert "has no 'int_test_error'" in capsys.readouterr().err
+
+
+def test_accelerator_config_scenario(tmp_path):
+    from qjoule.config import AccelConfig
+    from qjoule.sw.energy_model import MB_BITS
+    config = AccelConfig(q=4, rows=2, cols=3, act_buffer_bits=4096, weight_buffer_bits=8192, name="tiny")
+    path = tmp_path / "accel.json"
+    path.write_text(config.to_json())
+    assert run(tmp_path, RECORDS[:3], "--memory", "2", "--config", str(path), "--no-plots") == 0
+    doc = json.loads((tmp_path / "out" / "energy.json").read_text())
+    assert doc["memory"][1] == {"label": "config-tiny", "weights_mb": 8192 / MB_BITS, "activations_mb": 4096 / MB_BITS}
+    p_table = doc["profile"]["parameters"]["p_table"]
+    assert p_table["4"] == 2 * 3 * 4 and p_table["3"] == 2 * 3 * 5 and p_table["1"] == 2 * 3 * 16
+    profile = load_profile("moons2017").with_overrides({f"p_table.{q}": v for q, v in p_table.items()})
+    for i, record in enumerate(RECORDS[:3]):
+        layers = describe_topology((1, 8, 8), 10, record["blocks"], record["width"])
+        expected = network_energy(layers, record["q"], 8192 / MB_BITS, profile, act_memory_mb=4096 / MB_BITS)
+        assert doc["networks"][i]["energy"]["config-tiny"]["E_inf"] == pytest.approx(expected["E_inf"], rel=1e-12)
+        assert doc["networks"][i]["energy"]["config-tiny"]["w_s"] == expected["w_s"]
+    # 1338 weights and biases at 8 bits do not fit 8192 bits; at 4 bits they do.
+    assert doc["networks"][0]["energy"]["config-tiny"]["w_s"] == 1338 - 1024
+    assert doc["networks"][1]["energy"]["config-tiny"]["w_s"] == 0

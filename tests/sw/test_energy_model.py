@@ -127,3 +127,11 @@ def test_bad_memory(profile):
     for bad in (0.0, -1.0, float("nan")):
         with pytest.raises(UserError, match="memory size must be > 0"):
             network_energy(TWO_LAYERS, 4, bad, profile)
+
+
+def test_separate_activation_memory(profile):
+    # Weights fit exactly in 238 bits; the activation memory of 126 bits has 31-word halves: A1 spills 1.
+    r = network_energy(TWO_LAYERS, 2, mb(238), profile, act_memory_mb=mb(126))
+    assert r["w_s"] == 0 and r["f_s"] == 1
+    r = network_energy(TWO_LAYERS, 2, mb(126), profile, act_memory_mb=mb(238))
+    assert r["w_s"] == 119 - 63 and r["f_s"] == 0
