@@ -1,6 +1,7 @@
 """PNG plots of an energy study (matplotlib, Agg backend, no timestamps in the files).
 
-- `complexity.png`: MACs, model size and largest feature map vs error, one curve per Q (Fig. 4);
+- `complexity.png`: MACs, model size and largest feature map vs error, one curve per Q through
+  that Q's Pareto set (Fig. 4);
 - `energy_<M>.png`: energy vs error per Q at one memory size, each Q's Pareto front drawn as a
   line and the overall front ringed (Fig. 5 and 6);
 - `breakdown_<M>.png`: the energy breakdown of each Q's minimum-energy network at the tightest
@@ -14,7 +15,7 @@ from typing import Any
 
 from .energy_model import TERMS
 from .energy_study import q_label
-from .pareto import min_energy_at
+from .pareto import min_energy_at, pareto_front
 
 # Fixed colours per Q so that every figure reads the same.
 _COLOURS = {"1": "tab:red", "2": "tab:orange", "3": "tab:olive", "4": "tab:green", "5": "tab:cyan",
@@ -50,9 +51,12 @@ def write_plots(result: dict[str, Any], out: Path) -> list[str]:
     for ax, key, title in zip(axes, ("macs_hw", "model_bits", "max_feature_map_bits"),
                               ("MACs (first layer x ceil(8/Q))", "model size [bits]", "largest feature map [bits]")):
         for q, members in by_q.items():
-            members = sorted(members, key=lambda n: n["test_error"])
-            ax.plot([100 * n["test_error"] for n in members], [n["stats"][key] for n in members],
-                    "o-", color=_colour(q), label=_label(q), ms=4, lw=1)
+            # All networks faintly, the line through this Q's Pareto set (as the paper's Fig. 4).
+            errors, values = [n["test_error"] for n in members], [n["stats"][key] for n in members]
+            ax.plot([100 * e for e in errors], values, "o", color=_colour(q), alpha=0.35, ms=4)
+            front = pareto_front(errors, values)
+            ax.plot([100 * errors[i] for i in front], [values[i] for i in front],
+                    "o-", color=_colour(q), label=_label(q), ms=4, lw=1.2)
         ax.set_xlabel("test error [%]")
         ax.set_yscale("log")
         ax.set_title(title)
