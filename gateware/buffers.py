@@ -23,7 +23,32 @@ from amaranth.utils import ceil_log2
 from qjoule.config import AccelConfig
 from qjoule.program import bank_depth
 
-__all__ = ["ActivationBuffer", "WideBuffer"]
+__all__ = ["ActivationBuffer", "WideBuffer", "activation_buffer_signature", "wide_buffer_signature"]
+
+
+def activation_buffer_signature(cfg: AccelConfig, addr_bits: int) -> wiring.Signature:
+    """The activation buffer's ports, seen from the buffer (addresses in, read data out)."""
+    r, d, s = cfg.rows, cfg.datapath, cfg.lanes
+    return wiring.Signature({
+        "rd_half": In(1),
+        "rd_addr": In(data.ArrayLayout(unsigned(addr_bits), r)),
+        "rd_data": Out(data.ArrayLayout(unsigned(d), r)),
+        "wr_half": In(1),
+        "wr_addr": In(data.ArrayLayout(unsigned(addr_bits), r)),
+        "wr_data": In(data.ArrayLayout(unsigned(d), r)),
+        "wr_en": In(data.ArrayLayout(unsigned(s), r)),
+    })
+
+
+def wide_buffer_signature(shape, depth: int) -> wiring.Signature:
+    addr_bits = max(1, ceil_log2(depth))
+    return wiring.Signature({
+        "rd_addr": In(addr_bits),
+        "rd_data": Out(shape),
+        "wr_addr": In(addr_bits),
+        "wr_data": In(shape),
+        "wr_en": In(1),
+    })
 
 
 class ActivationBuffer(wiring.Component):
@@ -42,16 +67,8 @@ class ActivationBuffer(wiring.Component):
             raise ValueError(f"init must have one list per bank ({cfg.rows}), got {len(init)}")
         self._init = init
         self.addr_bits = max(1, ceil_log2(self.bank_depth))
-        r, d, s = cfg.rows, cfg.datapath, cfg.lanes
-        super().__init__({
-            "rd_half": In(1),
-            "rd_addr": In(data.ArrayLayout(unsigned(self.addr_bits), r)),
-            "rd_data": Out(data.ArrayLayout(unsigned(d), r)),
-            "wr_half": In(1),
-            "wr_addr": In(data.ArrayLayout(unsigned(self.addr_bits), r)),
-            "wr_data": In(data.ArrayLayout(unsigned(d), r)),
-            "wr_en": In(data.ArrayLayout(unsigned(s), r)),
-        })
+        r, d = cfg.rows, cfg.datapath
+        super().__init__(activation_buffer_signature(cfg, self.addr_bits))
         self.banks = [Memory(shape=unsigned(d), depth=2 * self.bank_depth, init=(init[b] if init else []))
                       for b in range(r)]
 
@@ -80,13 +97,7 @@ class WideBuffer(wiring.Component):
             raise ValueError(f"depth must be >= 1, got {depth!r}")
         self.depth = depth
         self.addr_bits = max(1, ceil_log2(depth))
-        super().__init__({
-            "rd_addr": In(self.addr_bits),
-            "rd_data": Out(shape),
-            "wr_addr": In(self.addr_bits),
-            "wr_data": In(shape),
-            "wr_en": In(1),
-        })
+        super().__init__(wide_buffer_signature(shape, depth))
         self.memory = Memory(shape=shape, depth=depth, init=list(init))
 
     def elaborate(self, platform):

@@ -209,34 +209,46 @@ class Sequencer(wiring.Component):
                             m.d.comb += addr.eq(rowaddr + wtG)
             conv_addr.append(addr)
 
-        # -- pool engine signals ---------------------------------------------------------------
+        # -- pool engine ---------------------------------------------------------------------------
+        # Per output word (ho, wo, g): with R >= 2 the two input columns 2·wo, 2·wo + 1 sit in two
+        # banks, so each cycle reads both (k = dy, 2 cycles per word); with R = 1 one word per
+        # cycle (k = 2·dy + dx, 4 cycles). A lane-wise max of the codes, written on the last k.
+        two_cols = R >= 2
+        k_last = 1 if two_cols else 3
         p_ho, p_wo, p_g, p_k = Signal(16), Signal(16), Signal(16), Signal(2)
         p_q2, p_r2 = Signal(16), Signal(range(R))  # divmod(2·wo, R)
         p_woq, p_wor = Signal(16), Signal(range(R))
         p_issue = Signal()
-        p_done_issue = Signal()
-        p_qi, p_ri = Signal(16), Signal(range(R))
+        p_dy = Signal()
+        p_q1, p_r1 = Signal(16), Signal(range(R))  # divmod(2·wo + 1, R)
         if R == 1:
-            m.d.comb += [p_ri.eq(0), p_qi.eq(p_q2 + p_k[0])]
+            m.d.comb += [p_dy.eq(p_k[1]), p_r1.eq(0), p_q1.eq(p_q2 + p_k[0])]
         else:
-            with m.If(p_k[0] & (p_r2 == R - 1)):
-                m.d.comb += [p_ri.eq(0), p_qi.eq(p_q2 + 1)]
+            m.d.comb += p_dy.eq(p_k[0])
+            with m.If(p_r2 == R - 1):
+                m.d.comb += [p_r1.eq(0), p_q1.eq(p_q2 + 1)]
             with m.Else():
-                m.d.comb += [p_ri.eq(p_r2 + p_k[0]), p_qi.eq(p_q2)]
-        p_addr = Signal(A + 8)
-        m.d.comb += p_addr.eq((p_ho * 2 + p_k[1]) * L.row_stride + p_qi * L.groups + p_g)
+                m.d.comb += [p_r1.eq(p_r2 + 1), p_q1.eq(p_q2)]
+        p_rowaddr = Signal(A + 8)
+        m.d.comb += p_rowaddr.eq((p_ho * 2 + p_dy) * L.row_stride + p_g)
+        p_addr0, p_addr1 = Signal(A + 8), Signal(A + 8)
+        m.d.comb += [p_addr0.eq(p_rowaddr + p_q2 * L.groups), p_addr1.eq(p_rowaddr + p_q1 * L.groups)]
         p_valid_d, p_first_d, p_last_d = Signal(), Signal(), Signal()
-        p_ri_d, p_wor_d = Signal(range(R)), Signal(range(R))
+        p_r0_d, p_r1_d, p_wor_d = Signal(range(R)), Signal(range(R)), Signal(range(R))
         p_waddr_d = Signal(A + 8)
         p_max = Signal(D)
-        p_word = Signal(D)
         p_new = Signal(D)
-        m.d.comb += p_word.eq(self.act.rd_data[0] if R == 1 else Array(self.act.rd_data)[p_ri_d])
+        words = [Array(self.act.rd_data)[p_r1_d]] if R == 1 else [Array(self.act.rd_data)[p_r0_d],
+                                                                   Array(self.act.rd_data)[p_r1_d]]
         for s in range(S):
-            a, b = p_max[s * Q:(s + 1) * Q], p_word[s * Q:(s + 1) * Q]
-            m.d.comb += p_new[s * Q:(s + 1) * Q].eq(Mux(p_first_d | (b > a), b, a))
-        m.d.sync += [p_valid_d.eq(p_issue), p_first_d.eq(p_k == 0), p_last_d.eq(p_k == 3),
-                     p_ri_d.eq(p_ri), p_wor_d.eq(p_wor),
+            lanes = [w[s * Q:(s + 1) * Q] for w in words]
+            best = lanes[0]
+            if two_cols:
+                best = Mux(lanes[1] > lanes[0], lanes[1], lanes[0])
+            old = p_max[s * Q:(s + 1) * Q]
+            m.d.comb += p_new[s * Q:(s + 1) * Q].eq(Mux(p_first_d | (best > old), best, old))
+        m.d.sync += [p_valid_d.eq(p_issue), p_first_d.eq(p_k == 0), p_last_d.eq(p_k == k_last),
+                     p_r0_d.eq(p_r2), p_r1_d.eq(p_r1), p_wor_d.eq(p_wor),
                      p_waddr_d.eq(p_ho * L.out_row_stride + p_woq * L.groups + p_g)]
         with m.If(p_valid_d):
             m.d.sync += p_max.eq(p_new)
@@ -383,7 +395,10 @@ class Sequencer(wiring.Component):
                 with m.Case(1):
                     m.d.comb += self.act.rd_addr[b].eq(rowbase + wtG + gg)
                 with m.Case(2):
-                    m.d.comb += self.act.rd_addr[b].eq(p_addr)
+                    if R == 1:
+                        m.d.comb += self.act.rd_addr[b].eq(p_addr1)
+                    else:
+                        m.d.comb += self.act.rd_addr[b].eq(Mux(p_r2 == b, p_addr0, p_addr1))
                 with m.Case(3):
                     m.d.comb += self.act.rd_addr[b].eq(dump_addr)
         m.d.comb += self.act.wr_half.eq(~L.in_half)
@@ -509,7 +524,8 @@ class Sequencer(wiring.Component):
             with m.State("POOL"):
                 m.d.comb += [self.busy.eq(1), rd_sel.eq(2), p_issue.eq(1)]
                 m.d.sync += p_k.eq(p_k + 1)
-                with m.If(p_k == 3):
+                with m.If(p_k == k_last):
+                    m.d.sync += p_k.eq(0)
                     m.d.sync += p_g.eq(p_g + 1)
                     with m.If(p_g == L.groups - 1):
                         m.d.sync += [p_g.eq(0), p_wo.eq(p_wo + 1)]
