@@ -85,3 +85,51 @@ def test_choose_fold():
     assert choose_fold(1, 1) == 1      # no lanes to fill
     assert choose_fold(3, 4) == 9      # 27 channels: 7 groups x 1 tap < 9 x 1 or 3 x 3
     assert choose_fold(16, 16) == 1
+
+
+def _tiny(q=4, **changes):
+    base = dict(q=q, datapath=16, rows=2, cols=2, act_buffer_bits=8192, weight_buffer_bits=8192,
+                max_channels=16, max_height=8, max_width=8, max_dense_inputs=256, max_classes=10)
+    return AccelConfig(**{**base, **changes})
+
+
+def test_param_words_by_hand():
+    from qjoule.program import PARAM_META_FIELDS, param_words_for
+    cfg = _tiny(cols=2)  # S = 4
+    words = param_words_for([3, -1, 5], [10, -20, 30], cfg)
+    assert len(words) == 2
+    meta0 = unpack_fields(PARAM_META_FIELDS, words[0] & ((1 << 48) - 1))
+    meta1 = unpack_fields(PARAM_META_FIELDS, words[1] & ((1 << 48) - 1))
+    assert meta0 == {"group_first": 0, "lane_skip": 0, "n_groups": 1, "c_valid": 2}
+    assert meta1 == {"group_first": 0, "lane_skip": 2, "n_groups": 1, "c_valid": 1}
+    col1 = words[0] >> (48 + 82)
+    assert col1 & ((1 << 18) - 1) == (1 << 18) - 1              # mult -1
+    assert (col1 >> 18) & ((1 << 64) - 1) == (1 << 64) - 20      # bias -20
+    assert words[1] >> (48 + 82) == 0                            # column past the last channel
+
+
+def test_dense_weights_follow_the_buffer_order():
+    from qjoule.program import dense_weight_words
+    cfg = _tiny(cols=1, datapath=8)  # S = 2 lanes of 4 bits
+    # input map (3 channels, 1 row, 2 columns), contract flatten index = (c*1 + h)*2 + w
+    w = np.array([[1, 2, 3, 4, 5, 6]])
+    words = dense_weight_words(w, (3, 1, 2), cfg)
+    # order (h, w, group): (0,0,g0) lanes c0,c1 -> w[0], w[2]; (0,0,g1) -> c2 -> w[4], pad
+    assert words == [pack_lanes([1, 3], 4), pack_lanes([5, 0], 4), pack_lanes([2, 4], 4), pack_lanes([6, 0], 4)]
+
+
+def test_encode_misfits_are_one_line_and_say_by_how_much():
+    from qjoule.errors import UserError
+    from qjoule.program import encode
+    from qjoule.sw.intmodel import random_model
+    model = random_model((1, 8, 8), 10, 1, 12, 4, seed=0)
+    encode(model, _tiny(act_buffer_bits=2 * 2 * 128 * 16))
+    with pytest.raises(UserError, match=r"output channels 12 > max_channels 8 \(by 4\)"):
+        encode(model, _tiny(max_channels=8))
+    with pytest.raises(UserError, match=r"output map words per bank 96 > act_half_words/rows 64 \(by 32\)"):
+        encode(model, _tiny(act_buffer_bits=2 * 2 * 64 * 16))
+    with pytest.raises(UserError, match=r"model Q=4 does not match the accelerator's q=2"):
+        encode(model, _tiny(q=2))
+    # B1: 6 tiles of 2 output channels x 3 input groups of 4 lanes x 9 taps = 162 words
+    with pytest.raises(UserError, match=r"largest layer's weight words 162 > weight_words 32 \(by 130\)"):
+        encode(model, _tiny(weight_buffer_bits=32 * 32))
