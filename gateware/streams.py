@@ -26,18 +26,21 @@ class SimResult:
     cycles: int
     #: per layer index: (cycles from its first to its last busy cycle, cycles with the array enabled)
     layer_cycles: dict[int, list[int]]
+    #: cycle at which input word `mark` was accepted, and the first cycle with `busy` high
+    mark_cycle: int | None = None
+    first_busy_cycle: int | None = None
 
 
 def simulate(dut, words: Sequence[int], n_out: int, *, gap_seed: int | None = None, runs: int = 1,
-             max_cycles: int = 2_000_000, vcd: str | None = None) -> SimResult:
+             max_cycles: int = 2_000_000, vcd: str | None = None, mark: int | None = None) -> SimResult:
     """Run `dut` (a QjouleAccel) until `runs` runs have ended and `n_out` output words arrived."""
     rng = random.Random(gap_seed)
     outputs: list[int] = []
     stats: dict[int, list[int]] = {}
-    state = {"cycles": 0}
+    state = {"cycles": 0, "mark": None, "busy": None, "now": 0}
 
     async def source(ctx):
-        for w in words:
+        for index, w in enumerate(words):
             if gap_seed is not None:
                 while rng.random() < 0.3:
                     ctx.set(dut.i.valid, 0)
@@ -45,6 +48,8 @@ def simulate(dut, words: Sequence[int], n_out: int, *, gap_seed: int | None = No
             ctx.set(dut.i.valid, 1)
             ctx.set(dut.i.payload, w)
             await ctx.tick().until(dut.i.ready)
+            if index == mark:
+                state["mark"] = state["now"]
         ctx.set(dut.i.valid, 0)
 
     async def sink(ctx):
@@ -57,6 +62,9 @@ def simulate(dut, words: Sequence[int], n_out: int, *, gap_seed: int | None = No
                                                 ctx.get(dut.layer), ctx.get(dut.mac_cycles))
             await ctx.tick()
             cycles += 1
+            state["now"] = cycles
+            if busy and state["busy"] is None:
+                state["busy"] = cycles - 1
             if was_busy and not busy:
                 ended += 1
             was_busy = busy
@@ -82,4 +90,4 @@ def simulate(dut, words: Sequence[int], n_out: int, *, gap_seed: int | None = No
             sim.run()
     else:
         sim.run()
-    return SimResult(outputs[:], state["cycles"], stats)
+    return SimResult(outputs[:], state["cycles"], stats, state["mark"], state["busy"])
