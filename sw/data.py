@@ -107,7 +107,7 @@ def read_idx(path: Path) -> np.ndarray:
     count = int(np.prod(dims))
     if len(raw) != offset + count:
         raise UserError(f"IDX file {str(path)!r} is truncated or has extra bytes (header says {dims})")
-    return np.frombuffer(raw, dtype=np.uint8, offset=offset).reshape(dims)
+    return np.frombuffer(raw, dtype=np.uint8, offset=offset).reshape(dims).copy()  # writable, for torch
 
 
 def _idx_dir(name: str, directory: Path, hint: str) -> Dataset:
