@@ -118,17 +118,24 @@ class Sequencer(wiring.Component):
         wtile = Signal(24)      # weight address of the current tile's first word
         layer_done_issue = Signal()
 
-        # -- hold register and in-flight tracking ----------------------------------------------
+        # -- hold registers and in-flight tracking -----------------------------------------------
+        # Two hold slots used in turn: tile ends are issued, captured (capture_delay cycles
+        # later, when the array's accumulators hold the finished sums) and copied out by the
+        # feeder in the same order, so the n-th tile end always uses slot n mod 2. At most two
+        # tiles are between their last issue and the feeder, so a capture always finds its slot
+        # free, and tiles shorter than the capture delay still keep the array busy.
         capture_delay = 1 + MacArray.latency
         last_line = Signal(capture_delay)
-        hold_acc = Signal.like(array.acc)
-        hold_valid = Signal()
+        hold_acc = [Signal.like(array.acc, name=f"hold_acc{k}") for k in range(2)]
+        hold_valid = Signal(2)
         meta_layout = data.StructLayout({"to": unsigned(16), "w0": unsigned(16), "wtGo": unsigned(A),
                                          "rowbase_o": unsigned(A)})
-        pending = Signal(meta_layout)
-        hold_meta = Signal(meta_layout)
+        pending = [Signal(meta_layout, name=f"pending{k}") for k in range(2)]  # per slot, from its issue
+        iss_ptr, cap_ptr, rd_ptr = Signal(), Signal(), Signal()
         inflight = Signal()
         m.d.comb += inflight.eq(last_line.any())
+        occupancy = Signal(range(capture_delay + 3))
+        m.d.comb += occupancy.eq(sum(last_line[k] for k in range(capture_delay)) + hold_valid[0] + hold_valid[1])
 
         # -- issue-cycle signals (combinational) -----------------------------------------------
         issue = Signal()        # one array cycle issued this cycle
@@ -137,10 +144,10 @@ class Sequencer(wiring.Component):
         can_issue = Signal()
         m.d.comb += [kh0.eq(Mux(L.fold_h, 1, 0)), kh1.eq(Mux(L.fold_h, 1, 2)),
                      kw0.eq(Mux(L.fold_w, 1, 0)), kw1.eq(Mux(L.fold_w, 1, 2))]
-        # A tile's last cycle may issue when no other tile end is in flight and the hold register
-        # will be free at its capture: empty now, or being copied out by the feeder this cycle.
-        hold_free_soon = Signal()
-        m.d.comb += can_issue.eq(~(tile_last & (~hold_free_soon | inflight)))
+        # A tile's last cycle may issue while fewer than two tiles are in flight or held, or two
+        # are and the feeder copies one out this cycle.
+        copying = Signal()
+        m.d.comb += can_issue.eq(~tile_last | (occupancy < 2) | ((occupancy == 2) & copying))
 
         # registered controls for the array (aligned with the buffers' read data)
         en_d, clear_d = Signal(), Signal()
@@ -157,7 +164,10 @@ class Sequencer(wiring.Component):
         m.d.comb += dense_d.eq(L.kind == KIND_DENSE)  # L is constant while a layer runs
         m.d.sync += last_line.eq(Cat(issue & tile_last, last_line[:-1]))
         with m.If(last_line[-1]):
-            m.d.sync += [hold_acc.eq(array.acc), hold_meta.eq(pending), hold_valid.eq(1)]
+            m.d.sync += cap_ptr.eq(~cap_ptr)
+            for k in range(2):
+                with m.If(cap_ptr == k):
+                    m.d.sync += [hold_acc[k].eq(array.acc), hold_valid[k].eq(1)]
 
         # array inputs
         rotated = []
@@ -265,7 +275,7 @@ class Sequencer(wiring.Component):
         entry_layout = data.StructLayout({"p": pmeta_layout, "t": meta_layout})
         m.submodules.meta_fifo = meta_fifo = SyncFIFO(width=entry_layout.size, depth=4)
         P = Signal(param_layout(cfg))           # the fed tile's parameters
-        feed_acc = Signal.like(hold_acc)
+        feed_acc = Signal.like(array.acc)
         feed_row = Signal(range(R + 1))
         coll_row = Signal(range(R + 1))
         n_rows = Signal(range(R + 1))
@@ -294,9 +304,12 @@ class Sequencer(wiring.Component):
             m.d.comb += rows_ok[r].eq(Mux(L.kind == KIND_DENSE, r == 0, W.t.w0 + r < L.out_width))
 
         # feeder
-        m.d.comb += self.params.rd_addr.eq(L.param_base + pending.to)  # stable until the hold frees
+        # the next slot's tile parameters, read ahead (its pending meta is stable from its issue)
+        rd_meta = Signal(meta_layout)
+        m.d.comb += rd_meta.eq(Mux(rd_ptr, pending[1], pending[0]))
+        m.d.comb += self.params.rd_addr.eq(L.param_base + rd_meta.to)
         feeder_idle = Signal()
-        m.d.comb += hold_free_soon.eq(~hold_valid | (feeder_idle & meta_fifo.w_rdy))
+        m.d.comb += copying.eq(feeder_idle & hold_valid.bit_select(rd_ptr, 1) & meta_fifo.w_rdy)
         pp_ready = Signal()
         m.d.comb += pp_ready.eq(pps[0].i.ready)
         for c, pp in enumerate(pps):
@@ -312,10 +325,14 @@ class Sequencer(wiring.Component):
         with m.FSM(name="feeder"):
             with m.State("IDLE"):
                 m.d.comb += feeder_idle.eq(1)
-                with m.If(hold_valid & meta_fifo.w_rdy):
+                with m.If(copying):
                     m.d.comb += [meta_fifo.w_en.eq(1),
-                                 meta_fifo.w_data.eq(Cat(params_now.as_value()[:PARAM_META_BITS], hold_meta))]
-                    m.d.sync += [P.eq(params_now), feed_acc.eq(hold_acc), hold_valid.eq(0), feed_row.eq(0)]
+                                 meta_fifo.w_data.eq(Cat(params_now.as_value()[:PARAM_META_BITS], rd_meta))]
+                    m.d.sync += [P.eq(params_now), feed_acc.eq(Mux(rd_ptr, hold_acc[1], hold_acc[0])),
+                                 rd_ptr.eq(~rd_ptr), feed_row.eq(0)]
+                    for k in range(2):
+                        with m.If(rd_ptr == k):
+                            m.d.sync += hold_valid[k].eq(0)
                     m.next = "FEED"
             with m.State("FEED"):
                 for pp in pps:
@@ -369,7 +386,7 @@ class Sequencer(wiring.Component):
                     with m.If(ek == 2 * W.p.c_valid - 1):
                         m.next = "IDLE"
         drain_idle = Signal()
-        m.d.comb += drain_idle.eq(~hold_valid & feeder_idle & ~meta_fifo.r_rdy & writer_idle)
+        m.d.comb += drain_idle.eq(~hold_valid.any() & feeder_idle & ~meta_fifo.r_rdy & writer_idle)
 
         # -- dump engine -------------------------------------------------------------------------
         dump_addr = Signal(24)
@@ -417,8 +434,11 @@ class Sequencer(wiring.Component):
                          lanev_d.eq(Mux(g == L.pass_groups - 1, lanes_mask, (1 << S) - 1)),
                          wcount.eq(wcount + 1)]
             with m.If(tile_last):
-                m.d.sync += [pending.to.eq(to), pending.w0.eq(w0), pending.wtGo.eq(wtGo),
-                             pending.rowbase_o.eq(rowbase_o)]
+                m.d.sync += iss_ptr.eq(~iss_ptr)
+                for k in range(2):
+                    with m.If(iss_ptr == k):
+                        m.d.sync += [pending[k].to.eq(to), pending[k].w0.eq(w0), pending[k].wtGo.eq(wtGo),
+                                     pending[k].rowbase_o.eq(rowbase_o)]
         m.d.sync += self.mac_cycles.eq(self.mac_cycles + en_d)
         with m.If(self.busy):
             m.d.sync += self.layer_cycles.eq(self.layer_cycles + 1)
@@ -426,7 +446,7 @@ class Sequencer(wiring.Component):
         # handles for simulation-only probes (tests, bench)
         self.probes = {"issue": issue, "tile_last": tile_last, "hold_valid": hold_valid, "inflight": inflight,
                        "feeder_idle": feeder_idle, "writer_idle": writer_idle, "codes_full": codes_full,
-                       "kh": kh, "kw": kw, "to": to, "fifo_rdy": meta_fifo.r_rdy, "hold_free_soon": hold_free_soon, "j": j}
+                       "kh": kh, "kw": kw, "to": to, "fifo_rdy": meta_fifo.r_rdy, "copying": copying, "j": j}
 
         # -- main FSM ------------------------------------------------------------------------------
         gc_last = Signal()
@@ -553,7 +573,7 @@ class Sequencer(wiring.Component):
             with m.State("FINISH"):
                 # wait for the array pipeline, the hold register, the drain and the pool write
                 m.d.comb += self.busy.eq(1)
-                with m.If(~inflight & ~hold_valid & drain_idle & ~p_valid_d & ~en_d):
+                with m.If(~inflight & ~hold_valid.any() & drain_idle & ~p_valid_d & ~en_d):
                     with m.If(L.dump):
                         m.next = "DUMP_READ"
                     with m.Else():

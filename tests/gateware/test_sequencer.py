@@ -69,3 +69,16 @@ def test_maxpool_layers_odd_sizes(model_builder, accel_run, q, rows, cols):
     for name in ("L0", "P0", "L1", "P1"):
         assert np.array_equal(layers[name], x.outputs[name][0]), name
     assert np.array_equal(logits, x.logits[0])
+
+
+def test_short_tiles_under_output_backpressure(model_builder, accel_run):
+    # Q=16 (one lane), R=1, C=3: the dense layer's tiles last 3 cycles while sending a tile's
+    # logits takes 6 words under random backpressure, so the drain backs up into the array.
+    cfg = _cfg(16, 1, 3)
+    model = model_builder(16, (1, 4, 4), [5, 3], classes=7, seed=3, pool_after=(0, 1))
+    image = np.random.default_rng(1).integers(0, 256, size=(1, 4, 4), dtype=np.uint8)
+    (logits, layers), = accel_run(model, cfg, [image], gap_seed=6)[0]
+    x = golden.run(model, image[None])
+    for name in layers:
+        assert np.array_equal(layers[name], x.outputs[name][0]), name
+    assert np.array_equal(logits, x.logits[0])
