@@ -38,7 +38,8 @@ class StreamDriver:
             self.payload.value = int(word)
             while True:
                 await ReadOnly()
-                accepted = int(self.ready.value) == 1
+                # X/Z (e.g. straight out of reset) is not a ready.
+                accepted = self.ready.value.is_resolvable and int(self.ready.value) == 1
                 await RisingEdge(self.clk)
                 if accepted:
                     break
@@ -64,6 +65,8 @@ class StreamMonitor:
             ready = int(self.rng.random() >= self.stall_probability)
             self.ready.value = ready
             await ReadOnly()
+            if not self.valid.value.is_resolvable:
+                raise StreamProtocolError(f"valid is {self.valid.value} (not 0 or 1) out of reset")
             valid = int(self.valid.value) == 1
             if pending is not None and not valid:
                 raise StreamProtocolError(f"valid dropped before the transfer of {pending:#x}")

@@ -1,0 +1,156 @@
+"""`qjoule simulate`: generate the RTL for a model, run test images through it in a real
+simulator (cocotb + Icarus or Verilator), and check every layer against the golden model."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from qjoule.config import AccelConfig, variant
+from qjoule.errors import UserError
+from qjoule.io import write_json
+
+from .runner import check_simulator, run_cocotb
+
+TOPLEVEL = "qjoule_accel"
+
+# Yosys writes every combinational `always @*` block with a dummy sensitivity on a register
+# initialised to 0 at its declaration, so the block runs once at time 0. Icarus may run that
+# initialiser before the blocks wait on it (a time-0 race, amaranth-lang/amaranth#1629), leaving
+# combinational nets X until an input changes. The simulated copy therefore initialises those dummy
+# registers one time step later; they drive nothing, so the logic is the generated logic.
+_TIME0_TRIGGER = re.compile(r"^(\s*)reg (\\\$auto\$verilog_backend\.cc:\d+:dump_module\$\d+)\s+= 0;$", re.M)
+
+
+def icarus_time0_safe(verilog: str) -> str:
+    """The generated Verilog with Yosys's time-0 trigger registers initialised at #1 (see above)."""
+    return _TIME0_TRIGGER.sub(lambda m: f"{m.group(1)}reg {m.group(2)} ;\n{m.group(1)}initial #1 {m.group(2)} = 1'h0;",
+                              verilog)
+
+
+def config_for(model, config_path: str | None, q: int | None) -> AccelConfig:
+    """The accelerator to simulate: the given config file, else the `tiny` variant at the model's Q."""
+    if q is not None and q != model.q:
+        raise UserError(f"--q {q} does not match the model's Q {model.q}")
+    cfg = AccelConfig.load(config_path) if config_path else variant("tiny", q=model.q)
+    if cfg.q != model.q:
+        raise UserError(f"config Q {cfg.q} does not match the model's Q {model.q}")
+    return cfg
+
+
+def pick_images(dataset: str, count: int, first: int, input_shape) -> np.ndarray:
+    from qjoule.sw import data
+
+    if count < 1:
+        raise UserError(f"--images must be >= 1, got {count!r}")
+    ds = data.load(dataset)
+    if tuple(ds.input_shape) != tuple(input_shape):
+        raise UserError(f"data set {dataset!r} has images {tuple(ds.input_shape)}, the model takes {tuple(input_shape)}")
+    n = len(ds.test_x)
+    if first < 0 or first + count > n:
+        raise UserError(f"images {first}..{first + count - 1} are out of range: the {dataset!r} test split has {n} (0..{n - 1})")
+    return np.ascontiguousarray(ds.test_x[first:first + count])
+
+
+def simulate(*, model_path: str, cfg: AccelConfig, images: np.ndarray, work: Path, sim: str = "icarus",
+             seed: int = 0, gap_probability: float = 0.2, stall_probability: float = 0.2, debug: bool = True,
+             reproduce: str = "") -> dict[str, Any]:
+    """Run the images on the RTL in `work`; returns the result record (also written as result.json)."""
+    from qjoule.sw import intmodel
+
+    model = intmodel.load(model_path)
+    tb, outcome, seconds = run_jobs([{"model": model_path, "images": images}], cfg, work, sim=sim, seed=seed,
+                                    gap_probability=gap_probability, stall_probability=stall_probability, debug=debug)
+    return summarize(tb["jobs"][0], cfg, sim, seconds, outcome, reproduce)
+
+
+def run_jobs(jobs: list[dict[str, Any]], cfg: AccelConfig, work: Path, *, sim: str = "icarus", seed: int = 0,
+             gap_probability: float = 0.2, stall_probability: float = 0.2, debug: bool = True):
+    """Build the RTL for `cfg` once and run every job (model path + images [+ golden_model]) on it.
+
+    Returns (testbench results, cocotb outcome, seconds). A model that does not fit the config
+    fails here, before any simulation, with a one-line error.
+    """
+    from qjoule.gateware.top import QjouleAccel
+    from qjoule.hw.verilog import emit_verilog
+    from qjoule.program import encode
+    from qjoule.sw import intmodel
+
+    check_simulator(sim)
+    work.mkdir(parents=True, exist_ok=True)
+    budget, case_jobs = 0, []
+    for i, job in enumerate(jobs):
+        program = encode(intmodel.load(job["model"]), cfg, debug=debug)  # one line if it does not fit
+        budget = max(budget, _cycle_budget(program, cfg))
+        images_path = work / f"images-{i}.npy"
+        np.save(images_path, np.asarray(job["images"]))
+        case_jobs.append({"model": str(Path(job["model"]).resolve()), "images": str(images_path.resolve()),
+                          **({"golden_model": str(Path(job["golden_model"]).resolve())} if job.get("golden_model") else {})})
+    generated = emit_verilog(QjouleAccel(cfg), TOPLEVEL)
+    (work / f"{TOPLEVEL}.v").write_text(generated)
+    verilog = work / f"{TOPLEVEL}.sim.v"
+    verilog.write_text(icarus_time0_safe(generated))
+    (work / "accel.json").write_text(cfg.to_json())
+    tb_result = work / "tb_result.json"
+    case = {"config": str((work / "accel.json").resolve()), "jobs": case_jobs, "seed": seed, "debug": debug,
+            "gap_probability": gap_probability, "stall_probability": stall_probability,
+            "max_cycles": 10 * budget + 100_000, "result": str(tb_result.resolve())}
+    write_json(work / "case.json", case)
+    started = time.monotonic()
+    outcome = run_cocotb(verilog_path=verilog, toplevel=TOPLEVEL, test_module="qjoule.sim.tb_accel",
+                         build_root=work / "build", sim=sim, seed=seed,
+                         extra_env={"QJOULE_TB_CASE": str((work / "case.json").resolve())})
+    seconds = time.monotonic() - started
+    if not tb_result.exists():
+        raise UserError(f"the {sim} simulation ended without results: {_last_error(outcome.build_dir / 'sim.log')}")
+    return json.loads(tb_result.read_text()), outcome, seconds
+
+
+def _last_error(log: Path) -> str:
+    """The last exception line of a cocotb log (the one-line reason a run died)."""
+    try:
+        lines = [line.strip() for line in log.read_text(errors="replace").splitlines()]
+    except OSError:
+        return f"no log at {log}"
+    errors = [line for line in lines if re.match(r"^[A-Za-z_.]*(Error|Exception)\b", line)]
+    return errors[-1] if errors else (lines[-1] if lines else "empty log")
+
+
+def _cycle_budget(program, cfg: AccelConfig) -> int:
+    return sum(int(plan.macs / cfg.parallelism) + 1000 for plan in program.layers)
+
+
+def summarize(tb: dict[str, Any], cfg: AccelConfig, sim: str, seconds: float, outcome, reproduce: str) -> dict[str, Any]:
+    images = tb["images"]
+    match = all(r["match"] for r in images) and outcome.passed
+    layers = [dict(row) for row in images[0]["per_layer"]]
+    for row in layers:  # sum over images
+        name = row["layer"]
+        row["cycles"] = sum(next(x for x in r["per_layer"] if x["layer"] == name)["cycles"] for r in images)
+        row["mac_cycles"] = sum(next(x for x in r["per_layer"] if x["layer"] == name)["mac_cycles"] for r in images)
+        row["ideal_cycles"] = row["ideal_cycles"] * len(images)
+        row["utilization"] = row["ideal_cycles"] / row["cycles"] if row["cycles"] else None
+    cycles = sum(r["cycles"] for r in images)
+    ideal = sum(row["ideal_cycles"] for row in layers)
+    result = {"match": match, "images": len(images), "simulator": sim, "cycles": cycles,
+              "cycles_per_image": cycles / len(images), "utilization": ideal / cycles if cycles else None,
+              "per_layer": layers, "per_image": images, "external_words": tb["external_words"],
+              "config": cfg.to_dict(), "seconds": round(seconds, 3),
+              "sim_cycles_per_second": round(cycles / seconds, 1) if seconds else None,
+              "activity": None}
+    if not match:
+        first = next((r for r in images if not r["match"]), None)
+        result["first_mismatch"] = {"image": first["image"], **first["first_mismatch"]} if first else None
+        result["reproduce"] = reproduce
+        result["waveform"] = str(outcome.waves) if outcome.waves else None
+    return result
+
+
+def reproduce_command(argv: list[str]) -> str:
+    return "qjoule " + " ".join(shlex.quote(a) for a in argv)
