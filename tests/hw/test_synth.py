@@ -114,3 +114,35 @@ def test_icebreaker_tiny_datapath_builds(tmp_path):
     assert report["fmax_mhz"] > 0 and report["timing_met"] == (report["fmax_mhz"] >= 42.0)
     assert (tmp_path / "build" / "top.bin").stat().st_size > 0
     json.dumps(report)
+
+
+def test_dsp_demand_by_hand():
+    from qjoule.hw.synth import dsp_demand
+
+    # ulx3s (8×8, ECP5 18×18 blocks): Q = 4 products stay in LUTs; each of the 8 post-processing
+    # columns needs one block for acc_lo (17×18) and one for acc_hi (9×18).
+    assert dsp_demand(variant("ulx3s", 4), board("ulx3s-85f")) == 8 * 2
+    # Q = 8: 8·8 PEs × 2 lanes × one 9×8 block each, plus the 16 above.
+    assert dsp_demand(variant("ulx3s", 8), board("ulx3s-85f")) == 128 + 16
+    # icebreaker (4 columns, iCE40 16×16 blocks, acc_bits 24): acc_lo 17×18 -> 2·2, acc_hi 8×18 -> 1·2.
+    assert variant("icebreaker", 4).acc_bits == 24
+    assert dsp_demand(variant("icebreaker", 4), board("icebreaker")) == 4 * (4 + 2)
+
+
+def test_cli_config_choice(tmp_path):
+    import argparse
+
+    from qjoule.commands.synth import config_from_args
+
+    def args(**kw):
+        base = {"board": "icebreaker", "q": None, "rows": None, "cols": None, "datapath": None, "config": None}
+        return argparse.Namespace(**{**base, **kw})
+
+    cfg = config_from_args(args(q=8, rows=3))
+    assert (cfg.name, cfg.q, cfg.datapath, cfg.rows, cfg.cols) == ("icebreaker", 8, 16, 3, 4)
+    path = tmp_path / "accel.json"
+    path.write_text(variant("tiny", 2).to_json())
+    cfg = config_from_args(args(config=str(path), cols=5))
+    assert (cfg.name, cfg.q, cfg.cols) == ("tiny", 2, 5)
+    with pytest.raises(UserError, match="datapath must be a positive multiple of q=3"):
+        config_from_args(args(q=3, datapath=16))
