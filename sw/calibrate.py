@@ -111,6 +111,8 @@ def read_activity(path: Path, base: Profile) -> list[Sample]:
     config = _get(data, "config", dict, where)
     p = _get(config, "rows", int, f"{where} config") * _get(config, "cols", int, f"{where} config") * \
         (_get(config, "datapath", int, f"{where} config") // q)
+    if p < 1:
+        raise UserError(f"{where} config gives no lanes at q={q} (rows x cols x datapath/q = {p})")
     network = _get(data, "network", dict, where)
     net_layers = _get(network, "layers", list, f"{where} network")
     layers = _get(data, "layers", list, where)
