@@ -67,7 +67,42 @@ def simulate(*, model_path: str, cfg: AccelConfig, images: np.ndarray, work: Pat
     model = intmodel.load(model_path)
     tb, outcome, seconds = run_jobs([{"model": model_path, "images": images}], cfg, work, sim=sim, seed=seed,
                                     gap_probability=gap_probability, stall_probability=stall_probability, debug=debug)
-    return summarize(tb["jobs"][0], cfg, sim, seconds, outcome, reproduce)
+    result = summarize(tb["jobs"][0], cfg, sim, seconds, outcome, reproduce)
+    if outcome.waves is not None:
+        activity = write_activity(outcome.waves, cfg, model, model_path, len(images), sim, seed, debug, work)
+        result["activity"] = "activity.json"
+        _compare_with_model(result, activity, model)
+    return result
+
+
+def write_activity(waves: Path, cfg: AccelConfig, model, model_path: str, images: int, sim: str, seed: int,
+                   debug: bool, work: Path) -> dict[str, Any]:
+    import hashlib
+
+    from .activity import capture
+
+    run = {"name": Path(model_path).stem, "seed": seed, "simulator": sim, "model": str(model_path),
+           "model_sha256": hashlib.sha256(Path(model_path).read_bytes()).hexdigest(),
+           "debug_dump": debug}
+    network = {"input": model.header["input"], "classes": model.classes,
+               "layers": [{k: layer[k] for k in ("name", "kind", "in_shape", "out_shape")} for layer in model.layers]}
+    activity = capture(waves, cfg, model.layers, images, run, network)
+    write_json(work / "activity.json", activity)
+    return activity
+
+
+def _compare_with_model(result: dict[str, Any], activity: dict[str, Any], model) -> None:
+    """Measured lane MACs beside the energy model's N_c: equal where its assumptions hold; the
+    difference (padding taps the hardware skips, first-layer passes, empty lanes) is reported."""
+    from qjoule.sw.netstats import network_stats
+
+    stats = {s.name: s for s in network_stats(model.layers, model.q).layers}
+    images = result["images"]
+    for row, measured in zip(result["per_layer"], activity["layers"]):
+        model_macs = stats[row["layer"]].macs * images
+        row["mac_lane_ops"] = measured["mac_lane_ops"]
+        row["model_macs"] = model_macs
+        row["mac_difference"] = measured["mac_lane_ops"] - model_macs
 
 
 def run_jobs(jobs: list[dict[str, Any]], cfg: AccelConfig, work: Path, *, sim: str = "icarus", seed: int = 0,
