@@ -1,6 +1,6 @@
 """Training a QNN of the topology family at any Q, then exporting and checking its integer model.
 
-`train(config, out_dir, progress)` is deterministic given the seed: torch.manual_seed, seeded
+`train(config, out_dir, progress)` is deterministic given the seed and thread count: torch.manual_seed, seeded
 shuffling, deterministic algorithms and one thread by default. Adam with a one-cycle schedule
 (short linear warm-up, cosine decay to ~0), latent weights clipped to [−1, 1] after every step.
 Writes model.pt (checkpoint), model.qjm (the integer model, not at float) and metrics.json.

@@ -219,3 +219,13 @@ def test_large_reductions_exact_on_both_matmul_paths():
     w_big = rng.integers(-(2 ** 40), 2 ** 40, size=(2, 7))
     x_small = rng.integers(0, 256, size=(2, 7))
     assert golden.dense_acc(x_small, w_big, 8).tolist() == (x_small.astype(object) @ w_big.T.astype(object)).tolist()
+
+
+def test_conv_batch_chunks_give_the_same_result(monkeypatch):
+    rng = np.random.default_rng(9)
+    x = rng.integers(0, 16, size=(7, 2, 4, 5))
+    w = rng.integers(-8, 8, size=(3, 2, 3, 3))
+    whole = golden.conv3x3_acc(x, w, 4)
+    monkeypatch.setattr(golden, "_IM2COL_VALUES", 2 * 9 * 4 * 5 * 3)  # 3 images per chunk: 3 + 3 + 1
+    assert np.array_equal(golden.conv3x3_acc(x, w, 4), whole)
+    assert np.array_equal(whole, _naive_conv(x, w, 4).astype(np.int64))
