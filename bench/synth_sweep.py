@@ -16,6 +16,7 @@ from pathlib import Path
 
 from qjoule.commands.synth import BOARD_VARIANTS
 from qjoule.config import variant
+from qjoule.errors import UserError
 from qjoule.hw.synth import synthesize
 
 COLUMNS = ("q", "p", "luts", "ffs", "dsps", "brams", "luts_per_lane", "dsps_per_lane", "fmax_mhz",
@@ -39,7 +40,12 @@ def main() -> None:
     print("  ".join(f"{c:>13}" for c in COLUMNS), flush=True)
     for q in (int(v) for v in args.qs.split(",")):
         cfg = variant(BOARD_VARIANTS[args.board], q, **changes)
-        report = synthesize(cfg, args.board, build / f"q{q}", clock_mhz=args.clock, design=args.design)
+        try:
+            report = synthesize(cfg, args.board, build / f"q{q}", clock_mhz=args.clock, design=args.design)
+        except UserError as e:  # e.g. does not fit: a result of the sweep, recorded, not fatal
+            reports.append({"q": q, "p": cfg.parallelism, "error": str(e)})
+            print(f"{q:>13}  {cfg.parallelism:>13}  error: {e}", flush=True)
+            continue
         report.pop("yosys_cells")
         reports.append(report)
         print("  ".join(f"{report[c]!s:>13}" for c in COLUMNS), flush=True)
