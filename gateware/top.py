@@ -12,7 +12,7 @@ layer dumps in debug mode).
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -116,49 +116,64 @@ class QjouleAccel(wiring.Component):
         px_wr = Signal(range(R))
         px_wqG = Signal(24)
         px_rowbase = Signal(24)
-        ckh, ckw = Signal(2), Signal(2)
-        kh_first, kh_last, kw_first, kw_last = Signal(2), Signal(2), Signal(2), Signal(2)
+        # Copies of one kh row are written in parallel when their banks differ: the kw = 0, 1, 2
+        # copies go to columns w + 1, w, w − 1, three distinct banks when R >= 3; R = 2 needs two
+        # phases ({0, 1}, {2}) and R = 1 three.
+        phases = [[0, 1, 2]] if R >= 3 else ([[0, 1], [2]] if R == 2 else [[0], [1], [2]])
+        ckh = Signal(2)
+        ph = Signal(2)
+        kh_first, kh_last, ph_last = Signal(2), Signal(2), Signal(2)
         m.d.comb += [kh_first.eq(Mux(image.fold_h, 0, 1)), kh_last.eq(Mux(image.fold_h, 2, 1)),
-                     kw_first.eq(Mux(image.fold_w, 0, 1)), kw_last.eq(Mux(image.fold_w, 2, 1))]
-        off_g, off_l = Signal(16), Signal(range(S))      # copy·C as (groups, lanes)
-        cur_g, cur_l = Signal(16), Signal(range(S))      # virtual channel copy·C + c
-        lane_sum = Signal(range(2 * S))
-        m.d.comb += lane_sum.eq(px_c_lane + off_l)
-        with m.If(lane_sum >= S):
-            m.d.comb += [cur_l.eq(lane_sum - S), cur_g.eq(px_c_group + off_g + 1)]
+                     ph_last.eq(Mux(image.fold_w, len(phases) - 1, 0))]
+        active = Signal(3)
+        with m.If(image.fold_w):
+            with m.Switch(ph):
+                for i, kws in enumerate(phases):
+                    with m.Case(i):
+                        m.d.comb += active.eq(sum(1 << kw for kw in kws))
         with m.Else():
-            m.d.comb += [cur_l.eq(lane_sum), cur_g.eq(px_c_group + off_g)]
-        # target pixel of this copy
+            m.d.comb += active.eq(0b010)
         t_rowbase = Signal(26)
-        t_qG = Signal(26)
-        t_bank = Signal(range(R))
-        t_valid = Signal()
         m.d.comb += t_rowbase.eq(Mux(ckh == 0, px_rowbase + image.row_stride,
                                      Mux(ckh == 2, px_rowbase - image.row_stride, px_rowbase)))
-        with m.Switch(ckw):
-            with m.Case(0):  # w + 1
-                if R == 1:
-                    m.d.comb += [t_qG.eq(px_wqG + image.groups), t_bank.eq(0)]
-                else:
-                    m.d.comb += [t_qG.eq(Mux(px_wr == R - 1, px_wqG + image.groups, px_wqG)),
-                                 t_bank.eq(Mux(px_wr == R - 1, 0, px_wr + 1))]
-            with m.Case(2):  # w − 1
-                if R == 1:
-                    m.d.comb += [t_qG.eq(px_wqG - image.groups), t_bank.eq(0)]
-                else:
-                    m.d.comb += [t_qG.eq(Mux(px_wr == 0, px_wqG - image.groups, px_wqG)),
-                                 t_bank.eq(Mux(px_wr == 0, R - 1, px_wr - 1))]
-            with m.Default():
-                m.d.comb += [t_qG.eq(px_wqG), t_bank.eq(px_wr)]
-        m.d.comb += t_valid.eq(~((ckh == 0) & (px_h == image.height - 1)) & ~((ckh == 2) & (px_h == 0))
-                               & ~((ckw == 0) & (px_w == image.width - 1)) & ~((ckw == 2) & (px_w == 0)))
+        h_ok = Signal()
+        m.d.comb += h_ok.eq(~((ckh == 0) & (px_h == image.height - 1)) & ~((ckh == 2) & (px_h == 0)))
+        copy_groups = Array(image[f"copy{k}_groups"] for k in range(9))
+        copy_lanes = Array(image[f"copy{k}_lanes"] for k in range(9))
+        targets = []   # per kw: (bank, address, lane, valid)
+        for kw in range(3):
+            k = Signal(4, name=f"copy_kw{kw}")  # copy index: virtual channel k·C + c
+            m.d.comb += k.eq(Mux(image.fold_h, ckh * 3, 0) + Mux(image.fold_w, kw, 0))
+            off_g, off_l = Signal(16, name=f"off_g{kw}"), Signal(8, name=f"off_l{kw}")
+            m.d.comb += [off_g.eq(copy_groups[k]), off_l.eq(copy_lanes[k])]
+            lane_sum = Signal(range(2 * S + 256), name=f"lane_sum{kw}")
+            cur_g, cur_l = Signal(16, name=f"cur_g{kw}"), Signal(range(S), name=f"cur_l{kw}")
+            m.d.comb += lane_sum.eq(px_c_lane + off_l)
+            with m.If(lane_sum >= S):
+                m.d.comb += [cur_l.eq(lane_sum - S), cur_g.eq(px_c_group + off_g + 1)]
+            with m.Else():
+                m.d.comb += [cur_l.eq(lane_sum), cur_g.eq(px_c_group + off_g)]
+            qG, bank = Signal(26, name=f"t_qG{kw}"), Signal(range(R), name=f"t_bank{kw}")
+            if kw == 1 or R == 1:
+                step = {0: 1, 1: 0, 2: -1}[kw]
+                m.d.comb += [qG.eq(px_wqG + step * image.groups if step else px_wqG), bank.eq(0 if R == 1 else px_wr)]
+            elif kw == 0:   # column w + 1
+                m.d.comb += [qG.eq(Mux(px_wr == R - 1, px_wqG + image.groups, px_wqG)),
+                             bank.eq(Mux(px_wr == R - 1, 0, px_wr + 1))]
+            else:           # column w − 1
+                m.d.comb += [qG.eq(Mux(px_wr == 0, px_wqG - image.groups, px_wqG)),
+                             bank.eq(Mux(px_wr == 0, R - 1, px_wr - 1))]
+            w_ok = {0: px_w != image.width - 1, 1: 1, 2: px_w != 0}[kw]
+            addr = Signal(26, name=f"img_addr{kw}")
+            m.d.comb += addr.eq(t_rowbase + qG + plane * image.pass_groups + cur_g)
+            valid = Signal(name=f"img_valid{kw}")
+            m.d.comb += valid.eq(active[kw] & h_ok & w_ok)
+            targets.append((bank, addr, cur_l, valid))
         img_writing = Signal()
         clearing = Signal()
         clr_addr = Signal(24)
         chunk_val = Signal(Q)
         m.d.comb += chunk_val.eq((pix[:8] >> (plane * Q))[:Q])
-        img_addr = Signal(26)
-        m.d.comb += img_addr.eq(t_rowbase + t_qG + plane * image.pass_groups + cur_g)
 
         # act write port: sequencer while running, image writer otherwise
         for b in range(R):
@@ -168,8 +183,10 @@ class QjouleAccel(wiring.Component):
             with m.Elif(clearing):
                 m.d.comb += [act.wr_addr[b].eq(clr_addr), act.wr_data[b].eq(0), act.wr_en[b].eq((1 << S) - 1)]
             with m.Else():
-                m.d.comb += [act.wr_addr[b].eq(img_addr), act.wr_data[b].eq(Cat(*[chunk_val] * S)),
-                             act.wr_en[b].eq(Mux(img_writing & t_valid & (t_bank == b), Const(1, S) << cur_l, 0))]
+                m.d.comb += act.wr_data[b].eq(Cat(*[chunk_val] * S))
+                for bank, addr, lane, valid in targets:
+                    with m.If(img_writing & valid & (bank == b)):
+                        m.d.comb += [act.wr_addr[b].eq(addr), act.wr_en[b].eq(Const(1, S) << lane)]
         m.d.comb += act.wr_half.eq(Mux(running, seq.act.wr_half, 0))
 
         start = Signal()
@@ -192,7 +209,7 @@ class QjouleAccel(wiring.Component):
                                      pix_count.eq(image.height * image.width * image.channels),
                                      px_c_lane.eq(0), px_c_group.eq(0), px_c.eq(0), px_h.eq(0), px_w.eq(0),
                                      px_wr.eq(0), px_wqG.eq(0), px_rowbase.eq(0),
-                                     ckh.eq(kh_first), ckw.eq(kw_first), off_g.eq(0), off_l.eq(0)]
+                                     ckh.eq(kh_first), ph.eq(0)]
                         with m.If(word[:24] == 0):
                             m.d.comb += start.eq(1)  # an empty IMAGE runs on the buffer as it is
                         with m.Else():
@@ -229,24 +246,19 @@ class QjouleAccel(wiring.Component):
                 with m.If(clr_addr == image.words - 1):
                     m.next = "PIXELS"
             with m.State("PIXELS"):
-                # one chunk plane of one copy of one pixel per cycle
+                # one chunk plane of one phase of copies of one pixel per cycle
                 m.d.comb += img_writing.eq((pix_left != 0) & (pix_count != 0))
                 with m.If(img_writing):
                     m.d.sync += plane.eq(plane + 1)
                     with m.If(plane == cfg.first_layer_passes - 1):
                         m.d.sync += plane.eq(0)
-                        # next copy: virtual channel + C
-                        with m.If(off_l + image.step_lanes >= S):
-                            m.d.sync += [off_l.eq(off_l + image.step_lanes - S), off_g.eq(off_g + image.step_groups + 1)]
-                        with m.Else():
-                            m.d.sync += [off_l.eq(off_l + image.step_lanes), off_g.eq(off_g + image.step_groups)]
-                        with m.If(ckw != kw_last):
-                            m.d.sync += ckw.eq(ckw + 1)
+                        # next kw phase, next kh row of copies, or the next pixel
+                        with m.If(ph != ph_last):
+                            m.d.sync += ph.eq(ph + 1)
                         with m.Elif(ckh != kh_last):
-                            m.d.sync += [ckw.eq(kw_first), ckh.eq(ckh + 1)]
+                            m.d.sync += [ph.eq(0), ckh.eq(ckh + 1)]
                         with m.Else():
-                            # next pixel
-                            m.d.sync += [ckw.eq(kw_first), ckh.eq(kh_first), off_g.eq(0), off_l.eq(0),
+                            m.d.sync += [ph.eq(0), ckh.eq(kh_first),
                                          pix.eq(pix >> 8), pix_left.eq(pix_left - 1), pix_count.eq(pix_count - 1)]
                             _next_pixel(m, cfg, image, px_c_lane, px_c_group, px_c, px_h, px_w, px_wr, px_wqG,
                                         px_rowbase)

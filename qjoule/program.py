@@ -287,7 +287,8 @@ IMAGE_FIELDS: tuple[tuple[str, int], ...] = (
     ("height", 16), ("width", 16), ("channels", 16),   # the real image (C, H, W)
     ("pass_groups", 16), ("groups", 16), ("row_stride", 24), ("words", 24),  # its layout (virtual channels)
     ("fold_w", 1), ("fold_h", 1),
-    ("step_groups", 16), ("step_lanes", 8),            # divmod(C, S): virtual-channel step between copies
+    # divmod(k·C, S) for copy k = 0..8: where copy k's virtual channels k·C + c start
+    *((f"copy{k}_{part}", bits) for k in range(9) for part, bits in (("groups", 16), ("lanes", 8))),
 )
 IMAGE_WORDS = -(-sum(bits for _, bits in IMAGE_FIELDS) // WORD_BITS)
 
@@ -460,7 +461,8 @@ def program_section(entries: Sequence[dict[str, int]], image: MapLayout, fold: i
                                       "pass_groups": image.pass_groups, "groups": image.groups,
                                       "row_stride": image.row_stride, "words": image.words_per_bank,
                                       "fold_w": int(fold >= 3), "fold_h": int(fold == 9),
-                                      "step_groups": channels // image.lanes, "step_lanes": channels % image.lanes})
+                                      **{f"copy{k}_groups": k * channels // image.lanes for k in range(9)},
+                                      **{f"copy{k}_lanes": k * channels % image.lanes for k in range(9)}})
     payload = [len(entries)] + split_words(desc, IMAGE_WORDS * WORD_BITS)
     for e in entries:
         payload += split_words(pack_fields(LAYER_FIELDS, e), LAYER_WORDS * WORD_BITS)
