@@ -30,13 +30,14 @@ TOP = "qjoule_accel"
 
 #: Scope prefix (after the top) -> component; first match wins, the rest is `control`.
 COMPONENTS = (
-    ("seq.array.", "mac"),
-    ("seq.array", "act_local"),  # the array's own operand nets, above the PEs
+    ("seq.array.", "mac"),       # inside the PEs
     ("seq.pp", "postproc"),
     ("act", "act_main"),
     ("weights", "weight_main"),
     ("params", "param_main"),
 )
+#: Components docs/activity.md requires in every layer's toggles (0 when nothing toggled).
+MODELLED = ("mac", "postproc", "act_local", "weight_local", "act_main", "weight_main", "external")
 
 
 class Waves:
@@ -139,7 +140,7 @@ def capture(fst: Path, cfg: AccelConfig, layers: list[dict], images: int, run: d
             },
             "external": {"words_in": int(counts["ext_in"][i]), "words_out": int(counts["ext_out"][i]),
                          "bits_in": 32 * int(counts["ext_in"][i]), "bits_out": 32 * int(counts["ext_out"][i])},
-            "toggles": {k: int(v) for k, v in toggles[i].items()},
+            "toggles": {**{k: 0 for k in MODELLED}, **{k: int(v) for k, v in toggles[i].items()}},
         })
     outside_cycles = int((layer_index < 0).sum())
     return {
@@ -160,9 +161,16 @@ def _rw(reads: int, writes: int, bits: int) -> dict[str, dict[str, int]]:
 
 def component_of(full_name: str) -> str:
     path = full_name[len(TOP) + 1:] if full_name.startswith(TOP + ".") else full_name
-    scope = path.rsplit(".", 1)[0] if "." in path else ""
-    if scope == "" and path.split("__")[0] in ("i", "o"):
+    scope, _, leaf = path.rpartition(".")
+    if scope == "" and leaf.split("__")[0] in ("i", "o"):
         return "external"
+    if scope == "seq.array":
+        # The array's operand registers, shared by the PEs of a row or a column: the local files.
+        if "weight" in leaf:
+            return "weight_local"
+        if "act" in leaf:
+            return "act_local"
+        return "mac"
     for prefix, component in COMPONENTS:
         if scope.startswith(prefix) or scope == prefix.rstrip("."):
             return component

@@ -67,6 +67,8 @@ def simulate(*, model_path: str, cfg: AccelConfig, images: np.ndarray, work: Pat
     model = intmodel.load(model_path)
     tb, outcome, seconds = run_jobs([{"model": model_path, "images": images}], cfg, work, sim=sim, seed=seed,
                                     gap_probability=gap_probability, stall_probability=stall_probability, debug=debug)
+    if tb is None or tb.get("error"):
+        return _failed(tb, outcome, sim, len(images), seconds, reproduce)
     result = summarize(tb["jobs"][0], cfg, sim, seconds, outcome, reproduce)
     if outcome.waves is not None:
         activity = write_activity(outcome.waves, cfg, model, model_path, len(images), sim, seed, debug, work)
@@ -142,9 +144,8 @@ def run_jobs(jobs: list[dict[str, Any]], cfg: AccelConfig, work: Path, *, sim: s
                          build_root=work / "build", sim=sim, seed=seed,
                          extra_env={"QJOULE_TB_CASE": str((work / "case.json").resolve())})
     seconds = time.monotonic() - started
-    if not tb_result.exists():
-        raise UserError(f"the {sim} simulation ended without results: {_last_error(outcome.build_dir / 'sim.log')}")
-    return json.loads(tb_result.read_text()), outcome, seconds
+    tb = json.loads(tb_result.read_text()) if tb_result.exists() else None
+    return tb, outcome, seconds
 
 
 def _last_error(log: Path) -> str:
@@ -155,6 +156,16 @@ def _last_error(log: Path) -> str:
         return f"no log at {log}"
     errors = [line for line in lines if re.match(r"^[A-Za-z_.]*(Error|Exception)\b", line)]
     return errors[-1] if errors else (lines[-1] if lines else "empty log")
+
+
+def _failed(tb, outcome, sim: str, images: int, seconds: float, reproduce: str) -> dict[str, Any]:
+    """The result of a run that stopped before comparing everything (a hang, a protocol error)."""
+    log = outcome.build_dir / "sim.log"
+    error = (tb or {}).get("error") or _last_error(log)
+    return {"match": False, "images": images, "simulator": sim, "error": error, "log": str(log),
+            "waveform": str(outcome.waves) if outcome.waves else None, "reproduce": reproduce,
+            "cycles": None, "utilization": None, "per_layer": [], "seconds": round(seconds, 3),
+            "partial": (tb or {}).get("jobs", [])}
 
 
 def _cycle_budget(program, cfg: AccelConfig) -> int:

@@ -70,13 +70,18 @@ async def inference_matches_golden(dut):
     cocotb.start_soon(monitor.run())
     cocotb.start_soon(probe.run())
 
-    job_results, all_match = [], True
-    for job in case["jobs"]:
-        # Each job programs the accelerator anew: a different model on the same hardware.
-        result = await _run_job(dut, job, cfg, case, driver, monitor, probe)
-        job_results.append(result)
-        all_match &= all(r["match"] for r in result["images"])
-    Path(case["result"]).write_text(json.dumps({"jobs": job_results}, indent=2))
+    job_results, all_match, error = [], True, None
+    try:
+        for job in case["jobs"]:
+            # Each job programs the accelerator anew: a different model on the same hardware.
+            result = await _run_job(dut, job, cfg, case, driver, monitor, probe)
+            job_results.append(result)
+            all_match &= all(r["match"] for r in result["images"])
+    except Exception as e:  # a hang or a protocol error: keep what was compared, say why it stopped
+        error = f"{e.__class__.__name__}: {e}"
+        raise
+    finally:
+        Path(case["result"]).write_text(json.dumps({"jobs": job_results, "error": error}, indent=2))
     first = next((r for j in job_results for r in j["images"] if not r["match"]), None)
     assert all_match, f"RTL differs from the golden model: {first['first_mismatch']}"
 

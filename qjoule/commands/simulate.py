@@ -35,6 +35,10 @@ def run(args: argparse.Namespace) -> int:
         result = simulate(model_path=args.model, cfg=cfg, images=images, work=stage, sim=args.sim, seed=args.seed,
                           debug=not args.no_dump, reproduce=reproduce_command(sys.argv[1:]))
         write_json(stage / "result.json", result)
+    if result.get("error"):
+        print(f"FAILED: {result['error']}; log: {result['log']}; waveform: {result['waveform']}; "
+              f"reproduce: {result['reproduce']}", file=sys.stderr)
+        return 1
     for row in result["per_layer"]:
         util = f"{row['utilization']:.1%}" if row["utilization"] is not None else "-"
         print(f"  {row['layer']:>8} {row['kind']:>10} {row['cycles']:>9} cycles  utilization {util}")

@@ -19,6 +19,7 @@ pytestmark = pytest.mark.rtl
 
 
 def _assert_all_match(tb):
+    assert tb is not None and tb["error"] is None, tb and tb["error"]
     for job in tb["jobs"]:
         for image in job["images"]:
             assert image["match"], (job["model"], image["image"], image["first_mismatch"])
@@ -72,6 +73,7 @@ def _run_random_layers(seeds, tmp_path):
             intmodel.save(case.model, path)
             jobs.append({"model": path, "images": case.images})
         tb, outcome, _ = run_jobs(jobs, cfg, tmp_path / f"cfg-{i}", seed=cases[0].seed)
+        assert tb is not None and tb["error"] is None, (cases[0].describe(), tb and tb["error"])
         for case, job in zip(cases, tb["jobs"]):
             for image in job["images"]:
                 assert image["match"], (case.describe(), image["first_mismatch"])
