@@ -26,11 +26,16 @@ from amaranth.lib.wiring import In, Out
 
 from qjoule.config import AccelConfig
 
-__all__ = ["LUT_PRODUCT_MAX_Q", "ProcessingElement", "tree_sum"]
+__all__ = ["LUT_PRODUCT_MAX_Q", "ProcessingElement", "is_ice40", "tree_sum"]
 
 #: Up to this Q the lane products are built from LUTs (shift-and-add); above it they are written as
-#: multiplies, which synthesis maps to DSP blocks (ECP5 MULT18X18D, iCE40 SB_MAC16).
+#: multiplies, which synthesis maps to DSP blocks (ECP5 MULT18X18D). On iCE40 they are always LUTs.
 LUT_PRODUCT_MAX_Q = 4
+
+
+def is_ice40(platform) -> bool:
+    """An iCE40 target: the UP5K has only eight 16×16 DSPs, kept for post-processing."""
+    return str(getattr(platform, "device", "")).startswith("iCE40")
 
 
 def tree_sum(values):
@@ -52,7 +57,9 @@ class ProcessingElement(wiring.Component):
 
     latency = 4
 
-    def __init__(self, cfg: AccelConfig, *, acc_bits: int | None = None):
+    def __init__(self, cfg: AccelConfig, *, acc_bits: int | None = None, lut_products: bool | None = None):
+        """`lut_products`: build Q >= 2 lane products from LUTs (True) or as multiplies for DSPs
+        (False); None decides at elaboration (LUTs up to LUT_PRODUCT_MAX_Q and on iCE40)."""
         if not isinstance(cfg, AccelConfig):
             raise TypeError(f"cfg must be an AccelConfig, not {cfg!r}")
         acc_bits = cfg.acc_bits if acc_bits is None else acc_bits
@@ -60,6 +67,7 @@ class ProcessingElement(wiring.Component):
             raise ValueError(f"acc_bits must be an integer >= 2, not {acc_bits!r}")
         self._cfg = cfg
         self._acc_bits = acc_bits
+        self._lut_products = lut_products
         super().__init__({
             "act": In(cfg.datapath),
             "weight": In(cfg.datapath),
@@ -91,6 +99,10 @@ class ProcessingElement(wiring.Component):
         act_lanes = [self.act[i * q:(i + 1) * q] for i in range(lanes)]
         weight_lanes = [self.weight[i * q:(i + 1) * q] for i in range(lanes)]
 
+        lut_products = self._lut_products
+        if lut_products is None:
+            lut_products = q <= LUT_PRODUCT_MAX_Q or is_ice40(platform)
+
         if q == 1:
             # Each lane is −1, 0 or +1: keep two bits per lane, `counts` (the lane takes part)
             # and `plus` (it is +1), so the lane sum is 2·popcount(plus) − popcount(counts), the
@@ -107,7 +119,7 @@ class ProcessingElement(wiring.Component):
             products = []
             for i, (a, w) in enumerate(zip(act_lanes, weight_lanes)):
                 product = Signal(signed(2 * q + 1), name=f"product{i}")
-                if q <= LUT_PRODUCT_MAX_Q:
+                if lut_products:
                     # Shift-and-add of the activation's bits: Yosys sees adds, not a `$mul`, so the
                     # small product stays in LUTs instead of taking a whole 18×18 DSP.
                     value = tree_sum(Mux(a[k], w.as_signed(), 0) << k for k in range(q))

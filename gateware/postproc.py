@@ -26,6 +26,8 @@ from amaranth.lib.wiring import In, Out
 
 from qjoule.config import PP_MULT_BITS, AccelConfig
 
+from .pe import is_ice40, tree_sum
+
 __all__ = ["PostAct", "PostProcess", "pp_input_layout", "pp_output_layout"]
 
 SHIFT_BITS = 6
@@ -61,10 +63,15 @@ class PostProcess(wiring.Component):
     #: Cycles from an accepted input to its output becoming valid, when never stalled.
     latency = 5 + ADD_STAGES
 
-    def __init__(self, cfg: AccelConfig):
+    def __init__(self, cfg: AccelConfig, *, dsp_width: int | None = None):
+        """`dsp_width`: the DSP multiplier width to split the product for (16 or 18); None picks
+        it from the platform at elaboration (16 on iCE40, 18 elsewhere)."""
         if not isinstance(cfg, AccelConfig):
             raise TypeError(f"cfg must be an AccelConfig, not {cfg!r}")
+        if dsp_width not in (None, 16, 18):
+            raise ValueError(f"dsp_width must be 16, 18 or None, not {dsp_width!r}")
         self._cfg = cfg
+        self._dsp_width = dsp_width
         super().__init__({
             "i": In(stream.Signature(pp_input_layout(cfg))),
             "o": Out(stream.Signature(pp_output_layout(cfg))),
@@ -110,21 +117,41 @@ class PostProcess(wiring.Component):
         act = Signal(PostAct)
         m.d.comb += act.eq(s1["act"])
 
-        # 2: the product as two partial products, acc's low 16 bits (unsigned) and the rest
-        # (signed), each small enough for one DSP (ECP5 18×18) or a few LUTs; summed below.
-        acc_lo, acc_hi = s1["acc"][:16], s1["acc"][16:].as_signed()
-        s2 = stage("s2", prod_lo=acc_lo * s1["mult"], prod_hi=acc_hi * s1["mult"],
-                   bias=s1["bias"], shift=s1["shift"], act=act)
+        # 2: the product as partial products that each fit one DSP block, summed below:
+        # acc = acc_lo (16 bits, unsigned) + acc_hi·2^16 (signed). With 18×18 blocks (ECP5) the
+        # 18-bit multiplier is taken whole; with 16×16 blocks (iCE40 SB_MAC16) it is split too,
+        # mult = m_lo (16 bits, unsigned) + m_hi·2^16 (2 bits, signed), and acc·m_hi is a
+        # shift-and-add in LUTs (a DSP for a 2-bit operand would waste one of the UP5K's eight).
+        dsp_width = self._dsp_width or (16 if is_ice40(platform) else 18)
+        acc, mult = s1["acc"], s1["mult"]
+        acc_lo, acc_hi = acc[:16], acc[16:].as_signed()
+        if dsp_width >= PP_MULT_BITS:
+            partials = {"p_lo": (acc_lo * mult, 0), "p_hi": (acc_hi * mult, 16)}
+        else:
+            m_lo, m_hi = mult[:16], mult[16:]
+            top = len(m_hi) - 1  # the sign bit of m_hi weighs −2^top
+            small = tree_sum([Mux(m_hi[k], acc << k, 0) for k in range(top)] + [-Mux(m_hi[top], acc << top, 0)])
+            partials = {"p_lo": (acc_lo * m_lo, 0), "p_hi": (acc_hi * m_lo, 16), "p_m": (small, 16)}
+        s2 = stage("s2", bias=s1["bias"], shift=s1["shift"], act=act,
+                   **{name: value for name, (value, _) in partials.items()})
 
-        # 3–5: (prod_hi << 16) + prod_lo + bias, exact in `width` bits: a 3:2 carry-save step, then
-        # the carry-propagate add in three chunks, one per stage, so no carry chain is longer
-        # than width/3 bits.
-        terms = [Signal(width, name=f"term{i}") for i in range(3)]
-        m.d.comb += [terms[0].eq(s2["prod_hi"] << 16), terms[1].eq(s2["prod_lo"]), terms[2].eq(s2["bias"])]
-        save = terms[0] ^ terms[1] ^ terms[2]
-        carry = ((terms[0] & terms[1]) | (terms[0] & terms[2]) | (terms[1] & terms[2])) << 1
+        # 3–5: Σ partial·2^offset + bias, exact in `width` bits: 3:2 carry-save steps down to two
+        # terms, then the carry-propagate add in three chunks, one per stage, so no carry chain is
+        # longer than width/3 bits.
+        terms = []
+        for name, (_, offset) in [*partials.items(), ("bias", (None, 0))]:
+            term = Signal(width, name=f"term_{name}")
+            m.d.comb += term.eq(s2[name] << offset)
+            terms.append(term)
+        while len(terms) > 2:
+            a, b, c = terms[:3]
+            save = Signal(width, name=f"save{len(terms)}")
+            carry = Signal(width, name=f"carry{len(terms)}")
+            m.d.comb += [save.eq(a ^ b ^ c), carry.eq(((a & b) | (a & c) | (b & c)) << 1)]
+            terms = terms[3:] + [save, carry]
+        save, carry = terms
         chunk = -(-width // self.ADD_STAGES)
-        x, y = save[:width], carry[:width]
+        x, y = save, carry
         done, cin, shift, act = None, C(0, 1), s2["shift"], s2["act"]
         for k in range(self.ADD_STAGES):
             n = min(chunk, width - k * chunk)  # x, y hold the bits not yet added, lowest first

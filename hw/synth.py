@@ -49,19 +49,15 @@ def build_design(cfg: AccelConfig, design: str) -> ScanWrapper:
 
 
 def dsp_demand(cfg: AccelConfig, b: Board) -> int:
-    """An upper estimate of the DSP blocks synthesis would use: each multiply split into
-    operand chunks of the block's width (18 on ECP5, 16 on iCE40), for the lane products above
-    LUT_PRODUCT_MAX_Q and the two partial products of each post-processing column."""
-    from qjoule.config import PP_MULT_BITS
+    """DSP blocks the datapath asks for, counted from how the gateware writes its multiplies
+    (an estimate of Yosys' mapping): lane products above LUT_PRODUCT_MAX_Q on ECP5 (always LUTs on
+    iCE40), and per post-processing column acc_lo × m (one block) plus acc_hi × m (acc_hi split
+    into block-wide pieces: 18 bits signed on ECP5, 16 on iCE40, where m's top 2 bits go to LUTs)."""
     from qjoule.gateware.pe import LUT_PRODUCT_MAX_Q
 
     width = 18 if b.family == "ecp5" else 16
-
-    def blocks(a_bits: int, b_bits: int) -> int:
-        return -(-a_bits // width) * -(-b_bits // width)
-
-    lanes = cfg.rows * cfg.cols * cfg.lanes * blocks(cfg.q + 1, cfg.q) if cfg.q > LUT_PRODUCT_MAX_Q else 0
-    post = cfg.cols * (blocks(17, PP_MULT_BITS) + blocks(max(cfg.acc_bits - 16, 1), PP_MULT_BITS))
+    lanes = cfg.rows * cfg.cols * cfg.lanes if (b.family == "ecp5" and cfg.q > LUT_PRODUCT_MAX_Q) else 0
+    post = cfg.cols * (1 + -(-max(cfg.acc_bits - 16, 1) // width))
     return lanes + post
 
 

@@ -86,9 +86,11 @@ def dot_cycles(cfg, act_codes, weights, *, shift=0, pixel_mode=0, rng=None, firs
 
 # -- tests -------------------------------------------------------------------------------------
 
+@pytest.mark.parametrize("products", ["lut", "multiply"])
 @pytest.mark.parametrize("q", QS)
-def test_random_cycles_follow_golden_word_by_word(q):
-    """Random words, lane masks, en/clear, passes and pixel mode; acc checked every cycle."""
+def test_random_cycles_follow_golden_word_by_word(q, products):
+    """Random words, lane masks, en/clear, passes and pixel mode; acc checked every cycle, with
+    the lane products built either way (shift-and-add in LUTs, or multiplies for DSPs)."""
     cfg = variant("tiny", q)
     rng = np.random.default_rng(100 + q)
     s, lanes_mask = cfg.lanes, (1 << cfg.lanes) - 1
@@ -110,7 +112,7 @@ def test_random_cycles_follow_golden_word_by_word(q):
         if en:
             acc = (0 if clear else acc) + (word << (shift * q))
         expected.append(acc)
-    seen = run_pe(ProcessingElement(cfg), cycles)
+    seen = run_pe(ProcessingElement(cfg, lut_products=(products == "lut")), cycles)
     assert seen == expected
 
 

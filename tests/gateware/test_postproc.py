@@ -66,8 +66,8 @@ def expected_output(cfg, item) -> tuple[int, int]:
     return code, t
 
 
-def run_stream(cfg, items, *, seed, gap=0.3, stall=0.4):
-    dut = PostProcess(cfg)
+def run_stream(cfg, items, *, seed, gap=0.3, stall=0.4, dsp_width=None):
+    dut = PostProcess(cfg, dsp_width=dsp_width)
     rng_in, rng_out = random.Random(seed), random.Random(seed + 1)
     received = []
     state = {"cycles": 0}
@@ -107,21 +107,24 @@ def run_stream(cfg, items, *, seed, gap=0.3, stall=0.4):
     return received, state["cycles"]
 
 
+@pytest.mark.parametrize("dsp_width", [18, 16])
 @pytest.mark.parametrize("q", QS)
-def test_random_and_extreme_values_under_backpressure(q):
+def test_random_and_extreme_values_under_backpressure(q, dsp_width):
+    """Both product splits: 18×18 blocks (ECP5), and 16×16 (iCE40) where the multiplier is split."""
     cfg = variant("tiny", q)
     rng = random.Random(q)
     items = random_items(cfg, rng, 200)
-    received, _ = run_stream(cfg, items, seed=q)
+    received, _ = run_stream(cfg, items, seed=q, dsp_width=dsp_width)
     assert received == [expected_output(cfg, item) for item in items]
 
 
-def test_board_config_widths():
+@pytest.mark.parametrize("dsp_width", [18, 16])
+def test_board_config_widths(dsp_width):
     """The widest accumulator any variant has (default/ulx3s at Q = 16: 45 bits)."""
     cfg = variant("ulx3s", 16)
     assert cfg.acc_bits == 45
     items = random_items(cfg, random.Random(7), 120)
-    received, _ = run_stream(cfg, items, seed=7)
+    received, _ = run_stream(cfg, items, seed=7, dsp_width=dsp_width)
     assert received == [expected_output(cfg, item) for item in items]
 
 

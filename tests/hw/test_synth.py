@@ -120,13 +120,16 @@ def test_dsp_demand_by_hand():
     from qjoule.hw.synth import dsp_demand
 
     # ulx3s (8×8, ECP5 18×18 blocks): Q = 4 products stay in LUTs; each of the 8 post-processing
-    # columns needs one block for acc_lo (17×18) and one for acc_hi (9×18).
+    # columns needs one block for acc_lo × m and one for acc_hi × m (25 − 16 = 9 bits).
     assert dsp_demand(variant("ulx3s", 4), board("ulx3s-85f")) == 8 * 2
-    # Q = 8: 8·8 PEs × 2 lanes × one 9×8 block each, plus the 16 above.
+    # Q = 8: 8·8 PEs × 2 lanes, one block each, plus the 16 above.
     assert dsp_demand(variant("ulx3s", 8), board("ulx3s-85f")) == 128 + 16
-    # icebreaker (4 columns, iCE40 16×16 blocks, acc_bits 24): acc_lo 17×18 -> 2·2, acc_hi 8×18 -> 1·2.
+    # Q = 16: acc_bits 45, acc_hi 29 bits -> two blocks.
+    assert dsp_demand(variant("ulx3s", 16), board("ulx3s-85f")) == 64 + 8 * 3
+    # icebreaker (4 columns, acc_bits 24 -> acc_hi 8 bits): lane products in LUTs at every Q.
     assert variant("icebreaker", 4).acc_bits == 24
-    assert dsp_demand(variant("icebreaker", 4), board("icebreaker")) == 4 * (4 + 2)
+    assert dsp_demand(variant("icebreaker", 4), board("icebreaker")) == 4 * 2
+    assert dsp_demand(variant("icebreaker", 16), board("icebreaker")) == 4 * (1 + 2)
 
 
 def test_cli_config_choice(tmp_path):
