@@ -11,10 +11,10 @@ the output stream carries
 The arithmetic is exact for every input (the sum is one bit wider than its widest term, the shift
 is arithmetic, i.e. floor division by 2^s, as in the contract).
 
-Pipeline (`latency` = 8 stages, one item per cycle): input register → two partial products
-(acc low 16 bits, acc high bits) → 3:2 carry-save of the partial products and the bias plus the
-carry-propagate add in three chunks → shift by s mod 8 → shift by 8·(s div 8) → activation into
-the output register. Backpressure stalls the whole pipeline:
+Pipeline (`latency` = 8 stages, one item per cycle): input register → partial products, each
+sized for one DSP block (18×18 on ECP5; 16×16 on iCE40, chosen from the platform) → 3:2
+carry-save of the partial products and the bias, then the carry-propagate add in three chunks →
+shift by s mod 8 → shift by 8·(s div 8) → activation into the output register. Backpressure stalls the whole pipeline:
 `i.ready = ~o.valid | o.ready`; `o.valid` and `o.payload` are registers and hold while stalled.
 """
 
