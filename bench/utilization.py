@@ -32,6 +32,8 @@ CASES = [
     ("digits-F32-q2", "tiny", 2, (1, 8, 8), 1, 32, None, None),
     ("digits-F32-q1", "tiny", 1, (1, 8, 8), 1, 32, None, None),
     ("cifar16-F32-q4-R4C4", "tiny", 4, (3, 16, 16), 1, 32, 4, 4),
+    # board-sized array: maps narrower than R leave rows idle (w mod R banking), see docs/interface.md
+    ("mnist28-F32-q4-ulx3s", "ulx3s", 4, (1, 28, 28), 1, 32, None, None),
 ]
 QUICK = [CASES[0]]
 
@@ -89,10 +91,12 @@ def print_case(r):
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="one small case only")
+    ap.add_argument("--case", action="append", default=None, help="run only the named case(s)")
     ap.add_argument("--out", default="bench/utilization.json")
     args = ap.parse_args(argv)
     results = []
-    for case in (QUICK if args.quick else CASES):
+    cases = [c for c in CASES if c[0] in args.case] if args.case else (QUICK if args.quick else CASES)
+    for case in cases:
         r = run_case(*case)
         print_case(r)
         results.append(r)
