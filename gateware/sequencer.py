@@ -265,6 +265,31 @@ class Sequencer(wiring.Component):
         pool_writing = Signal()
         m.d.comb += pool_writing.eq(p_valid_d & p_last_d)
 
+        # Even R >= 4: a whole tile of R/2 output columns per step. Input columns 2·wo0 .. 2·wo0 +
+        # R − 1 (wo0 = t·R/2) are exactly bank column t of every bank, so all R banks read the
+        # same address; output columns wo0 .. wo0 + R/2 − 1 are banks 0 .. R/2 − 1 (t even) or
+        # R/2 .. R − 1 (t odd) of bank column t div 2. Two cycles (dy) per R/2 output words.
+        vec = R % 2 == 0 and R >= 4
+        half = R // 2
+        p_t, p_wo0 = Signal(16), Signal(16)
+        v_addr = Signal(A + 8)
+        m.d.comb += v_addr.eq((p_ho * 2 + p_k[0]) * L.row_stride + p_t * L.groups + p_g)
+        v_waddr_d, v_odd_d, v_mask_d = Signal(A + 8), Signal(), Signal(max(1, half))
+        v_max = [Signal(D, name=f"v_max{k}") for k in range(half)]
+        v_new = [Signal(D, name=f"v_new{k}") for k in range(half)]
+        if vec:
+            m.d.sync += [v_waddr_d.eq(p_ho * L.out_row_stride + (p_t >> 1) * L.groups + p_g), v_odd_d.eq(p_t[0]),
+                         v_mask_d.eq(Cat(*[p_wo0 + k < L.out_width for k in range(half)]))]
+            for k in range(half):
+                for s_ in range(S):
+                    sl = slice(s_ * Q, (s_ + 1) * Q)
+                    a, b = self.act.rd_data[2 * k][sl], self.act.rd_data[2 * k + 1][sl]
+                    best = Mux(b > a, b, a)
+                    old = v_max[k][sl]
+                    m.d.comb += v_new[k][sl].eq(Mux(p_first_d | (best > old), best, old))
+                with m.If(p_valid_d):
+                    m.d.sync += v_max[k].eq(v_new[k])
+
         # -- drain: hold -> feeder -> PostProcess -> collector -> writer ------------------------
         # Three decoupled stages so a tile drains while the array computes the next ones: the
         # feeder copies the hold register (freeing it) and feeds one row per cycle into the C
@@ -412,7 +437,9 @@ class Sequencer(wiring.Component):
                 with m.Case(1):
                     m.d.comb += self.act.rd_addr[b].eq(rowbase + wtG + gg)
                 with m.Case(2):
-                    if R == 1:
+                    if vec:
+                        m.d.comb += self.act.rd_addr[b].eq(v_addr)
+                    elif R == 1:
                         m.d.comb += self.act.rd_addr[b].eq(p_addr1)
                     else:
                         m.d.comb += self.act.rd_addr[b].eq(Mux(p_r2 == b, p_addr0, p_addr1))
@@ -421,8 +448,12 @@ class Sequencer(wiring.Component):
         m.d.comb += self.act.wr_half.eq(~L.in_half)
         for b in range(R):
             with m.If(pool_writing):
-                m.d.comb += [self.act.wr_addr[b].eq(p_waddr_d), self.act.wr_data[b].eq(p_new),
-                             self.act.wr_en[b].eq(Mux(p_wor_d == b, (1 << S) - 1, 0))]
+                if vec:
+                    m.d.comb += [self.act.wr_addr[b].eq(v_waddr_d), self.act.wr_data[b].eq(v_new[b % half]),
+                                 self.act.wr_en[b].eq(Mux((v_odd_d == b // half) & v_mask_d[b % half], (1 << S) - 1, 0))]
+                else:
+                    m.d.comb += [self.act.wr_addr[b].eq(p_waddr_d), self.act.wr_data[b].eq(p_new),
+                                 self.act.wr_en[b].eq(Mux(p_wor_d == b, (1 << S) - 1, 0))]
             with m.Else():
                 m.d.comb += [self.act.wr_addr[b].eq(d_waddr), self.act.wr_data[b].eq(d_wdata[b]),
                              self.act.wr_en[b].eq(Mux(drain_writing & rows_ok[b], d_wen[b], 0))]
@@ -474,7 +505,7 @@ class Sequencer(wiring.Component):
                              w0.eq(0), wr.eq(0), wtG.eq(0), wtGo.eq(0), rowbase.eq(0), rowbase_o.eq(0),
                              wcount.eq(L.weight_base), wtile.eq(L.weight_base),
                              p_ho.eq(0), p_wo.eq(0), p_g.eq(0), p_k.eq(0), p_q2.eq(0), p_r2.eq(0),
-                             p_woq.eq(0), p_wor.eq(0), dump_addr.eq(0), dump_k.eq(0)]
+                             p_woq.eq(0), p_wor.eq(0), p_t.eq(0), p_wo0.eq(0), dump_addr.eq(0), dump_k.eq(0)]
                 with m.If(L.external):
                     m.next = "WEIGHTS"
                 with m.Elif(L.kind == KIND_POOL):
@@ -544,7 +575,16 @@ class Sequencer(wiring.Component):
             with m.State("POOL"):
                 m.d.comb += [self.busy.eq(1), rd_sel.eq(2), p_issue.eq(1)]
                 m.d.sync += p_k.eq(p_k + 1)
-                with m.If(p_k == k_last):
+                if vec:
+                    with m.If(p_k == 1):
+                        m.d.sync += [p_k.eq(0), p_g.eq(p_g + 1)]
+                        with m.If(p_g == L.groups - 1):
+                            m.d.sync += [p_g.eq(0), p_t.eq(p_t + 1), p_wo0.eq(p_wo0 + half)]
+                            with m.If(p_wo0 + half >= L.out_width):
+                                m.d.sync += [p_t.eq(0), p_wo0.eq(0), p_ho.eq(p_ho + 1)]
+                                with m.If(p_ho == L.out_height - 1):
+                                    m.next = "FINISH"
+                with m.If((p_k == k_last) & (not vec)):
                     m.d.sync += p_k.eq(0)
                     m.d.sync += p_g.eq(p_g + 1)
                     with m.If(p_g == L.groups - 1):

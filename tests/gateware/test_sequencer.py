@@ -56,10 +56,10 @@ def test_conv_with_gaps_and_backpressure(model_builder, accel_run):
     assert np.array_equal(logits, x.logits[0])
 
 
-@pytest.mark.parametrize("q, rows, cols", [(4, 1, 2), (1, 3, 1), (2, 3, 2), (8, 2, 2)])
+@pytest.mark.parametrize("q, rows, cols", [(4, 1, 2), (1, 3, 1), (2, 3, 2), (8, 2, 2), (4, 4, 2), (2, 6, 1)])
 def test_maxpool_layers_odd_sizes(model_builder, accel_run, q, rows, cols):
     # 5x7 input: both pools drop an odd last row/column (floor), R = 3 makes the two input
-    # columns of an output wrap around the banks.
+    # columns of an output wrap around the banks; R = 4, 6 pool R/2 output columns per step.
     cfg = _cfg(q, rows, cols)
     model = model_builder(q, (1, 5, 7), [5, 6], classes=3, seed=q + rows, pool_after=(0, 1))
     image = np.random.default_rng(q).integers(0, 256, size=(1, 5, 7), dtype=np.uint8)
