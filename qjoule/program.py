@@ -211,11 +211,14 @@ def fold_taps(fold: int) -> list[tuple[int, int]]:
     return {1: [(1, 1)], 3: [(1, 0), (1, 1), (1, 2)], 9: [(kh, kw) for kh in range(3) for kw in range(3)]}[fold]
 
 
-def choose_fold(channels: int, lanes: int) -> int:
-    """The first-layer fold with the fewest array cycles per tile, ceil(fold·C/S) groups × 9/fold
-    taps (ties: the smaller fold, fewer input writes). A layer with few channels (a grey or RGB
-    image) otherwise leaves most lanes idle for 9 taps."""
-    return min(FOLDS, key=lambda f: (groups(f * channels, lanes) * 9 // f, f))
+def choose_fold(channels: int, lanes: int, rows: int = 1, passes: int = 1) -> int:
+    """The first-layer fold with the fewest array cycles per tile (ties: the smaller fold, fewer
+    input writes). A tile takes ceil(fold·C/S) groups × 9/fold taps × P passes, but at least
+    R + 1 cycles (the feeder post-processes one of the R rows per cycle). A layer with few channels
+    (a grey or RGB image) otherwise leaves most lanes idle for 9 taps."""
+    def cycles(f: int) -> int:
+        return max(groups(f * channels, lanes) * 9 // f * passes, rows + 1)
+    return min(FOLDS, key=lambda f: (cycles(f), f))
 
 
 def fold_image(pixels, fold: int) -> np.ndarray:
@@ -490,7 +493,7 @@ def encode(model, cfg: AccelConfig, *, debug: bool = False) -> Program:
     _fits("input width", w0, cfg.max_width, "max_width")
     _fits("classes", model.classes, cfg.max_classes, "max_classes")
     depth = bank_depth(cfg)
-    fold = choose_fold(c0, cfg.lanes)
+    fold = choose_fold(c0, cfg.lanes, cfg.rows, cfg.first_layer_passes)
     image = MapLayout(fold * c0, h0, w0, cfg.rows, cfg.lanes, planes=cfg.first_layer_passes)
     _fits("input image words per bank", image.words_per_bank, depth, "act_half_words/rows")
     plans: list[LayerPlan] = []

@@ -85,6 +85,13 @@ def test_choose_fold():
     assert choose_fold(1, 1) == 1      # no lanes to fill
     assert choose_fold(3, 4) == 9      # 27 channels: 7 groups x 1 tap < 9 x 1 or 3 x 3
     assert choose_fold(16, 16) == 1
+    # 8 rows take 9 cycles to post-process: fold 3's 6-cycle tiles (2 passes) gain nothing over
+    # fold 9's, and fold 1's 18 cycles lose
+    assert choose_fold(1, 4, rows=8, passes=2) == 3
+    assert choose_fold(1, 16, rows=8, passes=8) == 9
+    # RGB, 16 rows: fold 9 is 7 groups x 2 passes = 14 -> 17 cycles (feeder), folds 1 and 3 take 18
+    assert choose_fold(3, 4, rows=16, passes=2) == 9
+    assert choose_fold(3, 4, rows=20, passes=2) == 1    # 21 cycles whatever the fold: the smallest
 
 
 def _tiny(q=4, **changes):
