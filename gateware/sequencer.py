@@ -12,12 +12,15 @@ For each layer it reads one layer-table entry (`qjoule.program.LAYER_FIELDS`) an
 - **dense**: for each tile of C outputs, for each input pixel (h, w) and group g: one array cycle
   on row 0 only (the weight word is shared by the rows, so the rows cannot split one dot product;
   dense layers run at 1/R utilization, see docs/interface.md).
-- **maxpool2x2**: per output word, four reads (one per cycle) and a lane-wise max of the codes.
+- **maxpool2x2**: a lane-wise max of the codes of four input words per output word, reading as
+  many banks per cycle as the layout allows (R/2 output words per two cycles for even R >= 4).
 
-A finished tile's R·C accumulators are captured into a hold register (so the array goes straight
-on with the next tile) and drained through C `PostProcess` units, one row per cycle; the codes are
-written into the output half with lane write-enables, one word per bank and cycle, all R pixels
-of the tile at once (they sit in R distinct banks). The last layer instead sends its logits to
+A first layer folded by the input unit (`fold_w`/`fold_h`, see `qjoule.program.fold_image`)
+issues only the centre column (or centre) of taps. A finished tile's R·C accumulators are
+captured into one of two hold registers (so the array goes straight on with the next tiles) and
+drained through C `PostProcess` units, one row per cycle; the codes are written into the output
+half with lane write-enables, one word per bank and cycle, all R pixels of the tile at once (they
+sit in R distinct banks). The last layer instead sends its logits to
 the output stream as int64 (two 32-bit words, low first). A layer with `dump` set copies its
 output map to the output stream afterwards (debug mode).
 """
@@ -30,8 +33,7 @@ from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
 from qjoule.config import PP_MULT_BITS, AccelConfig
-from qjoule.program import (KIND_CONV, KIND_DENSE, KIND_POOL, LAYER_FIELDS, MAX_LAYERS, PARAM_META_BITS,
-                            PARAM_META_FIELDS,
+from qjoule.program import (KIND_DENSE, KIND_POOL, LAYER_FIELDS, MAX_LAYERS, PARAM_META_BITS, PARAM_META_FIELDS,
                             WORD_BITS, param_word_bits, param_words)
 
 from .array import MacArray
@@ -116,7 +118,6 @@ class Sequencer(wiring.Component):
         rowbase_o = Signal(A)   # h·out_row_stride
         wcount = Signal(24)     # weight address
         wtile = Signal(24)      # weight address of the current tile's first word
-        layer_done_issue = Signal()
 
         # -- hold registers and in-flight tracking -----------------------------------------------
         # Two hold slots used in turn: tile ends are issued, captured (capture_delay cycles

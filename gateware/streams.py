@@ -15,7 +15,6 @@ from typing import Sequence
 
 from amaranth.sim import Simulator
 
-from qjoule.config import AccelConfig
 
 __all__ = ["SimResult", "simulate"]
 

@@ -20,7 +20,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from .config import PIXEL_BITS, PP_MULT_BITS, AccelConfig
+from .config import PP_MULT_BITS, AccelConfig
 from .errors import UserError
 
 # -- stream framing ------------------------------------------------------------------------------
