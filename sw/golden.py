@@ -6,10 +6,10 @@ that no intermediate value can overflow int64 (when a post-processing product co
 Python-integer path is taken instead).
 
 One speed measure keeps the arithmetic exact: a dot product whose bound K·max|w|·max|x| is below
-2^53 runs as a float64 BLAS matrix product. Every product and every partial sum is then an
-integer of magnitude below 2^53, which float64 represents exactly, so each operation is exact in
-any summation order (FMA included) and the result equals the int64 product; numpy's int64 matmul
-has no BLAS and is ~40x slower. Larger bounds take the int64 path.
+2^24 (2^53) runs as a float32 (float64) BLAS matrix product. Every product and every partial sum
+is then an integer of magnitude below 2^24 (2^53), which float32 (float64) represents exactly, so
+each operation is exact in any summation order (FMA included) and the result equals the int64
+product; numpy's int64 matmul has no BLAS and is ~40x slower. Larger bounds take the int64 path.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from ..errors import UserError
 
 PIXEL_BITS = 8
 _INT64_SAFE = 1 << 62  # keep one bit of headroom below int64's 2^63
-_FLOAT64_EXACT = 1 << 53  # float64 holds every integer of magnitude up to 2^53 exactly
+_FLOAT32_EXACT = 1 << 24  # float32 holds every integer of magnitude up to 2^24 exactly
+_FLOAT64_EXACT = 1 << 53  # float64: up to 2^53
 _IM2COL_VALUES = 1 << 23  # conv batch chunk: at most ~8M im2col values (64 MB) at a time
 
 
@@ -70,7 +71,9 @@ def _reduction_bound(values: np.ndarray, weight: np.ndarray, k: int) -> int:
 
 
 def _matmul_dtype(bound: int) -> type:
-    """float64 when the product is exact in it (see the module docstring), else int64."""
+    """The cheapest dtype whose matrix product is exact for this bound (see the module docstring)."""
+    if bound < _FLOAT32_EXACT:
+        return np.float32
     return np.float64 if bound < _FLOAT64_EXACT else np.int64
 
 
@@ -141,7 +144,9 @@ def postprocess(acc, mult, bias, shift: int, q_out: int | None, act: str) -> np.
     amax = int(np.abs(acc).max()) if acc.size else 0
     bound = amax * int(np.abs(mult).max(initial=0)) + int(np.abs(bias).max(initial=0))
     if bound < _INT64_SAFE:
-        t = (acc * m + b) >> int(shift)
+        t = acc * m          # in place from here: these arrays are the largest the model makes
+        t += b
+        t >>= int(shift)
     else:
         # Exact in Python integers (an accumulator of ~50 bits times an 18-bit multiplier).
         t_obj = (acc.astype(object) * m.astype(object) + b.astype(object)) >> int(shift)
@@ -155,7 +160,7 @@ def postprocess(acc, mult, bias, shift: int, q_out: int | None, act: str) -> np.
     if act == "relu":
         if q_out is None or not 2 <= q_out <= 16:
             raise ValueError(f"act 'relu' needs q_out 2..16, got {q_out!r}")
-        return np.clip(t, 0, code_max(q_out))
+        return np.clip(t, 0, code_max(q_out), out=t)
     if act == "sign":
         if q_out != 1:
             raise ValueError(f"act 'sign' needs q_out 1, got {q_out!r}")
