@@ -493,8 +493,13 @@ def encode(model, cfg: AccelConfig, *, debug: bool = False) -> Program:
     _fits("input width", w0, cfg.max_width, "max_width")
     _fits("classes", model.classes, cfg.max_classes, "max_classes")
     depth = bank_depth(cfg)
+    # the fastest fold whose (fold times larger) image fits a buffer half; else the plain image
     fold = choose_fold(c0, cfg.lanes, cfg.rows, cfg.first_layer_passes)
-    image = MapLayout(fold * c0, h0, w0, cfg.rows, cfg.lanes, planes=cfg.first_layer_passes)
+    for f in (fold, 3, 1):
+        image = MapLayout(f * c0, h0, w0, cfg.rows, cfg.lanes, planes=cfg.first_layer_passes)
+        if f <= fold and image.words_per_bank <= depth:
+            fold = f
+            break
     _fits("input image words per bank", image.words_per_bank, depth, "act_half_words/rows")
     plans: list[LayerPlan] = []
     in_layout = image

@@ -74,3 +74,12 @@ def test_model_sizes_buffers_and_reports_misfit(tmp_path, capsys):
     assert rc == 2 and "does not fit" in err and "act_half_words/rows" in err and not out.exists()
     rc, _ = _generate(tmp_path, "q", "--model", str(path), "--q", "2")
     assert rc == 2 and "does not match" in capsys.readouterr().err
+
+
+def test_config_from_accel_json_round_trips(tmp_path):
+    rc, a = _generate(tmp_path, "a", "--q", "2", "--variant", "tiny", "--rows", "3", "--cols", "1")
+    assert rc == 0
+    rc, b = _generate(tmp_path, "b", "--config", str(a / "accel.json"))
+    assert rc == 0
+    assert (a / "qjoule_accel.v").read_bytes() == (b / "qjoule_accel.v").read_bytes()
+    assert json.loads((a / "accel.json").read_text())["config"] == json.loads((b / "accel.json").read_text())["config"]

@@ -140,3 +140,17 @@ def test_encode_misfits_are_one_line_and_say_by_how_much():
     # B1: 6 tiles of 2 output channels x 3 input groups of 4 lanes x 9 taps = 162 words
     with pytest.raises(UserError, match=r"largest layer's weight words 162 > weight_words 32 \(by 130\)"):
         encode(model, _tiny(weight_buffer_bits=32 * 32))
+
+
+def test_fold_falls_back_when_the_folded_image_does_not_fit():
+    from qjoule.program import encode
+    from qjoule.sw.intmodel import random_model
+    model = random_model((3, 8, 8), 10, 1, 4, 4, seed=0)  # RGB at S=4: fold 9 preferred
+    def cfg(words):  # `words` per bank and half
+        return AccelConfig(q=4, datapath=16, rows=2, cols=2, act_buffer_bits=2 * 2 * words * 16,
+                           weight_buffer_bits=8192, max_channels=16, max_height=8, max_width=8,
+                           max_dense_inputs=256, max_classes=10)
+    # image words per bank: 8 rows x 4 bank columns x 2 planes x ceil(fold*3/4) groups
+    assert encode(model, cfg(448)).fold == 9      # 7 groups: 448 words
+    assert encode(model, cfg(447)).fold == 3      # 3 groups: 192
+    assert encode(model, cfg(191)).fold == 1      # 1 group: 64

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from qjoule.config import variant
-from qjoule.program import encode
+from qjoule.program import encode, size_for_model
 from qjoule.sw import golden
 from qjoule.sw.intmodel import random_model
 
@@ -64,3 +64,17 @@ def test_generates_for_any_q_and_lints(q, rows, cols):
     assert text == emit_verilog(QjouleAccel(cfg), "qjoule_accel")
     result = lint_verilog(text, "qjoule_accel")
     assert result.errors == ()
+
+
+@pytest.mark.slow
+def test_rgb_network_on_a_4x4_array_every_layer(accel_run):
+    # 3-channel 16x16 input: first layer folded 9-fold (27 virtual channels), R = 4 vector pools
+    model = random_model((3, 16, 16), 10, 1, 32, 4, seed=21)
+    cfg = size_for_model(model, variant("tiny", q=4, rows=4, cols=4), keep={"rows", "cols"})
+    images = np.random.default_rng(21).integers(0, 256, size=(1, 3, 16, 16), dtype=np.uint8)
+    assert encode(model, cfg).fold == 9
+    decoded, ref, _ = accel_run(model, cfg, images)
+    logits, layers = decoded[0]
+    for name, codes in layers.items():
+        assert np.array_equal(codes, ref.outputs[name][0]), name
+    assert np.array_equal(logits, ref.logits[0])
