@@ -31,6 +31,8 @@ __all__ = ["LUT_PRODUCT_MAX_Q", "ProcessingElement", "is_ice40", "tree_sum"]
 #: Up to this Q the lane products are built from LUTs (shift-and-add); above it they are written as
 #: multiplies, which synthesis maps to DSP blocks (ECP5 MULT18X18D). On iCE40 they are always LUTs.
 LUT_PRODUCT_MAX_Q = 4
+#: LUT products are built in groups of this many activation bits (one pipeline stage each).
+LUT_GROUP_BITS = 4
 
 
 def is_ice40(platform) -> bool:
@@ -116,17 +118,22 @@ class ProcessingElement(wiring.Component):
             # (Amaranth 0.5 makes the difference of two unsigned values signed.)
             lane_sum = (tree_sum(list(plus)) << 1) - tree_sum(list(counts))
         else:
+            # With LUT products, each lane's product is split by groups of LUT_GROUP_BITS
+            # activation bits: w·a = Σ_g (w·a[g]) << g, each group a shift-and-add of at most 4
+            # terms (Yosys sees adds, not a `$mul`, so no DSP is taken), registered here and
+            # summed in the lane tree of stage 2, so no stage holds a whole wide multiply.
+            step = LUT_GROUP_BITS if lut_products else q
             products = []
             for i, (a, w) in enumerate(zip(act_lanes, weight_lanes)):
-                product = Signal(signed(2 * q + 1), name=f"product{i}")
-                if lut_products:
-                    # Shift-and-add of the activation's bits: Yosys sees adds, not a `$mul`, so the
-                    # small product stays in LUTs instead of taking a whole 18×18 DSP.
-                    value = tree_sum(Mux(a[k], w.as_signed(), 0) << k for k in range(q))
-                else:
-                    value = w.as_signed() * a
-                m.d.sync += product.eq(Mux(self.lane_valid[i], value, 0))
-                products.append(product)
+                for lo in range(0, q, step):
+                    hi = min(lo + step, q)
+                    product = Signal(signed(q + (hi - lo) + 1), name=f"product{i}_{lo}")
+                    if lut_products:
+                        value = tree_sum(Mux(a[k], w.as_signed(), 0) << (k - lo) for k in range(lo, hi))
+                    else:
+                        value = w.as_signed() * a
+                    m.d.sync += product.eq(Mux(self.lane_valid[i], value, 0))
+                    products.append(product << lo)
             lane_sum = tree_sum(products)
 
         # Stage 2: the lane sum (a balanced adder tree).
