@@ -6,7 +6,8 @@ component's 16-bit event (E_X(16)/16) is the measured energy of that component i
 Fit. Components group into the model's events: `mac` (Q-bit lane MACs), `post` (values through
 bias/BN/activation), `local` (Q-bit values read/written in the local register files), `main`
 (main buffers), `dram` (values through the external interface). Per Q and group, least squares
-through the origin gives the energy per event, e = Σxy / Σx². Across Q, the profile laws are fitted
+through the origin gives the energy per event, e = Σxy / Σx², each layer's residual relative to
+its measured energy. Across Q, the profile laws are fitted
 in log-log: E_MAC(Q) = e_mac16 (Q/16)^alpha, and E_L, E_M, E_D with one shared mem_alpha and their
 own 16-bit values. The measured reuse (MACs per local weight/activation read) replaces sqrt(p);
 a synthesis report gives the area per lane and so the area-equal parallelism p(Q).
@@ -101,7 +102,10 @@ def read_activity(path: Path, base: Profile) -> list[Sample]:
     if data.get("version") != ACTIVITY_VERSION:
         raise UserError(f"{where} has version {data.get('version')!r}, expected {ACTIVITY_VERSION}")
     run = _get(data, "run", dict, where)
-    name = str(run.get("name", path.parent.name))
+    # Runs are told apart by their folder too: `qjoule simulate` names every run after the model file.
+    name = str(run.get("name") or path.parent.name)
+    if name != path.parent.name:
+        name = f"{path.parent.name}/{name}"
     images = _get(run, "images", int, f"{where} run")
     if images < 1:
         raise UserError(f"{where} run.images must be >= 1, got {images!r}")
@@ -178,7 +182,7 @@ def _count(d: dict, key: str, where: str) -> int:
 # -- fitting ------------------------------------------------------------------------------------
 
 def fit_per_q(samples: Sequence[Sample]) -> dict[int, dict[str, float]]:
-    """{Q: {group: energy per event}} by least squares through the origin; groups without events are left out.
+    """{Q: {group: energy per event}} by relative least squares through the origin; groups without events are left out.
 
     The MAC component is fitted on two events, working lane MACs and idle lane-cycles, when the
     idle counts are not (nearly) proportional to the MACs; `idle` is then the energy of an idle
@@ -186,18 +190,21 @@ def fit_per_q(samples: Sequence[Sample]) -> dict[int, dict[str, float]]:
     """
     out: dict[int, dict[str, float]] = {}
     for q in sorted({s.q for s in samples}):
-        rows = [s for s in samples if s.q == q]
+        # Each layer's residual is taken relative to its measured energy, so a max-pool layer
+        # weighs as much as the first conv (the validation reports relative errors per layer).
+        rows = [s for s in samples if s.q == q and s.measured > 0]
+        scale = np.array([1.0 / s.measured for s in rows])
         out[q] = {}
         for g in GROUPS:
-            x = np.array([s.events[g] for s in rows])
-            y = np.array([s.energy[g] for s in rows])
+            x = np.array([s.events[g] for s in rows]) * scale
+            y = np.array([s.energy[g] for s in rows]) * scale
             if float(x @ x) > 0:
                 out[q][g] = float(x @ y / (x @ x))
-        ops = np.array([s.events["mac"] for s in rows])
-        idle = np.array([s.idle_lane_cycles for s in rows])
+        ops = np.array([s.events["mac"] for s in rows]) * scale
+        idle = np.array([s.idle_lane_cycles for s in rows]) * scale
         design = np.column_stack([ops, idle])
         if float(ops @ ops) > 0 and float(idle @ idle) > 0 and np.linalg.cond(design) < 1e6:
-            (e_ops, e_idle), *_ = np.linalg.lstsq(design, np.array([s.energy["mac"] for s in rows]), rcond=None)
+            (e_ops, e_idle), *_ = np.linalg.lstsq(design, np.array([s.energy["mac"] for s in rows]) * scale, rcond=None)
             if e_ops > 0 and e_idle >= 0:
                 out[q]["mac"], out[q]["idle"] = float(e_ops), float(e_idle)
     return out
