@@ -172,3 +172,16 @@ def test_bad_activity_is_one_line_exit_2(tmp_path, capsys, base):
     (tmp_path / "a" / "activity.json").write_text(json.dumps(data))
     with pytest.raises(UserError, match="version 2"):
         read_activity(tmp_path / "a" / "activity.json", base)
+
+
+def test_fit_weighs_layers_by_relative_error():
+    from qjoule.sw.calibrate import GROUPS, Sample, fit_per_q
+
+    def sample(name, macs, energy):
+        return Sample(run="r", q=4, index=0, name=name, p=16, events={g: (macs if g == "mac" else 0.0) for g in GROUPS},
+                      energy={g: (energy if g == "mac" else 0.0) for g in GROUPS}, unmodelled=0.0,
+                      mac_lane_ops=macs, local_reads={"weight": 0.0, "act": 0.0}, cycles=1.0,
+                      idle_lane_cycles=0.0, layer={})
+    # Relative residuals: minimize (e - 1)^2 + (e/2 - 1)^2 -> e = 1.2 (absolute ones would give ~1.0001).
+    per_q = fit_per_q([sample("big", 100.0, 100.0), sample("small", 1.0, 2.0)])
+    assert per_q[4]["mac"] == pytest.approx(1.2, rel=1e-12)
