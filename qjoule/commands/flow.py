@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-HELP = "train -> export -> energy -> report for one network, resumable step by step (writes flow.json, report.md)"
+HELP = ("train -> export -> generate -> simulate (bit-exact check) -> calibrate -> energy -> synth -> report, "
+        "resumable step by step (writes flow.json, report/report.md)")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -15,7 +16,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--width", type=int, default=32, help="filters per block (default 32)")
     p.add_argument("--epochs", type=int, default=10, help="training epochs (default 10)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--profile", default="moons2017", help="energy profile (default moons2017)")
+    p.add_argument("--profile", default="moons2017", help="base energy profile, calibrated by the flow (default moons2017)")
+    p.add_argument("--board", default="ulx3s-85f", help="FPGA board: ulx3s-85f (default) or icebreaker")
+    p.add_argument("--sim", default="icarus", help="RTL simulator: icarus (default) or verilator")
+    p.add_argument("--sim-images", type=int, default=2, help="test images run on the RTL (default 2)")
     p.add_argument("--skip", default="", help="comma-separated steps to skip")
     p.add_argument("--out", required=True, type=Path, help="flow folder: one sub-folder per step, flow.json")
 
@@ -29,11 +33,18 @@ def run(args: argparse.Namespace) -> int:
     q = parse_q(args.q)
     if q is None:
         raise UserError("--q must be 1..16 for the flow: the float baseline has no integer model or hardware")
-    for name in ("blocks", "width", "epochs"):
+    from qjoule.pipeline import BOARD_VARIANTS
+    from qjoule.sim.runner import check_simulator
+
+    if args.board not in BOARD_VARIANTS:
+        raise UserError(f"unknown board {args.board!r}; known: {', '.join(BOARD_VARIANTS)}")
+    check_simulator(args.sim)
+    for name in ("blocks", "width", "epochs", "sim_images"):
         if getattr(args, name) < 1:
-            raise UserError(f"--{name} must be >= 1, got {getattr(args, name)!r}")
+            raise UserError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)!r}")
     params = {"dataset": args.dataset, "q": q, "blocks": args.blocks, "width": args.width,
-              "epochs": args.epochs, "seed": args.seed, "profile": args.profile}
+              "epochs": args.epochs, "seed": args.seed, "profile": args.profile, "board": args.board,
+              "sim": args.sim, "sim_images": args.sim_images}
     skip = {s for s in args.skip.split(",") if s}
     record = run_flow(flow_steps(), FlowContext(args.out, params), skip=skip)
     if "failed_step" in record:
