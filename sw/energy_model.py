@@ -1,7 +1,7 @@
 """The inference energy model of Moons et al. (2017), eq. 3-5, vectorized over networks x Q x memory.
 
     E_inf  = E_HW + E_DRAM,   E_HW = E_C + E_W + E_A
-    E_C    = E_MAC · (N_c + 3·A_s)
+    E_C    = E_MAC · (N_c + 3·A_s)        (the 3 is the profile's post_ops)
     E_W    = E_M · N_s   + E_L · N_c / sqrt(p)
     E_A    = 2·E_M · A_s + E_L · N_c / sqrt(p)
     E_DRAM = E_D · (s_x²·c·f + 2·f_s + w_s)
@@ -129,7 +129,7 @@ def evaluate(nets: NetArrays, bits: Any, memory_mb: Any, profile: Profile, per_l
 
     # Idle lanes (utilization u < 1) cost e_idle per lane-cycle: N_c·(1/u − 1) of them. Both are
     # calibrated quantities; uncalibrated profiles have e_idle = 0, u = 1 (the paper's model).
-    compute = e_mac * (macs + 3.0 * acts) + profile.e_idle(b) * macs * (1.0 / profile.utilization(b) - 1.0)
+    compute = e_mac * (macs + profile.post_ops * acts) + profile.e_idle(b) * macs * (1.0 / profile.utilization(b) - 1.0)
     local_w = e_l * macs / reuse_w
     local_a = e_l * macs / reuse_a
     main_w = e_m * wb

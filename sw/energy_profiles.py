@@ -17,6 +17,7 @@ parameters (all required, see docs/energy.md):
     main_rel    E_M(16) / E_MAC16   (main on-chip SRAM access)
     dram_rel    E_D(16) / E_MAC16   (off-chip DRAM access)
     mem_alpha   E_X(Q) = X_rel · e_mac16 · (Q/16)^mem_alpha for X in L, M, D (one Q-bit word)
+    post_ops    (optional, default 3) E_MAC-priced operations per activation: E_C = E_MAC (N_c + post_ops A_s)
 
 Calibrated profiles may add per-Q tables that replace a law at the Qs they list (other Qs fall
 back to the law): `e_mac_table`, `p_table`, `reuse_w_table`, `reuse_a_table` (the measured local
@@ -43,6 +44,8 @@ from qjoule.errors import UserError
 PROFILE_FORMAT = "qjoule-energy-profile"
 PROFILE_VERSION = 1
 SCALARS = ("e_mac16", "alpha", "p16", "p_exponent", "local_rel", "main_rel", "dram_rel", "mem_alpha")
+#: Scalars a profile may leave out, with the paper's value.
+OPTIONAL_SCALARS = {"post_ops": 3.0}
 TABLES = ("e_mac_table", "p_table", "reuse_w_table", "reuse_a_table", "local_table", "main_table", "dram_table",
           "idle_table", "utilization_table")
 #: Parameters that must be > 0 (exponents may be any finite number).
@@ -61,6 +64,11 @@ class Profile:
 
     def has(self, name: str) -> bool:
         return name in self.parameters
+
+    @property
+    def post_ops(self) -> float:
+        """MAC-priced operations per activation (bias, batch norm, activation: the paper's 3)."""
+        return float(self["post_ops"]) if self.has("post_ops") else OPTIONAL_SCALARS["post_ops"]
 
     # -- the laws, vectorized over the bits per value (Q, or 32 for float) ------------------------
 
@@ -114,7 +122,7 @@ class Profile:
         params = copy.deepcopy(self.parameters)
         for key, value in overrides.items():
             name, _, q = key.partition(".")
-            if name in SCALARS and not q:
+            if (name in SCALARS or name in OPTIONAL_SCALARS) and not q:
                 params[name] = {"value": value, "source": source}
             elif name in TABLES and q:
                 entry = params.setdefault(name, {"value": {}, "source": source})
@@ -132,7 +140,7 @@ class Profile:
             if name not in self.parameters:
                 raise UserError(f"energy profile {self.name!r} has no parameter {name!r}")
         for name, entry in self.parameters.items():
-            if name not in SCALARS and name not in TABLES:
+            if name not in SCALARS and name not in OPTIONAL_SCALARS and name not in TABLES:
                 raise UserError(f"energy profile {self.name!r} has unknown parameter {name!r}")
             if not isinstance(entry, dict) or "value" not in entry or not isinstance(entry.get("source"), str):
                 raise UserError(f"energy profile {self.name!r} parameter {name!r} must be {{\"value\": .., \"source\": \"..\"}}")

@@ -79,6 +79,11 @@ def test_moons2017_defaults_q4():
     assert r["E_DRAM"] == 25 * 16 * 2
 
 
+def test_post_ops_replaces_the_paper_3(profile):
+    r = network_energy(TWO_LAYERS, 2, 2.0, profile.with_overrides({"post_ops": 10.0}))
+    assert r["E_C"] == 0.25 * (1248 + 10 * 35)
+
+
 def test_float_is_32_bits(profile):
     r = network_energy(TWO_LAYERS, None, 2.0, profile)
     # E_MAC(32) = 2*2 = 4, one pass, image in 8/32 words per pixel, E_D(32) = 50*2*4 = 400.
