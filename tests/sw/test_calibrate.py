@@ -2,7 +2,6 @@
 as held-out error, bad files are one-line errors."""
 
 import json
-import math
 
 import pytest
 
