@@ -150,10 +150,24 @@ def _mnist5k(csv_path: Path | None) -> Dataset:
 
 # -- CIFAR-10 (python version) -------------------------------------------------------------------
 
+class _CifarUnpickler(pickle.Unpickler):
+    """Unpickles only what CIFAR-10 batches hold (dicts, lists, bytes, numpy arrays): a pickle
+    from a user-given path must not be able to run code."""
+
+    _ALLOWED = {("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),  # bytes in Python 3 protocol-2 pickles
+                ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+                ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar")}
+
+    def find_class(self, module, name):
+        if (module, name) not in self._ALLOWED:
+            raise pickle.UnpicklingError(f"{module}.{name} is not allowed in a CIFAR-10 batch")
+        return super().find_class(module, name)
+
+
 def _cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     try:
         with open(path, "rb") as f:
-            d = pickle.load(f, encoding="bytes")
+            d = _CifarUnpickler(f, encoding="bytes").load()
         data = np.asarray(d[b"data"], dtype=np.uint8)
         labels = np.asarray(d[b"labels"], dtype=np.int64)
     except (OSError, EOFError, pickle.UnpicklingError, KeyError, TypeError, ValueError) as e:

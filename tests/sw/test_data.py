@@ -131,6 +131,20 @@ def test_cifar10_python_batches(tmp_path):
         data.load(f"cifar10:{tmp_path}")
 
 
+class _Evil:
+    def __reduce__(self):
+        import os
+        return (os.mkdir, ("/nonexistent-evil-dir",))
+
+
+def test_cifar10_pickle_cannot_run_code(tmp_path):
+    with open(tmp_path / "data_batch_1", "wb") as f:
+        pickle.dump({b"data": _Evil(), b"labels": [0]}, f, protocol=2)
+    (tmp_path / "test_batch").write_bytes((tmp_path / "data_batch_1").read_bytes())
+    with pytest.raises(UserError, match="not a CIFAR-10 python batch"):
+        data.load(f"cifar10:{tmp_path}")
+
+
 def test_svhn_mat(tmp_path):
     import scipy.io
     rng = np.random.default_rng(3)
