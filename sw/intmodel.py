@@ -237,7 +237,8 @@ def _zip_write(zf: zipfile.ZipFile, name: str, data: bytes) -> None:
 def save(model: IntModel, path: str | os.PathLike) -> None:
     """Write `model` as a .qjm file (atomically; the same model always gives the same bytes).
 
-    The header's "arrays" table is recomputed: dtype, shape and the sha256 of each stored .npy member.
+    The header's "arrays" table is recomputed (dtype, shape and the sha256 of each stored .npy
+    member) and stored back into `model.header`.
     """
     members = {name: _npy_bytes(model.arrays[name]) for name in sorted(model.arrays)}
     header = copy.deepcopy(model.header)
