@@ -126,3 +126,33 @@ def _common_picks(by_q: dict[str, list[dict]], key: str) -> tuple[float, list[tu
         k = min_energy_at([n["test_error"] for n in members], [n["energy"][key]["E_inf"] for n in members], target)
         picks.append((q, members[k]))
     return target, picks
+
+
+def write_calibration_plot(report: dict[str, Any], path: Path) -> None:
+    """Measured vs modelled energy per layer: the per-Q fit in sample, and each Q predicted by the
+    laws fitted without it (leave one Q out), one colour per Q, the line y = x."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), sharex=True, sharey=True)
+    panels = [("per-Q fit, in sample", report["in_sample"]["per_q_tables"]["layers"]),
+              ("laws without that Q (held out)", [row for r in report["held_out_q"] for row in r["layers"]])]
+    values = [v for _, rows in panels for row in rows for v in (row["measured"], row["predicted"]) if v > 0]
+    for ax, (title, rows) in zip(axes, panels):
+        for q in sorted({row["q"] for row in rows}):
+            pts = [(row["measured"], row["predicted"]) for row in rows if row["q"] == q and row["measured"] > 0
+                   and row["predicted"] > 0]
+            ax.plot([m for m, _ in pts], [p for _, p in pts], "o", color=_colour(str(q)), label=_label(str(q)),
+                    ms=4, alpha=0.8)
+        if values:
+            ax.plot([min(values), max(values)], [min(values), max(values)], "k--", lw=0.8)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel(f"measured energy per layer [{report['unit']}]")
+        ax.set_title(title)
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].set_ylabel(f"model [{report['unit']}]")
+    axes[0].legend(fontsize=8)
+    _save(fig, path)
+    plt.close(fig)

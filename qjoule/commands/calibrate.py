@@ -18,7 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--base", default="moons2017", metavar="PROFILE",
                         help="base profile: its per-bit energies price the toggles and fill what the data lack")
     parser.add_argument("--out", required=True, metavar="DIR",
-                        help="output folder: profile.json (use with qjoule energy --profile DIR) and calibration.json")
+                        help="output folder: profile.json (use with qjoule energy --profile DIR), calibration.json and calibration.png")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -49,6 +49,8 @@ def run(args: argparse.Namespace) -> int:
     with staged_output(args.out, "calibrate", key) as stage:
         write_json(stage / "profile.json", profile.to_dict())
         write_json(stage / "calibration.json", report)
+        from qjoule.sw.energy_plots import write_calibration_plot
+        write_calibration_plot(report, stage / "calibration.png")
 
     print(f"{'Q':>3} {'E_MAC':>10} {'local':>10} {'main':>10} {'dram':>10} {'held-out err':>13}  ({base.unit})")
     loqo = {r["q"]: r["mean_abs_rel_error"] for r in report["held_out_q"]}
@@ -60,5 +62,5 @@ def run(args: argparse.Namespace) -> int:
     held = report["held_out_layers"]["mean_abs_rel_error"]
     print(f"alpha={report['laws']['alpha']:.4g} mem_alpha={report['laws']['mem_alpha']:.4g} "
           f"held-out layers mean |error| {'-' if held is None else f'{100 * held:.2f}%'}")
-    print(f"wrote {args.out}/profile.json and calibration.json", file=sys.stderr)
+    print(f"wrote {args.out}/profile.json, calibration.json and calibration.png", file=sys.stderr)
     return 0

@@ -146,6 +146,7 @@ def test_cli_writes_a_profile_energy_can_use(tmp_path, capsys, base):
     assert profile["alpha"] == pytest.approx(TRUE["alpha"], abs=1e-3)
     assert set(profile["p_table"]) == {"1", "4"}
     report = json.loads((tmp_path / "cal" / "calibration.json").read_text())
+    assert (tmp_path / "cal" / "calibration.png").read_bytes()[:4] == b"\x89PNG"
     assert [r["q"] for r in report["held_out_q"]] == list(QS)
     results = tmp_path / "results.json"
     results.write_text(json.dumps([{"dataset": "digits", "q": 4, "blocks": 1, "width": 8, "test_error": 0.1}]))
