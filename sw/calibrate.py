@@ -355,7 +355,7 @@ def paper_model_rows(samples: Sequence[Sample], profile: Profile) -> list[dict[s
             + float(profile.e_main(s.q)) * main
         on_chip = s.measured - s.energy["dram"]
         rows.append({"run": s.run, "q": s.q, "layer": s.name,
-                     "macs": {"paper": macs, "measured": s.mac_lane_ops},
+                     "macs": {"paper": macs, "valid": stats.valid_macs * passes, "measured": s.mac_lane_ops},
                      "local_values": {"paper": local, "measured": s.events["local"]},
                      "main_values": {"paper": main, "measured": s.events["main"]},
                      "postproc": {"paper": stats.activations, "measured": s.events["post"]},

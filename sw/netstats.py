@@ -4,8 +4,10 @@
 topology family") as a list of layer dicts in the same form as the `.qjm` header's layers, and
 `network_stats` counts, per layer and in total, what Moons et al. (2017) feed their energy model:
 
-- `macs` N_c: multiply-accumulates, conv `H·W·C_out·9·C_in` (padding counted as MACs, as the
-  hardware runs them), dense `in·out`, max-pool 0;
+- `macs` N_c: multiply-accumulates, conv `H·W·C_out·9·C_in` (padding counted, as the paper
+  does), dense `in·out`, max-pool 0; `valid_macs` leaves out the taps that fall on the zero
+  padding (the hardware masks those lanes): `C_out·C_in·v(H)·v(W)` with `v(n) = 3n − 2`
+  (`v(1) = 1`);
 - `weights_and_biases` N_s: weights plus one bias per output channel (conv and dense);
 - `activations` A_s: the output values of every conv and dense layer, i.e. the values that get
   bias, batch norm and the activation (the paper's `3·A_s` term) and are written to and read from
@@ -86,6 +88,7 @@ class LayerStats:
     in_shape: tuple[int, ...]
     out_shape: tuple[int, ...]
     macs: int                # N_c of this layer
+    valid_macs: int          # MACs whose input is not zero padding
     weights: int
     biases: int
     weights_and_biases: int  # N_s of this layer
@@ -112,6 +115,7 @@ class TotalStats:
     input_shape: tuple[int, ...]  # (c, s_x, s_x') of the image
     input_values: int            # c·s_x² pixels
     macs: int                    # N_c
+    valid_macs: int              # N_c without the taps on zero padding
     first_layer_macs: int
     first_layer_factor: float    # f = 8/Q (paper)
     first_layer_passes: int      # ceil(8/Q), at least 1 (hardware)
@@ -180,14 +184,16 @@ def network_stats(layers: Iterable[dict], q: int | None, bias_bits: int | None =
             c_in, h, w = in_shape
             c_out = out_shape[0]
             macs, weights, biases = h * w * c_out * 9 * c_in, c_out * c_in * 9, c_out
+            valid = c_out * c_in * _valid_taps(h) * _valid_taps(w)
         elif kind == "dense":
             macs, weights, biases = in_shape[0] * out_shape[0], in_shape[0] * out_shape[0], out_shape[0]
+            valid = macs
         else:
-            macs = weights = biases = 0
+            macs = weights = biases = valid = 0
         in_values, out_values = math.prod(in_shape), math.prod(out_shape)
         in_width = PIXEL_BITS if index == 0 else bits
         out.append(LayerStats(
-            name=name, kind=kind, in_shape=in_shape, out_shape=out_shape, macs=macs,
+            name=name, kind=kind, in_shape=in_shape, out_shape=out_shape, macs=macs, valid_macs=valid,
             weights=weights, biases=biases, weights_and_biases=weights + biases,
             activations=0 if kind == "maxpool2x2" else out_values,
             in_values=in_values, out_values=out_values,
@@ -201,7 +207,8 @@ def network_stats(layers: Iterable[dict], q: int | None, bias_bits: int | None =
     macs = sum(s.macs for s in out)
     total = TotalStats(
         q=q, bits=bits, bias_bits=bias_bits, input_shape=first.in_shape,
-        input_values=first.in_values, macs=macs, first_layer_macs=first.macs,
+        input_values=first.in_values, macs=macs, valid_macs=sum(s.valid_macs for s in out),
+        first_layer_macs=first.macs,
         first_layer_factor=first_layer_factor(q), first_layer_passes=passes,
         macs_hw=macs + (passes - 1) * first.macs,
         weights=sum(s.weights for s in out), biases=sum(s.biases for s in out),
@@ -216,6 +223,11 @@ def topology_stats(input_shape: tuple[int, int, int], classes: int, blocks: int,
                    widths: int | tuple[int, int, int], q: int | None) -> NetStats:
     """`network_stats(describe_topology(...), q)` in one call."""
     return network_stats(describe_topology(input_shape, classes, blocks, widths), q)
+
+
+def _valid_taps(n: int) -> int:
+    """Σ over the n output positions of one axis of the 3 kernel taps inside [0, n): 3n − 2."""
+    return 3 * n - 2 if n >= 2 else 1
 
 
 # -- checks -------------------------------------------------------------------------------------

@@ -46,6 +46,9 @@ def test_stats_by_hand_q4():
     assert t.first_layer_factor == 2.0 and t.first_layer_passes == 2
     assert t.macs_hw == 5224 + 2304
     assert t.input_values == 64 and t.input_shape == (1, 8, 8)
+    # Taps off the zero padding: per axis 3n - 2 (8 -> 22, 4 -> 10, 2 -> 4).
+    assert [by[n].valid_macs for n in ("A1", "B1", "C1", "fc")] == [4 * 1 * 22 * 22, 4 * 4 * 10 * 10, 4 * 4 * 4 * 4, 40]
+    assert t.valid_macs == 1936 + 1600 + 256 + 40
 
 
 def test_float_and_bias_width():
@@ -105,3 +108,11 @@ def test_exported_model_header_counts_like_the_description():
     # N_s counted from the model's own arrays: weights plus one bias per output channel.
     arrays = [model.arrays[l["weight"]] for l in model.layers if "weight" in l]
     assert described.total.weights_and_biases == sum(a.size + a.shape[0] for a in arrays)
+
+
+def test_valid_macs_count_taps_off_padding_by_brute_force():
+    for h, w in ((1, 1), (1, 5), (2, 3), (7, 7)):
+        taps = sum(1 for y in range(h) for x in range(w) for dy in (-1, 0, 1) for dx in (-1, 0, 1)
+                   if 0 <= y + dy < h and 0 <= x + dx < w)
+        layer = {"name": "c", "kind": "conv3x3", "in_shape": [3, h, w], "out_shape": [2, h, w]}
+        assert network_stats([layer], 4).layers[0].valid_macs == taps * 3 * 2
