@@ -5,7 +5,8 @@
 - `energy_<M>.png`: energy vs error per Q at one memory size, each Q's Pareto front drawn as a
   line and the overall front ringed (Fig. 5 and 6);
 - `breakdown_<M>.png`: the energy breakdown of each Q's minimum-energy network at the tightest
-  error every Q reaches (the largest of the per-Q best errors), as stacked bars.
+  error every Q reaches (the largest of the per-Q best errors), as stacked bars;
+- `memory_sweep.png`: each Q's minimum energy at that error vs M from 0.001 to 100 Mb (Fig. 6).
 """
 
 from __future__ import annotations
@@ -104,6 +105,20 @@ def write_plots(result: dict[str, Any], out: Path) -> list[str]:
         _save(fig, out / name)
         plt.close(fig)
         names.append(name)
+    sweep = result["memory_sweep"]
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    for q, values in sweep["per_q"].items():
+        ax.plot(sweep["memory_mb"], values, "-", color=_colour(q), label=_label(q), lw=1.5)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("on-chip memory M [Mb] (weights M, activations M)")
+    ax.set_ylabel(f"minimum energy per inference [{unit}]")
+    ax.set_title(f"each Q's minimum energy at error <= {100 * sweep['target_error']:.2f}%", fontsize=10)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    _save(fig, out / "memory_sweep.png")
+    plt.close(fig)
+    names.append("memory_sweep.png")
     return names
 
 

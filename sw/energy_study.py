@@ -22,7 +22,7 @@ from qjoule.io import read_json
 from .energy_model import MB_BITS, TERMS, bits_of, check_memory, evaluate, net_arrays
 from .energy_profiles import Profile
 from .netstats import describe_topology, network_stats
-from .pareto import min_energy_at, pareto_front
+from .pareto import ERROR_TOLERANCE, min_energy_at, pareto_front
 
 ENERGY_FORMAT = "qjoule-energy"
 ENERGY_VERSION = 1
@@ -240,7 +240,24 @@ def study(records: Sequence[Any], profile: Profile, memory: Sequence[Memory],
         "memory": [m.to_dict() for m in memory], "targets": targets,
         "qs": [q_label(q) for q in qs], "networks": out_networks, "pareto": fronts, "selections": selections,
         "summary": summarize(selections, memory),
+        "memory_sweep": memory_sweep(nets, bits, errors, [n["q"] for n in networks], qs, profile),
     }
+
+
+#: Memory sizes of the sweep (Mb): 10 per decade from 1 kb-ish to 100 Mb.
+SWEEP_MB = np.logspace(-3, 2, 51)
+
+
+def memory_sweep(nets, bits: np.ndarray, errors: np.ndarray, net_qs: list, qs: list, profile: Profile) -> dict[str, Any]:
+    """Each Q's minimum energy vs the paper's M at the tightest error every Q reaches (Fig. 6)."""
+    target = max(float(errors[[i for i, q in enumerate(net_qs) if q == x]].min()) for x in qs)
+    energy = evaluate(nets, bits[:, None], SWEEP_MB[None, :], profile)["E_inf"]    # (N, M)
+    per_q = {}
+    for x in qs:
+        ok = [i for i, q in enumerate(net_qs) if q == x and errors[i] <= target + ERROR_TOLERANCE]
+        per_q[q_label(x)] = [float(v) for v in energy[ok].min(axis=0)]
+    best = [min(per_q, key=lambda k: per_q[k][j]) for j in range(len(SWEEP_MB))]
+    return {"target_error": target, "memory_mb": [float(m) for m in SWEEP_MB], "per_q": per_q, "best_q": best}
 
 
 def summarize(selections: Sequence[dict], memory: Sequence[Memory]) -> dict[str, Any]:

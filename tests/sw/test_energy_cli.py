@@ -131,3 +131,18 @@ def test_accelerator_config_scenario(tmp_path):
     # 1338 weights and biases at 8 bits do not fit 8192 bits; at 4 bits they do.
     assert doc["networks"][0]["energy"]["config-tiny"]["w_s"] == 1338 - 1024
     assert doc["networks"][1]["energy"]["config-tiny"]["w_s"] == 0
+
+
+def test_memory_sweep_is_the_per_q_minimum(tmp_path):
+    import numpy as np
+    assert run(tmp_path, RECORDS, "--memory", "2", "--no-plots") == 0
+    sweep = json.loads((tmp_path / "out" / "energy.json").read_text())["memory_sweep"]
+    # Per-Q best errors: q8 0.05, q4 0.045, q2 0.09, q1 0.15, float 0.03 -> every Q reaches 0.15.
+    assert sweep["target_error"] == 0.15
+    for j in (0, 25, 50):
+        m = sweep["memory_mb"][j]
+        q4 = min(energy_of(RECORDS[i], m) for i in (1, 4))
+        assert sweep["per_q"]["4"][j] == pytest.approx(q4, rel=1e-12)
+        assert sweep["best_q"][j] == min(sweep["per_q"], key=lambda q: sweep["per_q"][q][j])
+    assert sweep["memory_mb"][0] == pytest.approx(1e-3) and sweep["memory_mb"][-1] == pytest.approx(100.0)
+    assert all(np.diff(sweep["per_q"]["8"]) <= 0)   # more memory never costs more
