@@ -48,7 +48,11 @@ class ScanWrapper(Elaboratable):
         scan_out = Signal(max(self.scan_out_bits, 1))
         period = max(self.scan_out_bits, 1)
         count = Signal(range(period))
-        with m.If(count == period - 1):
+        # The capture strobe fans out to every scan-out flop: it comes from a flop itself (set
+        # one cycle ahead), so only routing sits on that path.
+        capture = Signal(init=int(period == 1))
+        m.d.sync += capture.eq(count == period - 2 if period >= 2 else 1)
+        with m.If(capture):
             m.d.sync += [count.eq(0), scan_out.eq(Cat(*self.outputs))]
         with m.Else():
             m.d.sync += [count.eq(count + 1), scan_out.eq(scan_out[1:])]
