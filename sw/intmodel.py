@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import UserError
+from .pot import POT_BITS, is_pot_array, max_exponent, pot_dtype
 
 FORMAT = "qjoule-int-model"
 VERSION = 1
@@ -67,12 +68,17 @@ class IntModel:
 
 # -- value ranges ------------------------------------------------------------------------------
 
-def weight_range(q_w: int) -> tuple[int, int]:
-    """The integer weight range at q_w: ±1 (stored as −1/+1) at Q = 1, else two's complement Q bits."""
+def weight_range(q_w: int, w_kind: str = "uniform") -> tuple[int, int]:
+    """The integer weight range at q_w: ±1 (stored as −1/+1) at Q = 1, else two's complement Q bits;
+    power-of-two weights (w_kind "pot") span ±2^K, K = 2^(q_w−1) − 2."""
+    if w_kind == "pot":
+        return (-(1 << max_exponent(q_w)), 1 << max_exponent(q_w))
     return (-1, 1) if q_w == 1 else (-(1 << (q_w - 1)), (1 << (q_w - 1)) - 1)
 
 
-def weight_dtype(q_w: int) -> np.dtype:
+def weight_dtype(q_w: int, w_kind: str = "uniform") -> np.dtype:
+    if w_kind == "pot":
+        return pot_dtype(q_w)
     return np.dtype("int8") if q_w <= 8 else np.dtype("int16")
 
 
@@ -192,9 +198,14 @@ def validate(model: IntModel, source: str = "model") -> None:
             shift = layer.get("pp_shift")
             if not (_is_int(shift) and SHIFT_RANGE[0] <= shift <= SHIFT_RANGE[1]):
                 raise UserError(f"{where}: pp_shift must be an integer 1..62, got {shift!r}")
-            lo, hi = weight_range(q_w)
+            w_kind = layer.get("w_kind", "uniform")
+            if w_kind not in ("uniform", "pot"):
+                raise UserError(f"{where}: w_kind must be 'uniform' or 'pot', got {w_kind!r}")
+            if w_kind == "pot" and not POT_BITS[0] <= q_w <= POT_BITS[1]:
+                raise UserError(f"{where}: power-of-two weights need q_w 2..6, got {q_w!r}")
+            lo, hi = weight_range(q_w, w_kind)
             for key, dtype, shape, vrange in (
-                    ("weight", weight_dtype(q_w), wshape, (lo, hi)),
+                    ("weight", weight_dtype(q_w, w_kind), wshape, (lo, hi)),
                     ("pp_mult", np.dtype("int32"), (o,), (-MULT_MAX, MULT_MAX)),
                     ("pp_bias", np.dtype("int64"), (o,), None)):
                 aname = layer.get(key)
@@ -205,7 +216,9 @@ def validate(model: IntModel, source: str = "model") -> None:
                     raise UserError(f"{where}: array {aname!r} is {arr.dtype}{list(arr.shape)}, expected {dtype}{list(shape)}")
                 if vrange and arr.size and (arr.min() < vrange[0] or arr.max() > vrange[1]):
                     raise UserError(f"{where}: array {aname!r} has values in [{arr.min()}, {arr.max()}], expected [{vrange[0]}, {vrange[1]}]")
-                if key == "weight" and q_w == 1 and np.any(arr == 0):
+                if key == "weight" and w_kind == "pot" and not is_pot_array(arr, q_w):
+                    raise UserError(f"{where}: array {aname!r} holds a value that is not 0 or ±2^j (j ≤ {max_exponent(q_w)})")
+                if key == "weight" and w_kind == "uniform" and q_w == 1 and np.any(arr == 0):
                     raise UserError(f"{where}: array {aname!r} holds 0, but Q=1 weights are -1 or +1")
                 used_arrays.add(aname)
             prev_q = q_out

@@ -23,7 +23,10 @@ topology family") as a list of layer dicts in the same form as the `.qjm` header
   the DRAM words of the image) and the hardware's `ceil(8/Q)` passes (at least 1; used for the
   first layer's MAC count in `macs_hw`).
 
-`q=None` is the float baseline, counted at 32 bits. Layer dicts from an `IntModel` header work as
+`q=None` is the float baseline, counted at 32 bits. `q` may also be a list with one Q per
+conv/dense layer (per-layer mixed precision, qjoule.sw.mixed): each layer is then counted at its
+own Q (a max-pool at the Q of the codes it pools, a layer's input at the previous layer's Q), and
+the totals' `q` is that list, `bits` the widest Q. Layer dicts from an `IntModel` header work as
 they are (extra keys are ignored), so an exported model and a described one are counted by the
 same code.
 """
@@ -32,7 +35,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 from qjoule.errors import UserError
 
@@ -109,7 +112,7 @@ class LayerStats:
 class TotalStats:
     """Whole-network counts, the inputs of the energy model."""
 
-    q: int | None                # None: float baseline
+    q: int | None | tuple        # None: float baseline; a tuple: one Q per conv/dense layer
     bits: int                    # bits per weight/activation (32 for float)
     bias_bits: int
     input_shape: tuple[int, ...]  # (c, s_x, s_x') of the image
@@ -162,16 +165,26 @@ def first_layer_passes(q: int | None) -> int:
     return max(1, -(-PIXEL_BITS // value_bits(q)))
 
 
-def network_stats(layers: Iterable[dict], q: int | None, bias_bits: int | None = None) -> NetStats:
+def network_stats(layers: Iterable[dict], q: int | None | Sequence[int], bias_bits: int | None = None) -> NetStats:
     """Per-layer and total counts of a network given as layer dicts (described or from a header)."""
-    bits = value_bits(q)
-    if bias_bits is None:
-        bias_bits = bits
-    elif not _is_int(bias_bits) or bias_bits < 1:
-        raise UserError(f"bias_bits must be a positive integer, got {bias_bits!r}")
     layers = list(layers)
     if not layers:
         raise UserError("network has no layers")
+    if isinstance(q, (list, tuple)):
+        from .mixed import check_q_per_layer
+        qs = check_q_per_layer(q, sum(layer.get("kind") != "maxpool2x2" for layer in layers if isinstance(layer, dict)))
+        layer_bits, it, current = [], iter(qs), qs[0]
+        for layer in layers:
+            if layer.get("kind") != "maxpool2x2":
+                current = next(it)
+            layer_bits.append(value_bits(current))
+        q = tuple(qs)
+        bits = max(layer_bits)
+    else:
+        bits = value_bits(q)
+        layer_bits = [bits] * len(layers)
+    if bias_bits is not None and (not _is_int(bias_bits) or bias_bits < 1):
+        raise UserError(f"bias_bits must be a positive integer, got {bias_bits!r}")
     out: list[LayerStats] = []
     previous_out: tuple[int, ...] | None = None
     for index, layer in enumerate(layers):
@@ -191,30 +204,33 @@ def network_stats(layers: Iterable[dict], q: int | None, bias_bits: int | None =
         else:
             macs = weights = biases = valid = 0
         in_values, out_values = math.prod(in_shape), math.prod(out_shape)
-        in_width = PIXEL_BITS if index == 0 else bits
+        lbits = layer_bits[index]
+        in_width = PIXEL_BITS if index == 0 else layer_bits[index - 1]
         out.append(LayerStats(
             name=name, kind=kind, in_shape=in_shape, out_shape=out_shape, macs=macs, valid_macs=valid,
             weights=weights, biases=biases, weights_and_biases=weights + biases,
             activations=0 if kind == "maxpool2x2" else out_values,
             in_values=in_values, out_values=out_values,
-            in_bits=in_values * in_width, out_bits=out_values * bits,
-            model_bits=weights * bits + biases * bias_bits))
+            in_bits=in_values * in_width, out_bits=out_values * lbits,
+            model_bits=weights * lbits + biases * (lbits if bias_bits is None else bias_bits)))
     first = out[0]
-    passes = first_layer_passes(q)
+    first_q = None if q is None else layer_bits[0]
+    passes = first_layer_passes(first_q)
     # The image is not an on-chip feature map (it streams from DRAM): the first layer counts
     # only its output.
     fmap = max(max(s.out_values for s in out), max((s.in_values for s in out[1:]), default=0))
+    fmap_bits = max(max(s.out_bits for s in out), max((s.in_bits for s in out[1:]), default=0))
     macs = sum(s.macs for s in out)
     total = TotalStats(
-        q=q, bits=bits, bias_bits=bias_bits, input_shape=first.in_shape,
+        q=q, bits=bits, bias_bits=bits if bias_bits is None else bias_bits, input_shape=first.in_shape,
         input_values=first.in_values, macs=macs, valid_macs=sum(s.valid_macs for s in out),
         first_layer_macs=first.macs,
-        first_layer_factor=first_layer_factor(q), first_layer_passes=passes,
+        first_layer_factor=first_layer_factor(first_q), first_layer_passes=passes,
         macs_hw=macs + (passes - 1) * first.macs,
         weights=sum(s.weights for s in out), biases=sum(s.biases for s in out),
         weights_and_biases=sum(s.weights_and_biases for s in out),
         activations=sum(s.activations for s in out),
-        max_feature_map=fmap, max_feature_map_bits=fmap * bits,
+        max_feature_map=fmap, max_feature_map_bits=fmap_bits,
         model_bits=sum(s.model_bits for s in out))
     return NetStats(layers=out, total=total)
 

@@ -4,6 +4,8 @@
 shuffling, deterministic algorithms and one thread by default. Adam with a one-cycle schedule
 (short linear warm-up, cosine decay to ~0), latent weights clipped to [−1, 1] after every step.
 Writes model.pt (checkpoint), model.qjm (the integer model, not at float) and metrics.json.
+Power-of-two weights (`w_kind="pot"`), log-domain pruning (`prune`, qjoule.sw.pot) and a Q per
+conv/dense layer (`q_per_layer`, qjoule.sw.mixed) are options of the same loop.
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ from ..errors import UserError
 from ..io import write_json
 from . import data as datasets
 from . import golden, intmodel
-from .export import export
+from .mixed import check_q_per_layer, export_model
 from .netstats import network_stats
+from .pot import prune_mask, prune_schedule
 from .quant import check_q
 from .topology import QNN, pixels_to_input
 
@@ -41,9 +44,21 @@ class TrainConfig:
     batch_size: int = 32
     lr: float = 0.03          # chosen on digits (bench/digits_targets.py): best Q=1/Q=2 accuracy
     threads: int = 1
+    w_kind: str = "uniform"       # "pot": power-of-two weights (q 2..6)
+    q_per_layer: tuple[int, ...] | None = None  # one Q per conv/dense layer; overrides q
+    prune: float = 0.0            # log-domain pruning: final fraction of zero weights per layer
 
     def __post_init__(self):
+        from .layers import check_w_kind
         check_q(self.q)
+        if self.q_per_layer is not None:
+            object.__setattr__(self, "q_per_layer", check_q_per_layer(self.q_per_layer))
+        for q in (self.q_per_layer if self.q_per_layer is not None else (self.q,)):
+            check_w_kind(self.w_kind, q)
+        if isinstance(self.prune, bool) or not isinstance(self.prune, (int, float)) or not 0.0 <= self.prune < 1.0:
+            raise UserError(f"prune must be a fraction in [0, 1), got {self.prune!r}")
+        if self.prune > 0 and self.q is None and self.q_per_layer is None:
+            raise UserError("prune needs a quantized network (q 1..16), not float")
         for field in ("blocks", "width", "epochs", "batch_size", "threads"):
             v = getattr(self, field)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
@@ -67,6 +82,13 @@ class TrainConfig:
         d = dataclasses.asdict(self)
         d["q"] = "float" if self.q is None else self.q
         d["widths"] = list(self.block_widths)
+        # The options below are absent at their defaults, so a uniform run keeps its old key.
+        for field, default in (("w_kind", "uniform"), ("q_per_layer", None), ("prune", 0.0)):
+            if d[field] == default:
+                del d[field]
+        if self.q_per_layer is not None:
+            d["q"] = "mixed"
+            d["q_per_layer"] = list(self.q_per_layer)
         return d
 
 
@@ -100,7 +122,8 @@ def fit(config: TrainConfig, ds: datasets.Dataset, progress: bool = True) -> QNN
     """Train a QNN on `ds`; returns it in eval mode."""
     from tqdm import tqdm
     make_deterministic(config.seed, config.threads)
-    qnn = QNN(ds.input_shape, ds.classes, config.blocks, config.block_widths, config.q)
+    qnn = QNN(ds.input_shape, ds.classes, config.blocks, config.block_widths, config.q,
+              w_kind=config.w_kind, q_per_layer=config.q_per_layer)
     x_all = pixels_to_input(ds.train_x)
     y_all = torch.as_tensor(ds.train_y)
     n = len(x_all)
@@ -124,13 +147,33 @@ def fit(config: TrainConfig, ds: datasets.Dataset, progress: bool = True) -> QNN
             loss.backward()
             opt.step()
             sched.step()
+            if config.prune > 0:
+                _update_prune_masks(qnn, epoch * steps_per_epoch + step + 1, total, config.prune)
             qnn.clip_weights_()
             running += loss.item()
             if step % 10 == 0:
                 bar.set_postfix(loss=f"{running / (step + 1):.3f}")
         bar.close()
+    for layer in qnn.weight_layers():
+        layer.prune_mask = None   # the pruned weights are 0 now; the mask only matters while training
     qnn.eval()
     return qnn
+
+
+PRUNE_EVERY = 16  # steps between mask updates (and the last step of the ramp)
+
+
+def _update_prune_masks(qnn: QNN, step: int, total: int, fraction: float) -> None:
+    """Grow each layer's pruned set along the schedule (in the log domain, qjoule.sw.pot)."""
+    target = prune_schedule(step, total, fraction)
+    if step % PRUNE_EVERY and target < fraction:
+        return
+    for layer in qnn.weight_layers():
+        previous = layer.prune_mask
+        if previous is not None and previous.float().mean().item() >= target:
+            continue
+        mask = prune_mask(layer.weight, target)
+        layer.prune_mask = mask if previous is None else (mask | previous)
 
 
 def save_checkpoint(path: Path, qnn: QNN, config: TrainConfig) -> None:
@@ -150,7 +193,8 @@ def load_checkpoint(path) -> tuple[QNN, dict[str, Any]]:
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise UserError(f"{str(path)!r} is not a qjoule checkpoint")
     m = ckpt["model"]
-    qnn = QNN(tuple(m["input_shape"]), m["classes"], m["blocks"], tuple(m["widths"]), m["q"])
+    qnn = QNN(tuple(m["input_shape"]), m["classes"], m["blocks"], tuple(m["widths"]), m["q"],
+              w_kind=m.get("w_kind", "uniform"), q_per_layer=m.get("q_per_layer"))
     try:
         qnn.load_state_dict(ckpt["state_dict"])
     except (RuntimeError, KeyError) as e:
@@ -169,7 +213,7 @@ def train(config: TrainConfig, out_dir: Path, progress: bool = True, ds: dataset
 
     float_preds = predict(qnn, ds.test_x)
     accuracy = float(np.mean(float_preds == ds.test_y))
-    stats = network_stats(qnn.specs, config.q).total
+    stats = network_stats(qnn.specs, qnn.q_layers if qnn.q_per_layer is not None else config.q).total
     key = config.key()
     metrics: dict[str, Any] = {
         "dataset": config.dataset, "q": key["q"], "blocks": config.blocks, "width": config.width,
@@ -182,9 +226,18 @@ def train(config: TrainConfig, out_dir: Path, progress: bool = True, ds: dataset
         "model_bits": stats.model_bits, "train_seconds": round(train_seconds, 3),
         "int_test_accuracy": None, "int_test_error": None, "int_agreement": None,
     }
+    if config.w_kind != "uniform":
+        metrics["w_kind"] = config.w_kind
+    if config.q_per_layer is not None:
+        metrics["q_per_layer"] = list(config.q_per_layer)
+    if config.prune > 0:
+        metrics["prune"] = config.prune
+    if config.prune > 0 or config.w_kind != "uniform":
+        w = torch.cat([layer.integer_weight().flatten() for layer in qnn.weight_layers()])
+        metrics["weight_sparsity"] = float((w == 0).double().mean())
     save_checkpoint(out_dir / "model.pt", qnn, config)
-    if config.q is not None:
-        model = export(qnn, source={"dataset": config.dataset, "blocks": config.blocks,
+    if not qnn.is_float:
+        model = export_model(qnn, source={"dataset": config.dataset, "blocks": config.blocks,
                                     "widths": key["widths"], "seed": config.seed})
         intmodel.save(model, out_dir / "model.qjm")
         int_preds = golden_predict(model, ds.test_x, progress)

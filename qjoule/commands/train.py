@@ -21,6 +21,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", default="32", metavar="B", help="mini-batch size (default 32)")
     parser.add_argument("--lr", default="0.03", metavar="LR", help="peak Adam learning rate (default 0.03)")
     parser.add_argument("--threads", default="1", metavar="T", help="torch threads (default 1; results are reproducible for the same thread count)")
+    parser.add_argument("--weights", default="uniform", choices=("uniform", "pot"),
+                        help="weight quantizer: uniform Q-bit (default) or pot (power of two, sign + exponent, Q 2..6)")
+    parser.add_argument("--prune", default="0", metavar="F",
+                        help="log-domain pruning: final fraction of zero weights per layer, 0 <= F < 1 (default 0)")
+    parser.add_argument("--q-per-layer", default=None, metavar="Q1,Q2,...",
+                        help="one Q per conv/dense layer (weights and output activations), overrides --q")
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder")
 
 
@@ -49,7 +55,23 @@ def parse_config(args: argparse.Namespace):
         lr = float(args.lr)
     except ValueError:
         raise UserError(f"--lr must be a number, got {args.lr!r}") from None
-    return TrainConfig(dataset=args.dataset, q=parse_q(args.q), blocks=_int(args.blocks, "--blocks", 1),
+    try:
+        prune = float(args.prune)
+    except ValueError:
+        raise UserError(f"--prune must be a fraction 0 <= F < 1, got {args.prune!r}") from None
+    if not 0.0 <= prune < 1.0:
+        raise UserError(f"--prune must be a fraction 0 <= F < 1, got {args.prune!r}")
+    q_per_layer = None
+    if args.q_per_layer is not None:
+        from qjoule.sw.mixed import parse_q_list
+        q_per_layer = parse_q_list(args.q_per_layer)
+    q = parse_q(args.q)
+    if args.weights == "pot" and q_per_layer is None:
+        from qjoule.sw.pot import check_pot_bits
+        if q is None:
+            raise UserError("--weights pot needs --q 2..6, not float")
+        check_pot_bits(q)
+    return TrainConfig(dataset=args.dataset, q=q, w_kind=args.weights, prune=prune, q_per_layer=q_per_layer, blocks=_int(args.blocks, "--blocks", 1),
                        width=_int(args.width, "--width", 1), widths=widths, epochs=_int(args.epochs, "--epochs", 1),
                        seed=_int(args.seed, "--seed", 0), batch_size=_int(args.batch_size, "--batch-size", 2),
                        lr=lr, threads=_int(args.threads, "--threads", 1))
@@ -63,11 +85,15 @@ def run(args: argparse.Namespace) -> int:
     from qjoule.sw.train import train
 
     ds = data.load(config.dataset)
-    describe_topology(ds.input_shape, ds.classes, config.blocks, config.block_widths)  # fails early on a bad shape
+    layers = describe_topology(ds.input_shape, ds.classes, config.blocks, config.block_widths)  # fails early on a bad shape
+    if config.q_per_layer is not None:
+        from qjoule.sw.mixed import check_q_per_layer, weight_layer_names
+        check_q_per_layer(config.q_per_layer, len(weight_layer_names(layers)), "--q-per-layer")
     with staged_output(args.out, "train", config.key()) as stage:
         metrics = train(config, stage, progress=True, ds=ds)
-    q = metrics["q"]
-    line = f"{config.dataset} Q={q}: test accuracy {metrics['test_accuracy']:.4f}"
+    q = metrics["q"] if config.q_per_layer is None else ",".join(map(str, config.q_per_layer))
+    kind = " PoT" if config.w_kind == "pot" else ""
+    line = f"{config.dataset}{kind} Q={q}: test accuracy {metrics['test_accuracy']:.4f}"
     if metrics["int_test_accuracy"] is not None:
         line += f", integer model {metrics['int_test_accuracy']:.4f} (agreement {metrics['int_agreement']:.4f})"
     print(f"{line}; {metrics['train_seconds']:.1f} s; wrote {args.out}")
