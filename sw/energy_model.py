@@ -175,3 +175,52 @@ def network_energy(layers: Sequence[dict], q: int | None, memory_mb: float, prof
     per_layer = [{"name": name, **{k: float(v[0, i]) for k, v in r["layer"].items()}}
                  for i, name in enumerate(nets.names[0])]
     return {"q": q, "memory_mb": float(memory_mb), "unit": profile.unit, **scalar, "layers": per_layer}
+
+
+def mixed_network_energy(layers: Sequence[dict], memory_mb: float, profile: Profile,
+                         act_memory_mb: float | None = None) -> dict[str, Any]:
+    """One network with a Q per layer (layer dicts carrying q_in/q_w/q_out, as a .qjm header or
+    qjoule.sw.mixed.layer_qs gives them): every per-layer term of `evaluate` at that layer's Q.
+
+    A conv/dense layer is priced at its q_w (= its q_out), a max-pool at the Q of the codes it
+    pools; the first layer runs ceil(8/Q) passes at its Q and the image's DRAM words use its
+    f = 8/Q. Weight memory (M bits) is filled in layer order, each layer's weights at its width:
+    the words that do not fit are re-fetched (at that layer's DRAM word energy). On a uniform
+    network this equals `network_energy` term by term.
+    """
+    from .mixed import layer_bits
+
+    layers = list(layers)
+    nets = net_arrays([layers])
+    b = np.array(layer_bits(layers), dtype=float)            # (L,)
+    memory = float(check_memory(memory_mb))
+    act_memory = memory if act_memory_mb is None else float(check_memory(act_memory_mb))
+    passes = np.maximum(1.0, np.ceil(PIXEL_BITS / b))
+    macs = nets.macs[0] * (1.0 + nets.first[0] * (passes - 1.0))
+    acts, wb, outs = nets.activations[0], nets.weights_and_biases[0], nets.out_values[0]
+    e_mac, e_l, e_m, e_d = profile.e_mac(b), profile.e_local(b), profile.e_main(b), profile.e_dram(b)
+    compute = e_mac * (macs + profile.post_ops * acts) + profile.e_idle(b) * macs * (1.0 / profile.utilization(b) - 1.0)
+    local = e_l * macs / profile.reuse_w(b) + e_l * macs / profile.reuse_a(b)
+    main_w, main_a = e_m * wb, 2.0 * e_m * acts
+    fmap_overflow = np.maximum(0.0, outs - np.floor(act_memory * MB_BITS / 2.0 / b))
+    free_bits, weight_overflow = memory * MB_BITS, np.zeros_like(wb)
+    for i in range(len(wb)):                                # weight memory filled in layer order
+        fit = min(wb[i], np.floor(free_bits / b[i]))
+        weight_overflow[i] = wb[i] - fit
+        free_bits -= fit * b[i]
+    image_words = nets.input_values[0] * (PIXEL_BITS / b[0])
+    out: dict[str, Any] = {
+        "E_C": float(compute.sum()), "E_W": float((main_w + e_l * macs / profile.reuse_w(b)).sum()),
+        "E_A": float((main_a + e_l * macs / profile.reuse_a(b)).sum()),
+        "compute": float(compute.sum()), "local": float(local.sum()), "main": float((main_w + main_a).sum()),
+        "dram_image": float(e_d[0] * image_words), "dram_fmap": float((e_d * 2.0 * fmap_overflow).sum()),
+        "dram_weights": float((e_d * weight_overflow).sum()),
+        "image_words": float(image_words), "f_s": float(fmap_overflow.sum()), "w_s": float(weight_overflow.sum()),
+    }
+    out["dram"] = out["E_DRAM"] = out["dram_image"] + out["dram_fmap"] + out["dram_weights"]
+    out["E_HW"] = out["E_C"] + out["E_W"] + out["E_A"]
+    out["E_inf"] = out["E_HW"] + out["E_DRAM"]
+    per_layer = [{"name": name, "q": int(b[i]), "compute": float(compute[i]), "local": float(local[i]),
+                  "main": float(main_w[i] + main_a[i]), "dram_fmap": float(e_d[i] * 2.0 * fmap_overflow[i]),
+                  "macs": float(macs[i])} for i, name in enumerate(nets.names[0])]
+    return {"q": [int(v) for v in b], "memory_mb": memory, "unit": profile.unit, **out, "layers": per_layer}

@@ -1,0 +1,172 @@
+"""Per-layer mixed precision: parsing, header semantics, golden vs fake-quant, statistics and energy by hand."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from qjoule.errors import UserError
+from qjoule.sw import golden, intmodel
+from qjoule.sw.energy_model import mixed_network_energy, network_energy
+from qjoule.sw.energy_profiles import load_profile
+from qjoule.sw.export import LOGIT_SCALE, export
+from qjoule.sw.mixed import export_model, layer_bits, layer_qs, parse_q_list
+from qjoule.sw.netstats import describe_topology, network_stats
+from qjoule.sw.quant import act_codes, act_scale
+from qjoule.sw.train import TrainConfig, fit, predict
+
+TINY = describe_topology((1, 8, 8), 2, 1, (1, 1, 1))   # A1, A.pool, B1, B.pool, C1, C.pool, fc
+
+
+def test_parse_and_check():
+    assert parse_q_list("4, 2,2,8") == (4, 2, 2, 8)
+    for bad in ("4,x", "4,,2", "0,2", "4,17"):
+        with pytest.raises(UserError):
+            parse_q_list(bad)
+    with pytest.raises(UserError, match="expected 4 entries, got 3"):
+        layer_qs(TINY, (4, 2, 2))
+
+
+def test_layer_qs_header_semantics():
+    layers = layer_qs(TINY, (4, 16, 4, 16))
+    assert [(l["name"], l["q_in"], l.get("q_w"), l["q_out"]) for l in layers] == [
+        ("A1", 8, 4, 4), ("A.pool", 4, None, 4), ("B1", 4, 16, 16), ("B.pool", 16, None, 16),
+        ("C1", 16, 4, 4), ("C.pool", 4, None, 4), ("fc", 4, 16, None)]
+    assert layer_bits(layers) == [4, 4, 16, 16, 4, 4, 16]
+
+
+def test_network_stats_per_layer_bits_by_hand():
+    stats = network_stats(TINY, [4, 16, 4, 16])
+    # weights·Q + biases·Q per layer: A1 (9+1)·4, B1 (9+1)·16, C1 (9+1)·4, fc (2+2)·16
+    assert stats.total.model_bits == 40 + 160 + 40 + 64
+    assert [s.out_bits for s in stats.layers] == [64 * 4, 16 * 4, 16 * 16, 4 * 16, 4 * 4, 1 * 4, 2 * 16]
+    assert [s.in_bits for s in stats.layers] == [64 * 8, 64 * 4, 16 * 4, 16 * 16, 4 * 16, 4 * 4, 1 * 4]
+    assert stats.total.max_feature_map_bits == 256
+    assert stats.total.first_layer_passes == 2 and stats.total.bits == 16
+    # all equal is the uniform count
+    assert network_stats(TINY, [4] * 4).total.model_bits == network_stats(TINY, 4).total.model_bits
+
+
+def test_mixed_energy_is_the_sum_of_per_layer_terms_by_hand():
+    profile = load_profile("moons2017")  # E_MAC(Q) = Q/16, E_L = Q/16, E_M = 2Q/16, E_D = 100Q/16, p = 4096/Q
+    e = mixed_network_energy(layer_qs(TINY, (4, 16, 4, 16)), 1.0, profile)
+    # A1 at Q=4: 64·9 = 576 MACs, 2 passes -> 1152; A_s 64; N_s 10; sqrt(p) = 32
+    a1 = 0.25 * (1152 + 3 * 64) + 2 * 0.25 * 1152 / 32 + 0.5 * 10 + 2 * 0.5 * 64
+    # B1 at Q=16: 16·9 = 144 MACs; A_s 16; sqrt(p) = 16
+    b1 = 1.0 * (144 + 3 * 16) + 2 * 1.0 * 144 / 16 + 2.0 * 10 + 2 * 2.0 * 16
+    # C1 at Q=4: 4·9 = 36 MACs; A_s 4
+    c1 = 0.25 * (36 + 3 * 4) + 2 * 0.25 * 36 / 32 + 0.5 * 10 + 2 * 0.5 * 4
+    # fc at Q=16: 1·2 MACs; A_s 2; N_s 4
+    fc = 1.0 * (2 + 3 * 2) + 2 * 1.0 * 2 / 16 + 2.0 * 4 + 2 * 2.0 * 2
+    image = 100 * 4 / 16 * 64 * 8 / 4   # E_D(4) · 64 pixels · f = 8/4
+    assert e["E_HW"] == pytest.approx(a1 + b1 + c1 + fc, rel=1e-12)
+    assert e["E_DRAM"] == pytest.approx(image, rel=1e-12)
+    assert e["E_inf"] == pytest.approx(a1 + b1 + c1 + fc + image, rel=1e-12)
+    assert [l["q"] for l in e["layers"]] == [4, 4, 16, 16, 4, 4, 16]
+
+
+def test_mixed_energy_dram_overflow_by_hand():
+    profile = load_profile("moons2017")
+    bits = 40 / 2 ** 20  # 40 bits of weight memory and 40 of activation memory (20 per half)
+    e = mixed_network_energy(layer_qs(TINY, (4, 16, 4, 16)), bits, profile)
+    # weights in layer order: A1's 10 words at 4 bits fill the 40 bits; B1 10, C1 10, fc 4 go to DRAM
+    assert e["w_s"] == 24
+    assert e["dram_weights"] == pytest.approx(100 * 10 + 25 * 10 + 100 * 4)
+    # outputs beyond floor(20/Q) words: A1 64-5, A.pool 16-5, B1 16-1, B.pool 4-1, C1 0, C.pool 0, fc 2-1
+    assert e["f_s"] == 59 + 11 + 15 + 3 + 1
+    assert e["dram_fmap"] == pytest.approx(2 * (25 * (59 + 11) + 100 * (15 + 3) + 100 * 1))
+
+
+@pytest.mark.parametrize("q", [1, 2, 4, 8])
+def test_mixed_energy_equals_uniform_model_when_all_equal(q):
+    profile = load_profile("moons2017")
+    layers = describe_topology((1, 8, 8), 10, 1, 16)
+    for memory in (0.001, 2.0):
+        uniform = network_energy(layers, q, memory, profile)
+        mixed = mixed_network_energy(layer_qs(layers, (q,) * 4), memory, profile)
+        for key in ("E_C", "E_W", "E_A", "E_DRAM", "E_inf", "w_s", "f_s"):
+            assert mixed[key] == pytest.approx(uniform[key], rel=1e-12), key
+
+
+# -- training, export and the golden model -------------------------------------------------------------
+
+def _codes_to_input(codes, q_in):
+    codes = torch.as_tensor(codes, dtype=torch.float64)
+    if q_in == 8:
+        return codes / 255.0
+    return 2 * codes - 1 if q_in == 1 else codes * act_scale(q_in)
+
+
+def _layerwise(qnn, model, images):
+    """Every layer vs the float layer fed the golden codes: differences only at measured ties."""
+    result = golden.run(model, images)
+    ref = qnn.double()
+    mismatches = 0
+    try:
+        x = images
+        for spec, stage, layer in zip(ref.specs, ref.stages, model.layers):
+            out = result.outputs[layer["name"]]
+            if spec["kind"] == "maxpool2x2":
+                x = out
+                continue
+            with torch.no_grad():
+                inp = _codes_to_input(x, layer["q_in"])
+                pre = (stage["bn"](stage["conv"](inp)) if spec["kind"] == "conv3x3"
+                       else stage["bn"](stage["linear"](torch.flatten(inp, 1))))
+            if layer["act"] == "none":
+                v = pre.numpy() * LOGIT_SCALE
+                float_out = np.floor(v + 0.5).astype(np.int64)
+            else:
+                q = layer["q_out"]
+                v = pre.numpy() * (1 if q == 1 else 2 ** q - 1)
+                float_out = act_codes(stage["act"](pre), q).numpy()
+            differ = float_out != out
+            dist = np.abs(v) if layer["act"] == "sign" else np.abs(v - np.floor(v) - 0.5)
+            bound = (np.abs(result.accs[layer["name"]]) + 1.0) * 2.0 ** -(layer["pp_shift"] + 1) + 1e-9 * (1 + np.abs(v))
+            assert np.all(dist[differ] <= bound[differ]), f"{layer['name']}: differs away from a tie"
+            mismatches += int(differ.sum())
+            x = out
+    finally:
+        qnn.float()
+    return mismatches, sum(o.size for o in result.outputs.values())
+
+
+@pytest.mark.parametrize("assignment", [(4, 2, 3, 8), (2, 1, 4, 3)])
+def test_golden_matches_fake_quant_mixed(assignment, digits):
+    qnn = fit(TrainConfig(q_per_layer=assignment, width=16, epochs=3), digits, progress=False)
+    model = export_model(qnn)
+    assert model.q is None
+    weight_layers = [l for l in model.layers if "weight" in l]
+    assert [l["q_w"] for l in weight_layers] == list(assignment)
+    assert [l["q_out"] for l in weight_layers] == list(assignment[:-1]) + [None]
+    assert [l["act"] for l in weight_layers] == [("sign" if q == 1 else "relu") for q in assignment[:-1]] + ["none"]
+    mismatches, total = _layerwise(qnn, model, digits.test_x)
+    assert mismatches <= 1e-3 * total
+    gold = golden.run(model, digits.test_x).predictions
+    assert np.mean(gold == predict(qnn, digits.test_x)) >= 0.995
+    assert np.mean(gold == digits.test_y) > 0.3
+
+
+def test_export_model_equals_uniform_export(trained_digits):
+    qnn = trained_digits(2)
+    a, b = export_model(qnn), export(qnn)
+    assert json.dumps(a.header) == json.dumps(b.header)
+    assert all(np.array_equal(a.arrays[k], b.arrays[k]) and a.arrays[k].dtype == b.arrays[k].dtype for k in b.arrays)
+
+
+def test_train_cli_mixed(tmp_path, capsys):
+    from qjoule.cli import main
+    out = tmp_path / "run"
+    assert main(["train", "--q-per-layer", "4,2,2,8", "--width", "8", "--epochs", "1", "--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["q"] == "mixed" and metrics["q_per_layer"] == [4, 2, 2, 8]
+    model = intmodel.load(out / "model.qjm")
+    assert model.q is None
+    assert [(l["q_in"], l.get("q_w"), l["q_out"]) for l in model.layers] == [
+        (8, 4, 4), (4, None, 4), (4, 2, 2), (2, None, 2), (2, 2, 2), (2, None, 2), (2, 8, None)]
+    capsys.readouterr()
+    assert main(["train", "--q-per-layer", "4,2,2", "--out", str(tmp_path / "bad")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "expected 4 entries, got 3" in err[0]
+    assert not (tmp_path / "bad").exists()
