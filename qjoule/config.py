@@ -54,6 +54,10 @@ class AccelConfig:
     max_width: int = 64
     max_dense_inputs: int = 8192
     max_classes: int = 1024
+    #: Post-processing entries (mult, bias) the param buffer holds: the output channels of all
+    #: conv and dense layers of a network together (one param word per C of them, plus one per
+    #: layer for partial tiles; see qjoule.program.param_words).
+    pp_channels: int = 4096
     name: str = "default"
 
     def __post_init__(self):
@@ -63,7 +67,7 @@ class AccelConfig:
 
     def validate(self) -> None:
         for field in ("q", "datapath", "rows", "cols", "act_buffer_bits", "weight_buffer_bits",
-                      "max_channels", "max_height", "max_width", "max_dense_inputs", "max_classes"):
+                      "max_channels", "max_height", "max_width", "max_dense_inputs", "max_classes", "pp_channels"):
             value = getattr(self, field)
             if not isinstance(value, int) or isinstance(value, bool):
                 raise UserError(f"{field} must be an integer, got {value!r}")
@@ -73,7 +77,8 @@ class AccelConfig:
             raise UserError(f"datapath must be a positive multiple of q={self.q}, got {self.datapath!r}")
         if self.datapath > 64:
             raise UserError(f"datapath must be at most 64 bits, got {self.datapath!r}")
-        for field in ("rows", "cols", "max_channels", "max_height", "max_width", "max_dense_inputs", "max_classes"):
+        for field in ("rows", "cols", "max_channels", "max_height", "max_width", "max_dense_inputs", "max_classes",
+                      "pp_channels"):
             if getattr(self, field) < 1:
                 raise UserError(f"{field} must be >= 1, got {getattr(self, field)!r}")
         if self.act_buffer_bits < 2 * self.datapath:
@@ -201,7 +206,8 @@ VARIANTS: dict[str, AccelConfig] = {
     "default": _DEFAULT,
     # Small enough to simulate fast: digits-sized networks (8×8 inputs, ≤ 64 channels).
     "tiny": _DEFAULT.replace(name="tiny", rows=2, cols=2, act_buffer_bits=64 * 1024, weight_buffer_bits=64 * 1024,
-                             max_channels=64, max_height=32, max_width=32, max_dense_inputs=1024, max_classes=16),
+                             max_channels=64, max_height=32, max_width=32, max_dense_inputs=1024, max_classes=16,
+                             pp_channels=512),
     # ECP5-85F: ~3.7 Mb of block RAM; the paper's typical case M = 2 Mb (1 Mb each way).
     "ulx3s": _DEFAULT.replace(name="ulx3s", rows=8, cols=8, act_buffer_bits=1024 * 1024,
                               weight_buffer_bits=1024 * 1024),

@@ -130,8 +130,8 @@ def bank_depth(cfg: AccelConfig) -> int:
 
 
 def param_words(cfg: AccelConfig) -> int:
-    """Param-buffer words: one per output tile of every layer (budget: 8·max_channels channels)."""
-    return -(-8 * max(cfg.max_channels, cfg.max_classes) // cfg.cols) + MAX_LAYERS
+    """Param-buffer words: one per output tile of every layer, `pp_channels` channels in all."""
+    return -(-cfg.pp_channels // cfg.cols) + MAX_LAYERS
 
 
 def param_word_bits(cfg: AccelConfig) -> int:
@@ -576,7 +576,7 @@ def encode(model, cfg: AccelConfig, *, debug: bool = False) -> Program:
         if out_layout is not None:
             in_layout = out_layout
         shape = out_shape
-    _fits("param words (output tiles)", param_base, param_words(cfg), "param_words")
+    _fits("param words (output tiles)", param_base, param_words(cfg), "param_words (pp_channels/cols + 32)")
     external = _place_weights(plans, cfg)
     setup = program_section([p.entry for p in plans], image, fold)
     setup += params_section([w for p in plans for w in p.params], cfg)
@@ -627,8 +627,9 @@ def size_for_model(model, cfg: AccelConfig, keep: Iterable[str] = ()) -> AccelCo
     c0, h0, w0 = model.input_shape
     channels = [c0] + [layer["out_shape"][0] for layer in model.layers if layer["kind"] == "conv3x3"]
     dense_in = [int(np.prod(layer["in_shape"])) for layer in model.layers if layer["kind"] == "dense"]
+    pp = sum(layer["out_shape"][0] for layer in model.layers if layer["kind"] != "maxpool2x2")
     limits = {"max_channels": max(channels), "max_height": h0, "max_width": w0,
-              "max_dense_inputs": max(dense_in, default=1), "max_classes": model.classes}
+              "max_dense_inputs": max(dense_in, default=1), "max_classes": model.classes, "pp_channels": pp}
     changes = {k: v for k, v in limits.items() if k not in keep}
     # A provisional config with room for anything tells what the model needs.
     roomy = cfg.replace(**changes, act_buffer_bits=1 << 40, weight_buffer_bits=1 << 40)

@@ -11,7 +11,7 @@ HELP = "generate the intQ accelerator: DIR/qjoule_accel.v and DIR/accel.json (co
 TOP = "qjoule_accel"
 #: Config fields settable on the command line (flag name = field name with dashes).
 FIELDS = ("rows", "cols", "datapath", "act_buffer_bits", "weight_buffer_bits", "max_channels", "max_height",
-          "max_width", "max_dense_inputs", "max_classes")
+          "max_width", "max_dense_inputs", "max_classes", "pp_channels")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
