@@ -13,7 +13,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .pot import check_pot_bits, pot_scale, pot_weight_int, quantize_pot
+from .pot import check_pot_bits, max_exponent, pot_scale, pot_weight_int, quantize_pot
 from .quant import check_q, quantize_weight, weight_int, weight_scale
 
 W_KINDS = ("uniform", "pot")
@@ -68,6 +68,10 @@ class _QuantWeights:
         bound = math.sqrt(3.0 / fan_in)
         if self.q is not None and self.q >= 2 and self.w_kind == "uniform":
             bound = min(1.0, max(bound, 2.0 ** -(self.q - 1)))
+        elif self.w_kind == "pot":
+            # at least 4× the zero threshold 2^-(K+1): at B = 3 a wide layer's sqrt(3/fan_in)
+            # would start (and stay) almost all zero codes
+            bound = min(1.0, max(bound, 2.0 ** -(max_exponent(self.q) - 1)))
         torch.nn.init.uniform_(self.weight, -bound, bound)
 
 
