@@ -58,6 +58,9 @@ def layer_scales(qnn) -> list[dict[str, Any]]:
 
 def export(qnn, source: dict[str, Any] | None = None) -> intmodel.IntModel:
     """Fold a trained QNN (qjoule.sw.topology.QNN, eval-mode statistics) into an IntModel."""
+    if getattr(qnn, "w_kind", "uniform") != "uniform" or getattr(qnn, "q_per_layer", None) is not None:
+        from .mixed import export_model  # power-of-two weights or a Q per layer: per-layer scales
+        return export_model(qnn, source)
     q = qnn.q
     if q is None:
         raise UserError("a float (q='float') network cannot be exported: the integer model needs Q 1..16")

@@ -170,3 +170,14 @@ def test_train_cli_mixed(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "expected 4 entries, got 3" in err[0]
     assert not (tmp_path / "bad").exists()
+
+
+def test_export_of_pot_and_mixed_checkpoints_uses_per_layer_scales(digits, tmp_path):
+    from qjoule.sw.train import load_checkpoint, save_checkpoint
+    for config in (TrainConfig(q=3, w_kind="pot", width=4, epochs=1), TrainConfig(q_per_layer=(4, 2, 2, 8), width=4, epochs=1)):
+        qnn = fit(config, digits, progress=False)
+        save_checkpoint(tmp_path / "m.pt", qnn, config)
+        loaded, _ = load_checkpoint(tmp_path / "m.pt")
+        a, b = export(loaded), export_model(qnn)
+        assert json.dumps(a.header) == json.dumps(b.header)
+        assert all(np.array_equal(a.arrays[k], b.arrays[k]) for k in b.arrays)
