@@ -480,6 +480,12 @@ def _fits(what: str, value: int, limit: int, name: str) -> None:
 def encode(model, cfg: AccelConfig, *, debug: bool = False) -> Program:
     """An IntModel -> the Program for `cfg`, or a one-line UserError saying what does not fit."""
     layers = list(model.layers)
+    if model.q is None:
+        raise UserError("model has per-layer Qs (mixed precision); the accelerator runs one uniform Q")
+    for layer in layers:
+        if layer.get("w_kind", "uniform") != "uniform":
+            raise UserError(f"layer {layer['name']!r} has w_kind {layer['w_kind']!r}; the accelerator's PEs take "
+                            f"uniform Q-bit weights")
     if model.q != cfg.q:
         raise UserError(f"model Q={model.q!r} does not match the accelerator's q={cfg.q}")
     if len(layers) > MAX_LAYERS:

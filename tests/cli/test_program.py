@@ -154,3 +154,19 @@ def test_fold_falls_back_when_the_folded_image_does_not_fit():
     assert encode(model, cfg(448)).fold == 9      # 7 groups: 448 words
     assert encode(model, cfg(447)).fold == 3      # 3 groups: 192
     assert encode(model, cfg(191)).fold == 1      # 1 group: 64
+
+
+def test_encode_refuses_pot_and_mixed_models():
+    import copy
+    from qjoule.errors import UserError
+    from qjoule.program import encode
+    from qjoule.sw.intmodel import IntModel, random_model
+    model = random_model((1, 8, 8), 10, 1, 4, 4, seed=0)
+    pot = IntModel(copy.deepcopy(model.header), model.arrays)
+    pot.header["layers"][2]["w_kind"] = "pot"
+    with pytest.raises(UserError, match="layer 'B1' has w_kind 'pot'"):
+        encode(pot, _tiny())
+    mixed = IntModel(copy.deepcopy(model.header), model.arrays)
+    mixed.header["q"] = None
+    with pytest.raises(UserError, match="per-layer Qs"):
+        encode(mixed, _tiny())
