@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/pot_vs_uniform.py [--out pot_vs_uniform.json] [--dataset digits] [--qs 3,4]
                                              [--seeds 0,1,2] [--epochs 10] [--width 32] [--prune 0.5]
+                                             [--train-subset N] [--lr LR] [--batch-size B]
 
 Trains each (Q, weights) with the same `train` as `qjoule train` (activations are uniform Q-bit
 codes in both), evaluates the PyTorch model and the golden integer model on the whole test split,
@@ -31,8 +32,13 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=32)
     parser.add_argument("--blocks", type=int, default=1)
     parser.add_argument("--prune", type=float, default=0.5, help="PoT pruning fraction for the extra runs (0: none)")
+    parser.add_argument("--train-subset", type=int, default=None, help="train on the first N training images")
+    parser.add_argument("--lr", type=float, default=0.03)
+    parser.add_argument("--batch-size", type=int, default=32)
     args = parser.parse_args()
     ds = data.load(args.dataset)
+    if args.train_subset:
+        ds.train_x, ds.train_y = ds.train_x[:args.train_subset], ds.train_y[:args.train_subset]
     variants = [("uniform", 0.0), ("pot", 0.0)] + ([("pot", args.prune)] if args.prune > 0 else [])
     rows = []
     print(f"{'Q':>2} {'weights':>8} {'prune':>5} {'seed':>4} {'torch acc':>9} {'int acc':>8} {'agree':>6} {'zeros':>6} {'s':>5}")
@@ -40,7 +46,8 @@ def main() -> None:
         for w_kind, prune in variants:
             for seed in (int(s) for s in args.seeds.split(",")):
                 config = TrainConfig(dataset=args.dataset, q=q, w_kind=w_kind, prune=prune, blocks=args.blocks,
-                                     width=args.width, epochs=args.epochs, seed=seed)
+                                     width=args.width, epochs=args.epochs, seed=seed, lr=args.lr,
+                                     batch_size=args.batch_size)
                 with tempfile.TemporaryDirectory() as tmp:
                     m = train(config, Path(tmp), progress=False, ds=ds)
                 rows.append({**m, "w_kind": w_kind, "prune": prune})
@@ -57,7 +64,8 @@ def main() -> None:
             print(f"{q:>2} {w_kind:>8} {prune:>5.2f}  {statistics.mean(accs):.4f} ({min(accs):.4f}..{max(accs):.4f})")
     with open(args.out, "w") as f:
         json.dump({"bench": "pot_vs_uniform", "dataset": args.dataset, "blocks": args.blocks, "width": args.width,
-                   "epochs": args.epochs, "summary": summary, "runs": rows}, f, indent=2)
+                   "epochs": args.epochs, "train_images": int(len(ds.train_y)), "lr": args.lr,
+                   "batch_size": args.batch_size, "summary": summary, "runs": rows}, f, indent=2)
         f.write("\n")
     print(f"wrote {args.out}")
 

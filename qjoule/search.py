@@ -68,10 +68,6 @@ class SearchSpec:
     def to_dict(self) -> dict[str, Any]:
         return json.loads(json.dumps(dataclasses.asdict(self)))
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "SearchSpec":
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
-
 
 def default_storage(out: Path) -> str:
     return f"sqlite:///{(Path(out) / 'search.db').resolve()}"
