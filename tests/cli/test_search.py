@@ -48,6 +48,12 @@ def test_tiny_search_front_is_consistent_and_resumes(tmp_path, capsys):
     csv_lines = (out / "pareto.csv").read_text().splitlines()
     assert len(csv_lines) == 4 and csv_lines[0].startswith("trial,q_per_layer,error,energy,memory")
 
+    # Deterministic: the same search in another folder writes the same bytes.
+    first_bytes = (out / "pareto.json").read_bytes()
+    assert main(["search", "--dataset", "digits", "--objectives", "error,energy,memory", "--trials", "3",
+                 *TINY, "--out", str(tmp_path / "again")]) == 0
+    assert (tmp_path / "again" / "pareto.json").read_bytes() == first_bytes
+
     # A rerun with more trials continues: the finished trials are kept as they were.
     assert main(["search", "--dataset", "digits", "--objectives", "error,energy,memory", "--trials", "4",
                  *TINY, "--out", str(out)]) == 0
