@@ -47,7 +47,8 @@ class Waves:
         import pywellen
 
         self.wave = pywellen.Waveform(str(path))
-        self.vars = {v.full_name: v for v in self.wave.all_vars()}
+        # Verilator's VCD puts the design under a `TOP` scope; Icarus's FST does not.
+        self.vars = {v.full_name.removeprefix("TOP."): v for v in self.wave.all_vars()}
 
     def has(self, name: str) -> bool:
         return f"{TOP}.{name}" in self.vars

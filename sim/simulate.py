@@ -130,9 +130,11 @@ def run_jobs(jobs: list[dict[str, Any]], cfg: AccelConfig, work: Path, *, sim: s
         case_jobs.append({"model": str(Path(job["model"]).resolve()), "images": str(images_path.resolve()),
                           **({"golden_model": str(Path(job["golden_model"]).resolve())} if job.get("golden_model") else {})})
     generated = emit_verilog(QjouleAccel(cfg), TOPLEVEL)
-    (work / f"{TOPLEVEL}.v").write_text(generated)
-    verilog = work / f"{TOPLEVEL}.sim.v"
-    verilog.write_text(icarus_time0_safe(generated))
+    verilog = work / f"{TOPLEVEL}.v"
+    verilog.write_text(generated)
+    if sim == "icarus":  # Verilator evaluates every combinational block at start: no fix needed
+        verilog = work / f"{TOPLEVEL}.sim.v"
+        verilog.write_text(icarus_time0_safe(generated))
     (work / "accel.json").write_text(cfg.to_json())
     tb_result = work / "tb_result.json"
     case = {"config": str((work / "accel.json").resolve()), "jobs": case_jobs, "seed": seed, "debug": debug,
