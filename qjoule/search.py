@@ -45,6 +45,7 @@ class SearchSpec:
     profile: str = "moons2017"
     memory_mb: float = 2.0
     population: int = 10
+    w_kind: str = "uniform"      # "pot": power-of-two weights at every layer (choices 2..6)
 
     def __post_init__(self):
         if not self.objectives or len(set(self.objectives)) != len(self.objectives) or \
@@ -62,6 +63,10 @@ class SearchSpec:
             raise UserError(f"--seed must be an integer >= 0, got {self.seed!r}")
         if not (isinstance(self.memory_mb, (int, float)) and self.memory_mb > 0):
             raise UserError(f"--memory must be a size in Mb > 0, got {self.memory_mb!r}")
+        if self.w_kind not in ("uniform", "pot"):
+            raise UserError(f"--weights must be uniform or pot, got {self.w_kind!r}")
+        if self.w_kind == "pot" and any(not 2 <= q <= 6 for q in self.choices):
+            raise UserError(f"--weights pot needs --choices in 2..6 (Q=1 has no PoT code space), got {','.join(map(str, self.choices))!r}")
         if isinstance(self.population, bool) or not isinstance(self.population, int) or self.population < 2:
             raise UserError(f"--population must be an integer >= 2, got {self.population!r}")
 
@@ -113,7 +118,7 @@ def evaluate_assignment(spec: SearchSpec, q_per_layer: Sequence[int], ds, profil
     from .sw.netstats import network_stats
     from .sw.train import TrainConfig, fit, golden_predict, predict
 
-    config = TrainConfig(dataset=spec.dataset, q_per_layer=tuple(q_per_layer), blocks=spec.blocks,
+    config = TrainConfig(dataset=spec.dataset, q_per_layer=tuple(q_per_layer), w_kind=spec.w_kind, blocks=spec.blocks,
                          width=spec.width, epochs=spec.epochs, seed=spec.seed)
     qnn = fit(config, ds, progress=False)
     model = export_model(qnn)
@@ -125,7 +130,8 @@ def evaluate_assignment(spec: SearchSpec, q_per_layer: Sequence[int], ds, profil
     return {"q_per_layer": list(q_per_layer), "error": 1.0 - int_acc, "energy": energy["E_inf"],
             "memory": stats.model_bits, "test_accuracy": float_acc, "int_test_accuracy": int_acc,
             "energy_unit": energy["unit"], "energy_breakdown": {k: energy[k] for k in ("compute", "local", "main", "dram")},
-            "macs": stats.macs}
+            "macs": stats.macs,
+            "w_kinds": sorted({layer.get("w_kind", "uniform") for layer in model.layers if "weight" in layer})}
 
 
 def run_search(study, spec: SearchSpec, trials: int, ds, profile, n_layers: int,

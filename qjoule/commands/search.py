@@ -16,6 +16,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="error plus energy and/or memory, comma-separated (default error,energy)")
     p.add_argument("--trials", required=True, metavar="N", help="finished trials to reach (a rerun continues)")
     p.add_argument("--choices", default="1,2,3,4,5,6,8", metavar="Q,...", help="Qs a layer may take (default 1,2,3,4,5,6,8)")
+    p.add_argument("--weights", default="uniform", choices=("uniform", "pot"),
+                   help="weight quantizer of every layer: uniform (default) or pot (power of two; --choices within 2..6)")
     p.add_argument("--blocks", default="1", metavar="N", help="conv layers per block (default 1)")
     p.add_argument("--width", default="16", metavar="F", help="filters per block (default 16)")
     p.add_argument("--epochs", default="3", metavar="E", help="training epochs per trial (default 3: short)")
@@ -49,7 +51,7 @@ def parse_spec(args: argparse.Namespace):
     return SearchSpec(dataset=args.dataset, objectives=objectives, choices=parse_q_list(args.choices, "--choices"),
                       blocks=_int(args.blocks, "--blocks", 1), width=_int(args.width, "--width", 1),
                       epochs=_int(args.epochs, "--epochs", 1), seed=_int(args.seed, "--seed", 0),
-                      profile=args.profile, memory_mb=memory, population=_int(args.population, "--population", 2))
+                      profile=args.profile, memory_mb=memory, w_kind=args.weights, population=_int(args.population, "--population", 2))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -70,6 +70,16 @@ def test_tiny_search_front_is_consistent_and_resumes(tmp_path, capsys):
     assert json.loads((out / "pareto.json").read_text()) == again
 
 
+def test_pot_search_trains_pot_networks(tmp_path):
+    out = tmp_path / "pot"
+    assert main(["search", "--weights", "pot", "--trials", "2", "--epochs", "1", "--width", "4", "--population", "2",
+                 "--choices", "2,3,4", "--out", str(out)]) == 0
+    trials = json.loads((out / "pareto.json").read_text())["trials"]
+    assert len(trials) == 2 and all(set(t["q_per_layer"]) <= {2, 3, 4} for t in trials)
+    assert all(t["w_kinds"] == ["pot"] for t in trials)
+    assert json.loads((out / "search.json").read_text())["spec"]["w_kind"] == "pot"
+
+
 @pytest.mark.parametrize("args,needle", [
     (["--objectives", "energy,memory"], "--objectives"),
     (["--objectives", "error,latency"], "--objectives"),
@@ -78,6 +88,7 @@ def test_tiny_search_front_is_consistent_and_resumes(tmp_path, capsys):
     (["--trials", "0"], "--trials"),
     (["--memory", "-1"], "--memory"),
     (["--profile", "nosuchprofile"], "nosuchprofile"),
+    (["--weights", "pot", "--choices", "1,2,4"], "PoT"),
 ])
 def test_bad_input_one_line_exit_2(args, needle, tmp_path, capsys):
     base = {"--trials": "2", "--objectives": "error,energy"}
