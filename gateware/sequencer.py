@@ -478,7 +478,8 @@ class Sequencer(wiring.Component):
         # handles for simulation-only probes (tests, bench)
         self.probes = {"issue": issue, "tile_last": tile_last, "hold_valid": hold_valid, "inflight": inflight,
                        "feeder_idle": feeder_idle, "writer_idle": writer_idle, "codes_full": codes_full,
-                       "kh": kh, "kw": kw, "to": to, "fifo_rdy": meta_fifo.r_rdy, "copying": copying, "j": j}
+                       "kh": kh, "kw": kw, "to": to, "fifo_rdy": meta_fifo.r_rdy, "copying": copying, "j": j,
+                       "en": en_d, "row_valid": rowv_d, "lane_valid": lanev_d}
 
         # -- main FSM ------------------------------------------------------------------------------
         gc_last = Signal()

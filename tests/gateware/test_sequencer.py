@@ -82,3 +82,76 @@ def test_short_tiles_under_output_backpressure(model_builder, accel_run):
     for name in layers:
         assert np.array_equal(layers[name], x.outputs[name][0]), name
     assert np.array_equal(logits, x.logits[0])
+
+
+def _array_inputs(model, cfg, image):
+    """Per cycle while a run is busy: (layer, en, row_valid, lane_valid) at the MacArray's input ports
+    (the sequencer's registered controls, which the array's edge registers take together)."""
+    from amaranth.sim import Simulator
+
+    from qjoule.gateware.top import QjouleAccel
+    from qjoule.program import encode
+
+    prog = encode(model, cfg, debug=False)
+    words = list(prog.setup_words) + prog.image_words(image)
+    n_out = prog.output_word_count()
+    dut = QjouleAccel(cfg)
+    trace = []
+
+    async def source(ctx):
+        for word in words:
+            ctx.set(dut.i.valid, 1)
+            ctx.set(dut.i.payload, word)
+            await ctx.tick().until(dut.i.ready)
+        ctx.set(dut.i.valid, 0)
+
+    async def sink(ctx):
+        probes = dut.sequencer.probes
+        ctx.set(dut.o.ready, 1)
+        received, started = 0, False
+        for _ in range(50_000):
+            busy = ctx.get(dut.busy)
+            if busy:
+                started = True
+                trace.append((ctx.get(dut.layer), ctx.get(probes["en"]), ctx.get(probes["row_valid"]),
+                              ctx.get(probes["lane_valid"])))
+            received += ctx.get(dut.o.valid)
+            await ctx.tick()
+            if started and not busy and received >= n_out:
+                return
+        raise TimeoutError("the run did not end")
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(source)
+    sim.add_testbench(sink)
+    sim.run()
+    return prog, trace
+
+
+def test_masks_at_the_first_issued_cycle_of_each_layer(model_builder):
+    # The layer shapes of tests/sim/test_activity.py (Q = 4: S = 4 lanes, R = C = 2, 4x4 maps):
+    # L0 3 -> 8 (folded 9-fold: 27 virtual channels, 7 groups, the last 3 lanes), L1 8 -> 4,
+    # L2 4 -> 5, L3 5 -> 4 (second group 1 lane), fc 64 -> 5 (row 0 only, 3 column tiles).
+    cfg = _cfg(4, 2, 2)
+    model = model_builder(4, (3, 4, 4), [8, 4, 5, 4], classes=5, seed=3)
+    image = np.random.default_rng(0).integers(0, 256, size=(3, 4, 4), dtype=np.uint8)
+    prog, trace = _array_inputs(model, cfg, image)
+    assert prog.fold == 9 and cfg.first_layer_passes == 2
+    issued = [(layer, rowv, lanev) for layer, en, rowv, lanev in trace if en]
+    first = {}
+    for layer, rowv, lanev in issued:
+        first.setdefault(layer, (rowv, lanev))
+    last = {layer: (rowv, lanev) for layer, rowv, lanev in issued}
+    # First issue: h = 0, pixels w = 0, 1, group 0. L0 issues only the centre tap (both pixels in
+    # the image); L1..L3 start at kh = 0, above the image (no row valid); fc runs on row 0.
+    assert first == {0: (0b11, 0b1111), 1: (0b00, 0b1111), 2: (0b00, 0b1111), 3: (0b00, 0b1111), 4: (0b01, 0b1111)}
+    # ... which differ from the previous layer's last issue where a stale mask would show.
+    assert last[0] == (0b11, 0b0111) and last[3] == (0b00, 0b0001)
+    # Lane MACs per layer, by hand: valid 3x3 taps of a 4x4 map (sum over pixels) = 10 · 10.
+    lane_macs = {}
+    for layer, rowv, lanev in issued:
+        lane_macs[layer] = lane_macs.get(layer, 0) + bin(rowv).count("1") * bin(lanev).count("1") * cfg.cols
+    assert lane_macs == {0: 16 * 27 * 2 * 8,    # pixels · virtual channels · passes · outputs
+                         1: 100 * 8 * 4, 2: 100 * 4 * 6,  # L2: 5 outputs on 3 tiles of C = 2 columns
+                         3: 100 * 5 * 4, 4: 64 * 6}
