@@ -314,8 +314,12 @@ def load(path: str | os.PathLike) -> IntModel:
 
 # -- random models for hardware tests --------------------------------------------------------------
 
-def random_model(input_shape, classes: int, blocks: int, widths, q: int, seed: int) -> IntModel:
+def random_model(input_shape, classes: int, blocks: int, widths, q: int, seed: int, w_kind: str = "uniform",
+                 q_per_layer=None) -> IntModel:
     """A random but valid integer model of the topology family at uniform `q`.
+
+    `w_kind="pot"` draws power-of-two weights (0 and ±2^j, both ±2^K always present);
+    `q_per_layer` (one Q per conv/dense layer) overrides `q` for a mixed-precision model.
 
     Weights are uniform over the whole Q range and every weight array holds both extremes.
     Post-processing is fitted to the accumulators of a batch of random images so the codes of
@@ -326,13 +330,22 @@ def random_model(input_shape, classes: int, blocks: int, widths, q: int, seed: i
     from . import golden
     from .netstats import describe_topology
 
-    if not (_is_int(q) and 1 <= q <= 16):
+    from .mixed import check_q_per_layer
+
+    if q_per_layer is None and not (_is_int(q) and 1 <= q <= 16):
         raise UserError(f"q must be 1..16, got {q!r}")
+    if w_kind not in ("uniform", "pot"):
+        raise UserError(f"w_kind must be 'uniform' or 'pot', got {w_kind!r}")
     rng = np.random.default_rng(seed)
     shapes = describe_topology(tuple(input_shape), classes, blocks, widths)
+    n_weight = sum(shape["kind"] != "maxpool2x2" for shape in shapes)
+    qs = list(check_q_per_layer(q_per_layer, n_weight)) if q_per_layer is not None else [q] * n_weight
+    if w_kind == "pot" and any(not POT_BITS[0] <= ql <= POT_BITS[1] for ql in qs):
+        raise UserError(f"power-of-two weights need q 2..6, got {qs!r}")
+    q_iter = iter(qs)
     widths_list = [widths] * 3 if _is_int(widths) else list(widths)
     header: dict[str, Any] = {
-        "format": FORMAT, "version": VERSION, "q": q,
+        "format": FORMAT, "version": VERSION, "q": qs[0] if len(set(qs)) == 1 else None,
         "input": {"channels": input_shape[0], "height": input_shape[1], "width": input_shape[2], "bits": 8},
         "classes": classes, "layers": [], "arrays": {},
         "source": {"dataset": None, "random_seed": seed, "blocks": blocks, "widths": widths_list},
@@ -340,7 +353,6 @@ def random_model(input_shape, classes: int, blocks: int, widths, q: int, seed: i
     arrays: dict[str, np.ndarray] = {}
     x = rng.integers(0, 256, size=(64, *input_shape), dtype=np.int64)  # calibration batch
     q_in = 8
-    lo, hi = weight_range(q)
     for i, shape in enumerate(shapes):
         name, kind = shape["name"], shape["kind"]
         layer = {"name": name, "kind": kind, "in_shape": list(shape["in_shape"]), "out_shape": list(shape["out_shape"]),
@@ -350,9 +362,14 @@ def random_model(input_shape, classes: int, blocks: int, widths, q: int, seed: i
             x = golden.maxpool2x2(x)
         else:
             last = i == len(shapes) - 1
+            q = next(q_iter)
+            lo, hi = weight_range(q, w_kind)
             o = shape["out_shape"][0]
             k_shape = (o, shape["in_shape"][0], 3, 3) if kind == "conv3x3" else (o, shape["in_shape"][0])
-            if q == 1:
+            if w_kind == "pot":
+                from .pot import pot_values
+                w = rng.choice(pot_values(q), size=k_shape)
+            elif q == 1:
                 w = rng.choice(np.array([-1, 1]), size=k_shape)
             else:
                 w = rng.integers(lo, hi + 1, size=k_shape)
@@ -364,9 +381,12 @@ def random_model(input_shape, classes: int, blocks: int, widths, q: int, seed: i
                    else golden.dense_acc(x.reshape(len(x), -1), w, q_in))
             a, b = _spread_affine(acc, q_out, rng)
             mult, bias, s = fold_postprocess(a, b, q_out)
-            layer.update({"q_w": q, "q_out": q_out, "act": act, "weight": f"{name}.weight",
-                          "pp_mult": f"{name}.pp_mult", "pp_bias": f"{name}.pp_bias", "pp_shift": s})
-            arrays[f"{name}.weight"] = w.astype(weight_dtype(q))
+            layer.update({"q_w": q, "q_out": q_out, "act": act})
+            if w_kind == "pot":
+                layer["w_kind"] = "pot"
+            layer.update({"weight": f"{name}.weight", "pp_mult": f"{name}.pp_mult", "pp_bias": f"{name}.pp_bias",
+                          "pp_shift": s})
+            arrays[f"{name}.weight"] = w.astype(weight_dtype(q, w_kind))
             arrays[f"{name}.pp_mult"] = mult
             arrays[f"{name}.pp_bias"] = bias
             x = golden.postprocess(acc, mult, bias, s, q_out, act)

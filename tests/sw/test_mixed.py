@@ -181,3 +181,20 @@ def test_export_of_pot_and_mixed_checkpoints_uses_per_layer_scales(digits, tmp_p
         a, b = export(loaded), export_model(qnn)
         assert json.dumps(a.header) == json.dumps(b.header)
         assert all(np.array_equal(a.arrays[k], b.arrays[k]) for k in b.arrays)
+
+
+def test_random_models_pot_and_mixed(tmp_path):
+    from qjoule.sw.pot import pot_values
+    pot = intmodel.random_model((1, 8, 8), 10, 1, 8, 4, seed=1, w_kind="pot")
+    for layer in (l for l in pot.layers if "weight" in l):
+        w = pot.arrays[layer["weight"]]
+        assert layer["w_kind"] == "pot" and set(np.unique(w)) <= set(pot_values(4).tolist())
+        assert w.min() == -64 and w.max() == 64
+    mixed = intmodel.random_model((1, 8, 8), 10, 1, 8, 4, seed=1, q_per_layer=(3, 1, 8, 2))
+    assert mixed.q is None
+    assert [(l["q_in"], l["q_out"]) for l in mixed.layers if "weight" in l] == [(8, 3), (3, 1), (1, 8), (8, None)]
+    for model in (pot, mixed):
+        intmodel.save(model, tmp_path / "m.qjm")
+        assert golden.run(intmodel.load(tmp_path / "m.qjm"), np.zeros((2, 1, 8, 8), np.uint8)).logits.shape == (2, 10)
+    with pytest.raises(UserError):
+        intmodel.random_model((1, 8, 8), 10, 1, 8, 1, seed=0, w_kind="pot")
