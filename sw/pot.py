@@ -58,12 +58,14 @@ def pot_exponent(w: "torch.Tensor", b: int) -> "torch.Tensor":
     """k of every weight (float tensor of integers), −1 where the weight rounds to zero."""
     import torch
     k_max = max_exponent(b)
-    mag = w.abs()
+    # In float64 whatever the tensor's dtype: a float32 weight converts exactly, so the float32
+    # model and its float64 copy (tests) pick the same k even next to a log-domain tie.
+    mag = w.detach().abs().double()
     zero = mag < 2.0 ** -(k_max + 1)
-    # log2 of 0 is -inf; those positions are zero anyway, log2 of a tiny positive keeps it finite.
+    # log2 of 0 is -inf; those positions are zero anyway.
     l = -torch.log2(torch.where(zero, torch.ones_like(mag), mag))
     k = torch.clamp(torch.ceil(l - 0.5), 0.0, float(k_max))
-    return torch.where(zero, torch.full_like(k, -1.0), k)
+    return torch.where(zero, torch.full_like(k, -1.0), k).to(w.dtype)
 
 
 def pot_weight_int(w: "torch.Tensor", b: int) -> "torch.Tensor":
