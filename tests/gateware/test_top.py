@@ -78,3 +78,28 @@ def test_rgb_network_on_a_4x4_array_every_layer(accel_run):
     for name, codes in layers.items():
         assert np.array_equal(codes, ref.outputs[name][0]), name
     assert np.array_equal(logits, ref.logits[0])
+
+
+@pytest.mark.slow
+def test_width32_network_on_the_unsized_ulx3s_config():
+    from qjoule.gateware.streams import simulate
+    from qjoule.gateware.top import QjouleAccel
+
+    # Reported hang (Icarus, code of ~11:40): a width-32 digits network on variant("ulx3s", q=4)
+    # as written (64x64x512 limits, 1 Mbit buffers, not size_for_model) gave no output word in
+    # 178k cycles. Not reproduced at this commit (Amaranth and Icarus, see the gw3 report); kept
+    # as the regression case: 8x8 array, fold 3, four output tiles per conv, every layer dumped.
+    cfg = variant("ulx3s", q=4)
+    model = random_model((1, 8, 8), 10, 1, 32, 4, seed=3)
+    prog = encode(model, cfg, debug=True)
+    assert prog.fold == 3
+    image = _images(1, seed=3)[0]
+    # A hang must fail in minutes, not after the helper's 2M cycles: the run takes ~7k cycles.
+    res = simulate(QjouleAccel(cfg), list(prog.setup_words) + prog.image_words(image), prog.output_word_count(),
+                   gap_seed=1, max_cycles=40_000)
+    logits, layers = prog.decode(res.outputs)
+    ref = golden.run(model, image[None])
+    assert set(layers) == {layer["name"] for layer in model.layers[:-1]}
+    for name, codes in layers.items():
+        assert np.array_equal(codes, ref.outputs[name][0]), name
+    assert np.array_equal(logits, ref.logits[0])
