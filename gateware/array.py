@@ -53,13 +53,15 @@ class MacArray(wiring.Component):
         m = Module()
         cfg = self._cfg
 
-        # Edge registers: one copy of each operand word and of the controls.
-        act = Signal.like(self.act)
-        weight = Signal.like(self.weight)
-        row_valid = Signal.like(self.row_valid)
-        lane_valid = Signal.like(self.lane_valid)
-        en, clear, shift, pixel_mode = (Signal.like(self.en), Signal.like(self.clear),
-                                        Signal.like(self.shift), Signal.like(self.pixel_mode))
+        # Edge registers: one copy of each operand word and of the controls. Named `<port>_q` so the
+        # ports keep their own names in the Verilog (sim/activity.py samples the ports).
+        act = Signal.like(self.act, name="act_q")
+        weight = Signal.like(self.weight, name="weight_q")
+        row_valid = Signal.like(self.row_valid, name="row_valid_q")
+        lane_valid = Signal.like(self.lane_valid, name="lane_valid_q")
+        en, clear, shift, pixel_mode = (Signal.like(self.en, name="en_q"), Signal.like(self.clear, name="clear_q"),
+                                        Signal.like(self.shift, name="shift_q"),
+                                        Signal.like(self.pixel_mode, name="pixel_mode_q"))
         m.d.sync += [
             act.eq(self.act), weight.eq(self.weight), row_valid.eq(self.row_valid),
             lane_valid.eq(self.lane_valid), en.eq(self.en), clear.eq(self.clear),

@@ -48,10 +48,6 @@ def test_schema_and_layers(run):
         assert layer["cycles"] > 0 and layer["toggles"]["mac"] > 0
 
 
-@pytest.mark.xfail(strict=True, reason="activity skew, not a hardware fault: in the generated Verilog the array's scope "
-                   "names its input port `en` but its edge REGISTERS `row_valid`/`lane_valid` (the ports became "
-                   "`row_valid$7`...), so en of cycle t is multiplied by the masks of cycle t-1; the sequencer's own "
-                   "masks are checked in tests/gateware/test_sequencer.py::test_masks_at_the_first_issued_cycle_of_each_layer")
 def test_lane_macs_equal_the_model_where_its_assumptions_hold(run):
     cfg, model, result, activity = run
     l1 = activity["layers"][1]
