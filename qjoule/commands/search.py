@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from qjoule.argtypes import integer
 from qjoule.errors import UserError
 
 HELP = "search per-layer Q assignments (NSGA-II) for error vs energy[/memory]; resumable; writes pareto.json/csv"
@@ -29,16 +30,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, metavar="DIR", help="search folder: storage, search.json, pareto.json, pareto.csv")
 
 
-def _int(text: str, flag: str, minimum: int) -> int:
-    try:
-        value = int(text)
-    except (TypeError, ValueError):
-        raise UserError(f"{flag} must be an integer >= {minimum}, got {text!r}") from None
-    if value < minimum:
-        raise UserError(f"{flag} must be an integer >= {minimum}, got {text!r}")
-    return value
-
-
 def parse_spec(args: argparse.Namespace):
     from qjoule.search import SearchSpec
     from qjoule.sw.mixed import parse_q_list
@@ -49,14 +40,14 @@ def parse_spec(args: argparse.Namespace):
         raise UserError(f"--memory must be a size in Mb > 0, got {args.memory!r}") from None
     objectives = tuple(o.strip() for o in args.objectives.split(","))
     return SearchSpec(dataset=args.dataset, objectives=objectives, choices=parse_q_list(args.choices, "--choices"),
-                      blocks=_int(args.blocks, "--blocks", 1), width=_int(args.width, "--width", 1),
-                      epochs=_int(args.epochs, "--epochs", 1), seed=_int(args.seed, "--seed", 0),
-                      profile=args.profile, memory_mb=memory, w_kind=args.weights, population=_int(args.population, "--population", 2))
+                      blocks=integer(args.blocks, "--blocks", 1), width=integer(args.width, "--width", 1),
+                      epochs=integer(args.epochs, "--epochs", 1), seed=integer(args.seed, "--seed", 0),
+                      profile=args.profile, memory_mb=memory, w_kind=args.weights, population=integer(args.population, "--population", 2))
 
 
 def run(args: argparse.Namespace) -> int:
     spec = parse_spec(args)
-    trials = _int(args.trials, "--trials", 1)
+    trials = integer(args.trials, "--trials", 1)
     out = Path(args.out)
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "search.json").exists())):
         raise UserError(f"--out {str(out)!r} is not empty and holds no qjoule search; choose a new or empty folder")

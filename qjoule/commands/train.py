@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from qjoule.argtypes import integer
 from qjoule.errors import UserError
 
 HELP = "train a quantized network (Q = 1..16 or float) of the topology family; writes model.pt, model.qjm, metrics.json"
@@ -30,16 +31,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder")
 
 
-def _int(text: str, flag: str, minimum: int) -> int:
-    try:
-        value = int(text)
-    except (TypeError, ValueError):
-        raise UserError(f"{flag} must be an integer >= {minimum}, got {text!r}") from None
-    if value < minimum:
-        raise UserError(f"{flag} must be an integer >= {minimum}, got {text!r}")
-    return value
-
-
 def parse_config(args: argparse.Namespace):
     """Command-line text -> a validated TrainConfig (every check before anything is written)."""
     from qjoule.sw.quant import parse_q
@@ -50,7 +41,7 @@ def parse_config(args: argparse.Namespace):
         parts = args.widths.split(",")
         if len(parts) != 3:
             raise UserError(f"--widths must be three integers A,B,C, got {args.widths!r}")
-        widths = tuple(_int(p, "--widths", 1) for p in parts)
+        widths = tuple(integer(p, "--widths", 1) for p in parts)
     try:
         lr = float(args.lr)
     except ValueError:
@@ -71,10 +62,10 @@ def parse_config(args: argparse.Namespace):
         if q is None:
             raise UserError("--weights pot needs --q 2..6, not float")
         check_pot_bits(q)
-    return TrainConfig(dataset=args.dataset, q=q, w_kind=args.weights, prune=prune, q_per_layer=q_per_layer, blocks=_int(args.blocks, "--blocks", 1),
-                       width=_int(args.width, "--width", 1), widths=widths, epochs=_int(args.epochs, "--epochs", 1),
-                       seed=_int(args.seed, "--seed", 0), batch_size=_int(args.batch_size, "--batch-size", 2),
-                       lr=lr, threads=_int(args.threads, "--threads", 1))
+    return TrainConfig(dataset=args.dataset, q=q, w_kind=args.weights, prune=prune, q_per_layer=q_per_layer, blocks=integer(args.blocks, "--blocks", 1),
+                       width=integer(args.width, "--width", 1), widths=widths, epochs=integer(args.epochs, "--epochs", 1),
+                       seed=integer(args.seed, "--seed", 0), batch_size=integer(args.batch_size, "--batch-size", 2),
+                       lr=lr, threads=integer(args.threads, "--threads", 1))
 
 
 def run(args: argparse.Namespace) -> int:
