@@ -45,13 +45,16 @@ def _fit_postprocess(acc: np.ndarray, q_out: int | None, rng) -> tuple[np.ndarra
 def build_model(q: int, image_shape: tuple[int, int, int], plan: list[tuple[str, int | None]], seed: int,
                 extreme_channel: bool = False) -> IntModel:
     """A valid integer model from a plan of ("conv3x3", out_channels) / ("maxpool2x2", None) /
-    ("dense", classes) steps (the last must be dense)."""
+    ("dense", classes) steps (the last, and only the last, is dense)."""
     rng = np.random.default_rng(seed)
     lo, hi = weight_range(q)
     x = rng.integers(0, 256, size=(24, *image_shape), dtype=np.int64)
     layers, arrays, q_in, shape = [], {}, 8, list(image_shape)
+    convs = 0
     for k, (kind, out) in enumerate(plan):
-        name = f"L{k}"
+        # conv i -> L{i}, the max-pool after it -> P{i}, the dense layer -> fc
+        name = {"conv3x3": f"L{convs}", "maxpool2x2": f"P{convs - 1}", "dense": "fc"}[kind]
+        convs += kind == "conv3x3"
         last = k == len(plan) - 1
         if kind == "maxpool2x2":
             x = golden.maxpool2x2(x)
