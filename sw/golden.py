@@ -61,10 +61,14 @@ def _operand_values(x, q_in: int) -> np.ndarray:
     return x
 
 
+def _magnitude(a: np.ndarray) -> int:
+    """max |a| as a Python integer (exact for every int64, including -2^63)."""
+    return max(abs(int(a.min())), abs(int(a.max()))) if a.size else 0
+
+
 def _reduction_bound(values: np.ndarray, weight: np.ndarray, k: int) -> int:
     # |any partial sum of Σ w·x| ≤ K · max|w| · max|x|: if that fits, no partial sum can overflow.
-    wmax = int(np.abs(weight).max()) if weight.size else 0
-    xmax = int(np.abs(values).max()) if values.size else 0
+    wmax, xmax = _magnitude(weight), _magnitude(values)
     bound = k * wmax * xmax
     assert bound < _INT64_SAFE, f"reduction of {k} terms of |w|<={wmax}, |x|<={xmax} could overflow int64"
     return bound
@@ -141,8 +145,8 @@ def postprocess(acc, mult, bias, shift: int, q_out: int | None, act: str) -> np.
         raise ValueError(f"shift must be 1..62, got {shift!r}")
     shape = (1, -1) + (1,) * (acc.ndim - 2)
     m, b = mult.reshape(shape), bias.reshape(shape)
-    amax = int(np.abs(acc).max()) if acc.size else 0
-    bound = amax * int(np.abs(mult).max(initial=0)) + int(np.abs(bias).max(initial=0))
+    # Magnitudes in Python integers: np.abs wraps at -2^63 (it stays negative).
+    bound = _magnitude(acc) * _magnitude(mult) + _magnitude(bias)
     if bound < _INT64_SAFE:
         t = acc * m          # in place from here: these arrays are the largest the model makes
         t += b

@@ -229,3 +229,13 @@ def test_conv_batch_chunks_give_the_same_result(monkeypatch):
     monkeypatch.setattr(golden, "_IM2COL_VALUES", 2 * 9 * 4 * 5 * 3)  # 3 images per chunk: 3 + 3 + 1
     assert np.array_equal(golden.conv3x3_acc(x, w, 4), whole)
     assert np.array_equal(whole, _naive_conv(x, w, 4).astype(np.int64))
+
+
+def test_postprocess_bias_at_int64_minimum():
+    # np.abs(-2^63) wraps to a negative number; the overflow bound must still see its magnitude.
+    acc = np.array([[3], [-7]], dtype=np.int64)
+    mult = np.array([5], dtype=np.int64)
+    bias = np.array([-(1 << 63)], dtype=np.int64)
+    got = golden.postprocess(acc, mult, bias, 60, None, "none")
+    expected = [[(3 * 5 - (1 << 63)) >> 60], [(-7 * 5 - (1 << 63)) >> 60]]
+    assert got.tolist() == expected
