@@ -227,3 +227,14 @@ def variant(name: str, q: int | None = None, **changes: Any) -> AccelConfig:
             raise UserError(f"q must be 1..16, got {q!r}")
         changes = {"q": q, "datapath": default_datapath(q), **changes}
     return base.replace(**changes)
+
+
+#: FPGA board -> the variant sized for it (hw/boards.py has the boards themselves).
+BOARD_VARIANTS = {"ulx3s-85f": "ulx3s", "icebreaker": "icebreaker"}
+
+
+def check_board(name: str) -> str:
+    """`name` if it is a known board, else a one-line UserError listing the known ones."""
+    if name not in BOARD_VARIANTS:
+        raise UserError(f"unknown board {name!r}; known: {', '.join(BOARD_VARIANTS)}")
+    return name

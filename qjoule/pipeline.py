@@ -38,12 +38,8 @@ def _check_train(ctx: FlowContext, outputs: dict[str, Any]) -> None:
                               f"images (expected >= {MIN_EXPORT_AGREEMENT:.0%}): export is wrong")
 
 
-#: Board name -> the AccelConfig variant sized for it.
-BOARD_VARIANTS = {"ulx3s-85f": "ulx3s", "icebreaker": "icebreaker"}
-
-
 def _generate(ctx: FlowContext, stage: Path) -> dict[str, Any]:
-    from .config import variant
+    from .config import BOARD_VARIANTS, variant
     from .gateware.top import QjouleAccel
     from .hw.verilog import emit_verilog
     from .program import size_for_model

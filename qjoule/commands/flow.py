@@ -33,11 +33,10 @@ def run(args: argparse.Namespace) -> int:
     q = parse_q(args.q)
     if q is None:
         raise UserError("--q must be 1..16 for the flow: the float baseline has no integer model or hardware")
-    from qjoule.pipeline import BOARD_VARIANTS
+    from qjoule.config import check_board
     from qjoule.sim.runner import check_simulator
 
-    if args.board not in BOARD_VARIANTS:
-        raise UserError(f"unknown board {args.board!r}; known: {', '.join(BOARD_VARIANTS)}")
+    check_board(args.board)
     check_simulator(args.sim)
     for name in ("blocks", "width", "epochs", "sim_images"):
         if getattr(args, name) < 1:

@@ -5,12 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from qjoule.errors import UserError
+from qjoule.config import BOARD_VARIANTS, check_board
 
 HELP = "synthesize, place and route the accelerator for a board (YoWASP tools); report LUTs, FFs, DSPs, BRAMs and Fmax"
-
-#: The config variant each board starts from (qjoule.config.VARIANTS).
-BOARD_VARIANTS = {"ulx3s-85f": "ulx3s", "icebreaker": "icebreaker"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,8 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def config_from_args(args: argparse.Namespace):
     from qjoule.config import AccelConfig, variant
 
-    if args.board not in BOARD_VARIANTS:
-        raise UserError(f"unknown board {args.board!r}; known: {', '.join(BOARD_VARIANTS)}")
+    check_board(args.board)
     changes = {k: getattr(args, k) for k in ("rows", "cols", "datapath") if getattr(args, k) is not None}
     if args.config is not None:
         cfg = AccelConfig.load(args.config)
