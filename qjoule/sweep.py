@@ -71,7 +71,11 @@ class Grid:
         return cls(d["dataset"], tuple(d["blocks"]), tuple(d["widths"]), tuple(d["qs"]), d["epochs"], d["seed"])
 
 
-def point_key(params: dict[str, Any]) -> str:
+def point_key(params: dict[str, Any]) -> str | None:
+    """"q4-b1-w32"; None for a trial stopped before it had suggested all three parameters
+    (a worker killed between suggestions): such a trial never trained anything."""
+    if not all(name in params for name in ("q", "blocks", "width")):
+        return None
     return f"q{params['q']}-b{params['blocks']}-w{params['width']}"
 
 
@@ -232,7 +236,7 @@ def _owner(study, key: str, number: int) -> int | None:
     from optuna.trial import TrialState
 
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING)):
-        if t.number < number and t.params and point_key(t.params) == key:
+        if t.number < number and point_key(t.params) == key:
             return t.number
     return None
 
@@ -248,7 +252,7 @@ def _enqueue_retries(study, state: dict[str, PointState]) -> None:
 
     for key, s in state.items():
         if s.complete is None and not s.running and not s.waiting and s.failures < MAX_ATTEMPTS:
-            tried = [t for t in study.get_trials(deepcopy=False) if t.params and point_key(t.params) == key]
+            tried = [t for t in study.get_trials(deepcopy=False) if point_key(t.params) == key]
             if tried:
                 last = tried[-1]
                 study.add_trial(optuna.trial.create_trial(

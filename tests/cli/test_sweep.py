@@ -105,3 +105,19 @@ def test_results_files(tmp_path):
     assert json.loads((tmp_path / "results.json").read_text())[0]["width"] == 8
     lines = (tmp_path / "results.csv").read_text().splitlines()
     assert lines[0].startswith("dataset,q,blocks,width") and lines[1].startswith(",4,1,8")
+
+
+def test_trial_killed_between_suggestions_is_ignored(tmp_path):
+    """A worker killed after suggesting only some parameters leaves a trial that names no point."""
+    import optuna
+
+    grid = _grid(blocks=(1,), widths=(4,))
+    study, _ = open_study(default_storage(tmp_path), grid, create=True)
+    partial = study.ask()
+    partial.suggest_categorical("blocks", [1])
+    study.tell(partial, state=optuna.trial.TrialState.FAIL)
+    calls = []
+    run_worker(study, grid, tmp_path, train=_fake_train(calls), log=lambda m: None)
+    records, failed = collect_results(study, grid)
+    assert sorted(r["q"] for r in records) == ["1", "float"] and failed == []
+    assert sorted(calls) == ["q1-b1-w4", "qfloat-b1-w4"]
