@@ -11,68 +11,23 @@ import pytest
 import torch
 
 from qjoule.sw import golden, intmodel
-from qjoule.sw.export import LOGIT_SCALE, export
-from qjoule.sw.quant import act_codes, act_scale
-from qjoule.sw.topology import pixels_to_input
+from qjoule.sw.export import export
 from qjoule.sw.train import predict
 
 CASES = [(1, 1), (2, 1), (3, 1), (4, 1), (8, 1), (4, 2)]
 
 
-def _codes_to_input(codes, q_in):
-    """The real values the torch layer reads for the golden model's codes."""
-    codes = torch.as_tensor(codes, dtype=torch.float64)
-    if q_in == 8:
-        return codes / 255.0
-    return 2 * codes - 1 if q_in == 1 else codes * act_scale(q_in)
-
-
-def _tie_distance(v, act):
-    """Distance of the float value (in output units) to the nearest rounding boundary."""
-    return np.abs(v) if act == "sign" else np.abs(v - np.floor(v) - 0.5)
-
-
 @pytest.mark.parametrize("q,blocks", CASES)
-def test_every_layer_matches_fake_quant_except_measured_ties(q, blocks, trained_digits, digits):
+def test_every_layer_matches_fake_quant_except_measured_ties(q, blocks, trained_digits, digits, layerwise):
     qnn = trained_digits(q, blocks)
     model = export(qnn)
-    result = golden.run(model, digits.test_x)
-    ref = qnn.double()
-    try:
-        x = digits.test_x
-        mismatches = 0
-        for spec, stage, layer in zip(ref.specs, ref.stages, model.layers):
-            name = layer["name"]
-            golden_out = result.outputs[name]
-            if spec["kind"] == "maxpool2x2":
-                assert np.array_equal(golden_out, golden.maxpool2x2(x))
-                x = golden_out
-                continue
-            with torch.no_grad():
-                inp = _codes_to_input(x, layer["q_in"])
-                if spec["kind"] == "conv3x3":
-                    pre = stage["bn"](stage["conv"](inp))
-                else:
-                    pre = stage["bn"](stage["linear"](torch.flatten(inp, 1)))
-            assert np.array_equal(model.arrays[layer["weight"]],
-                                  (stage["conv"] if "conv" in stage else stage["linear"]).integer_weight().numpy())
-            if layer["act"] == "none":
-                v = pre.numpy() * LOGIT_SCALE
-                float_out = np.floor(v + 0.5).astype(np.int64)
-            else:
-                v = pre.numpy() * (1 if q == 1 else 2 ** q - 1)
-                float_out = act_codes(stage["act"](pre), q).numpy()
-            differ = float_out != golden_out
-            acc = result.accs[name]
-            bound = (np.abs(acc) + 1.0) * 2.0 ** -(layer["pp_shift"] + 1) + 1e-9 * (1 + np.abs(v))
-            assert np.all(_tie_distance(v[differ], layer["act"]) <= bound[differ]), \
-                f"{name}: a code differs away from a rounding tie"
-            mismatches += int(differ.sum())
-            x = golden_out
-        total = sum(o.size for o in result.outputs.values())
-        assert mismatches <= total * 1e-3
-    finally:
-        qnn.float()
+
+    def weights_exported_exactly(stage, layer):
+        assert np.array_equal(model.arrays[layer["weight"]],
+                              (stage["conv"] if "conv" in stage else stage["linear"]).integer_weight().numpy())
+
+    mismatches, total = layerwise(qnn, model, digits.test_x, check_layer=weights_exported_exactly)
+    assert mismatches <= total * 1e-3
 
 
 @pytest.mark.parametrize("q,blocks", CASES)

@@ -4,16 +4,14 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from qjoule.errors import UserError
 from qjoule.sw import golden, intmodel
 from qjoule.sw.energy_model import mixed_network_energy, network_energy
 from qjoule.sw.energy_profiles import load_profile
-from qjoule.sw.export import LOGIT_SCALE, export
+from qjoule.sw.export import export
 from qjoule.sw.mixed import export_model, layer_bits, layer_qs, parse_q_list
 from qjoule.sw.netstats import describe_topology, network_stats
-from qjoule.sw.quant import act_codes, act_scale
 from qjoule.sw.train import TrainConfig, fit, predict
 
 TINY = describe_topology((1, 8, 8), 2, 1, (1, 1, 1))   # A1, A.pool, B1, B.pool, C1, C.pool, fc
@@ -91,49 +89,8 @@ def test_mixed_energy_equals_uniform_model_when_all_equal(q):
 
 # -- training, export and the golden model -------------------------------------------------------------
 
-def _codes_to_input(codes, q_in):
-    codes = torch.as_tensor(codes, dtype=torch.float64)
-    if q_in == 8:
-        return codes / 255.0
-    return 2 * codes - 1 if q_in == 1 else codes * act_scale(q_in)
-
-
-def _layerwise(qnn, model, images):
-    """Every layer vs the float layer fed the golden codes: differences only at measured ties."""
-    result = golden.run(model, images)
-    ref = qnn.double()
-    mismatches = 0
-    try:
-        x = images
-        for spec, stage, layer in zip(ref.specs, ref.stages, model.layers):
-            out = result.outputs[layer["name"]]
-            if spec["kind"] == "maxpool2x2":
-                x = out
-                continue
-            with torch.no_grad():
-                inp = _codes_to_input(x, layer["q_in"])
-                pre = (stage["bn"](stage["conv"](inp)) if spec["kind"] == "conv3x3"
-                       else stage["bn"](stage["linear"](torch.flatten(inp, 1))))
-            if layer["act"] == "none":
-                v = pre.numpy() * LOGIT_SCALE
-                float_out = np.floor(v + 0.5).astype(np.int64)
-            else:
-                q = layer["q_out"]
-                v = pre.numpy() * (1 if q == 1 else 2 ** q - 1)
-                float_out = act_codes(stage["act"](pre), q).numpy()
-            differ = float_out != out
-            dist = np.abs(v) if layer["act"] == "sign" else np.abs(v - np.floor(v) - 0.5)
-            bound = (np.abs(result.accs[layer["name"]]) + 1.0) * 2.0 ** -(layer["pp_shift"] + 1) + 1e-9 * (1 + np.abs(v))
-            assert np.all(dist[differ] <= bound[differ]), f"{layer['name']}: differs away from a tie"
-            mismatches += int(differ.sum())
-            x = out
-    finally:
-        qnn.float()
-    return mismatches, sum(o.size for o in result.outputs.values())
-
-
 @pytest.mark.parametrize("assignment", [(4, 2, 3, 8), (2, 1, 4, 3)])
-def test_golden_matches_fake_quant_mixed(assignment, digits):
+def test_golden_matches_fake_quant_mixed(assignment, digits, layerwise):
     qnn = fit(TrainConfig(q_per_layer=assignment, width=16, epochs=3), digits, progress=False)
     model = export_model(qnn)
     assert model.q is None
@@ -141,7 +98,7 @@ def test_golden_matches_fake_quant_mixed(assignment, digits):
     assert [l["q_w"] for l in weight_layers] == list(assignment)
     assert [l["q_out"] for l in weight_layers] == list(assignment[:-1]) + [None]
     assert [l["act"] for l in weight_layers] == [("sign" if q == 1 else "relu") for q in assignment[:-1]] + ["none"]
-    mismatches, total = _layerwise(qnn, model, digits.test_x)
+    mismatches, total = layerwise(qnn, model, digits.test_x)
     assert mismatches <= 1e-3 * total
     gold = golden.run(model, digits.test_x).predictions
     assert np.mean(gold == predict(qnn, digits.test_x)) >= 0.995

@@ -9,11 +9,9 @@ import torch
 
 from qjoule.errors import UserError
 from qjoule.sw import golden, intmodel
-from qjoule.sw.export import LOGIT_SCALE
 from qjoule.sw.mixed import export_model
 from qjoule.sw.pot import (check_pot_bits, max_exponent, pot_codes, pot_exponent, pot_scale, pot_values,
                            pot_weight_int, prune_mask, prune_schedule, quantize_pot)
-from qjoule.sw.quant import act_codes, act_scale
 from qjoule.sw.train import TrainConfig, fit, predict
 
 
@@ -103,68 +101,11 @@ def pot_nets(digits):
     return {b: fit(TrainConfig(q=b, w_kind="pot", width=16, epochs=3), digits, progress=False) for b in (3, 4)}
 
 
-def _codes_to_input(codes, q_in):
-    codes = torch.as_tensor(codes, dtype=torch.float64)
-    if q_in == 8:
-        return codes / 255.0
-    return 2 * codes - 1 if q_in == 1 else codes * act_scale(q_in)
-
-
-def _tie_distance(v, act):
-    return np.abs(v) if act == "sign" else np.abs(v - np.floor(v) - 0.5)
-
-
-def layerwise_mismatches(qnn, model, images) -> tuple[int, int]:
-    """Compare every layer with the float model fed the golden codes; any difference must be a tie."""
-    result = golden.run(model, images)
-    ref = qnn.double()
-    mismatches = 0
-    try:
-        x = images
-        for spec, stage, layer in zip(ref.specs, ref.stages, model.layers):
-            out = result.outputs[layer["name"]]
-            if spec["kind"] == "maxpool2x2":
-                x = out
-                continue
-            with torch.no_grad():
-                inp = _codes_to_input(x, layer["q_in"])
-                pre = (stage["bn"](stage["conv"](inp)) if spec["kind"] == "conv3x3"
-                       else stage["bn"](stage["linear"](torch.flatten(inp, 1))))
-            if layer["act"] == "none":
-                v = pre.numpy() * LOGIT_SCALE
-                float_out = np.floor(v + 0.5).astype(np.int64)
-            else:
-                q = layer["q_out"]
-                v = pre.numpy() * (1 if q == 1 else 2 ** q - 1)
-                float_out = act_codes(stage["act"](pre), q).numpy()
-            differ = float_out != out
-            bound = (np.abs(result.accs[layer["name"]]) + 1.0) * 2.0 ** -(layer["pp_shift"] + 1) + 1e-9 * (1 + np.abs(v))
-            assert np.all(_tie_distance(v[differ], layer["act"]) <= bound[differ]), f"{layer['name']}: differs away from a tie"
-            mismatches += int(differ.sum())
-            x = out
-    finally:
-        qnn.float()
-    return mismatches, sum(o.size for o in result.outputs.values())
-
-
 @pytest.mark.parametrize("b", [3, 4])
-def test_export_header_and_integer_weights(b, pot_nets):
-    model = export_model(pot_nets[b])
-    assert model.q == b
-    k_max = max_exponent(b)
-    for layer, w_layer in zip([l for l in model.layers if "weight" in l], pot_nets[b].weight_layers()):
-        assert layer["w_kind"] == "pot" and layer["q_w"] == b
-        w = model.arrays[layer["weight"]]
-        assert set(np.unique(w)) <= set(pot_values(b).tolist())
-        # the integer weight times 2^-K is exactly the fake-quantized real weight
-        assert np.array_equal(w * 2.0 ** -k_max, w_layer.quantized_weight().detach().double().numpy())
-
-
-@pytest.mark.parametrize("b", [3, 4])
-def test_golden_matches_fake_quant_on_whole_test_split(b, pot_nets, digits):
+def test_golden_matches_fake_quant_on_whole_test_split(b, pot_nets, digits, layerwise):
     qnn = pot_nets[b]
     model = export_model(qnn)
-    mismatches, total = layerwise_mismatches(qnn, model, digits.test_x)
+    mismatches, total = layerwise(qnn, model, digits.test_x)
     assert mismatches <= 1e-3 * total
     gold = golden.run(model, digits.test_x).predictions
     fake = predict(qnn, digits.test_x)
