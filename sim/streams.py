@@ -18,13 +18,16 @@ class StreamProtocolError(AssertionError):
     pass
 
 
+def _stream_ports(dut, name: str):
+    """The flattened `<name>__valid`, `<name>__ready`, `<name>__payload` handles of a stream."""
+    return tuple(getattr(dut, f"{name}__{member}") for member in ("valid", "ready", "payload"))
+
+
 class StreamDriver:
     """Drives `<name>__valid/__payload` and waits for `<name>__ready` (the DUT's input stream)."""
 
     def __init__(self, dut, name: str, clk, rng: random.Random, gap_probability: float = 0.0):
-        self.valid = getattr(dut, f"{name}__valid")
-        self.ready = getattr(dut, f"{name}__ready")
-        self.payload = getattr(dut, f"{name}__payload")
+        self.valid, self.ready, self.payload = _stream_ports(dut, name)
         self.clk, self.rng, self.gap_probability = clk, rng, gap_probability
         self.sent = 0
         self.valid.value = 0
@@ -51,9 +54,7 @@ class StreamMonitor:
     """Collects `<name>__payload` words (the DUT's output stream) under random backpressure."""
 
     def __init__(self, dut, name: str, clk, rng: random.Random, stall_probability: float = 0.0):
-        self.valid = getattr(dut, f"{name}__valid")
-        self.ready = getattr(dut, f"{name}__ready")
-        self.payload = getattr(dut, f"{name}__payload")
+        self.valid, self.ready, self.payload = _stream_ports(dut, name)
         self.clk, self.rng, self.stall_probability = clk, rng, stall_probability
         self.words: list[int] = []
         self.ready.value = 0
