@@ -102,6 +102,19 @@ def pot_nets(digits):
 
 
 @pytest.mark.parametrize("b", [3, 4])
+def test_export_header_and_integer_weights(b, pot_nets):
+    model = export_model(pot_nets[b])
+    assert model.q == b
+    k_max = max_exponent(b)
+    for layer, w_layer in zip([l for l in model.layers if "weight" in l], pot_nets[b].weight_layers()):
+        assert layer["w_kind"] == "pot" and layer["q_w"] == b
+        w = model.arrays[layer["weight"]]
+        assert set(np.unique(w)) <= set(pot_values(b).tolist())
+        # the integer weight times 2^-K is exactly the fake-quantized real weight
+        assert np.array_equal(w * 2.0 ** -k_max, w_layer.quantized_weight().detach().double().numpy())
+
+
+@pytest.mark.parametrize("b", [3, 4])
 def test_golden_matches_fake_quant_on_whole_test_split(b, pot_nets, digits, layerwise):
     qnn = pot_nets[b]
     model = export_model(qnn)
