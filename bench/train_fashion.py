@@ -9,12 +9,15 @@ the full 10k test split, prints a table and writes JSON. Not in CI: about 8 minu
 per network on one core of the development machine (measured by bench/train_speed.py: ~0.5 s
 per batch-64 step, 937 steps per epoch). `--train-subset` trains on the first N training images
 (a stratified-enough prefix of the shuffled IDX files) for a quicker, smaller figure.
+`--parallel` trains the networks in separate processes at once (one per core; each keeps
+`--threads` threads, so the figures equal a sequential run's).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import tempfile
 from pathlib import Path
 
@@ -23,6 +26,18 @@ from qjoule.sw.quant import parse_q
 from qjoule.sw.train import TrainConfig, train
 
 MAX_GAP = 0.015
+
+
+def load_fashion(train_subset: int | None) -> data.Dataset:
+    ds = data.load("fashion-mnist")
+    if train_subset:
+        ds.train_x, ds.train_y = ds.train_x[:train_subset], ds.train_y[:train_subset]
+    return ds
+
+
+def train_one(config: TrainConfig, train_subset: int | None, progress: bool) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        return train(config, Path(tmp), progress=progress, ds=load_fashion(train_subset))
 
 
 def main() -> None:
@@ -35,16 +50,19 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=0.01)
     parser.add_argument("--train-subset", type=int, default=None)
     parser.add_argument("--qs", default="4,float", help="networks to train (the gap needs both 4 and float)")
+    parser.add_argument("--parallel", action="store_true", help="train the networks at once, one process each")
     args = parser.parse_args()
-    ds = data.load("fashion-mnist")
-    if args.train_subset:
-        ds.train_x, ds.train_y = ds.train_x[:args.train_subset], ds.train_y[:args.train_subset]
-    rows = {}
-    for q in (parse_q(text) for text in args.qs.split(",")):
-        config = TrainConfig(dataset="fashion-mnist", q=q, blocks=2, width=64, epochs=args.epochs, seed=args.seed,
-                             batch_size=args.batch_size, lr=args.lr, threads=args.threads)
-        with tempfile.TemporaryDirectory() as tmp:
-            rows["float" if q is None else str(q)] = train(config, Path(tmp), progress=True, ds=ds)
+    ds = load_fashion(args.train_subset)
+    configs = {text: TrainConfig(dataset="fashion-mnist", q=parse_q(text), blocks=2, width=64, epochs=args.epochs,
+                                 seed=args.seed, batch_size=args.batch_size, lr=args.lr, threads=args.threads)
+               for text in args.qs.split(",")}
+    jobs = [(config, args.train_subset, True) for config in configs.values()]
+    if args.parallel:
+        with multiprocessing.get_context("spawn").Pool(len(jobs)) as pool:
+            results = pool.starmap(train_one, jobs)
+    else:
+        results = [train_one(*job) for job in jobs]
+    rows = {("float" if config.q is None else str(config.q)): m for config, m in zip(configs.values(), results)}
     gap = rows["float"]["test_accuracy"] - rows["4"]["test_accuracy"] if {"float", "4"} <= set(rows) else None
     print(f"{'Q':>5} {'torch acc':>9} {'int acc':>8} {'train s':>8}")
     for name, m in rows.items():
