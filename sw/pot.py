@@ -77,26 +77,15 @@ def pot_weight_int(w: "torch.Tensor", b: int) -> "torch.Tensor":
     return torch.where(w < 0, -mag, mag)
 
 
-@functools.cache
-def _pot_ste():
-    import torch
-
-    class PotSTE(torch.autograd.Function):
-        @staticmethod
-        def forward(ctx, w, b):
-            ctx.save_for_backward(w)
-            return pot_weight_int(w, b) * pot_scale(b)
-
-        @staticmethod
-        def backward(ctx, g):
-            (w,) = ctx.saved_tensors
-            return g * (w.abs() <= 1).to(g.dtype), None
-    return PotSTE
+def _fake_pot(w: "torch.Tensor", b: int) -> "torch.Tensor":
+    return pot_weight_int(w, b) * pot_scale(b)
 
 
 def quantize_pot(w: "torch.Tensor", b: int) -> "torch.Tensor":
     """Fake-quantized PoT weights (real values ±2^−k or 0) with the straight-through estimator."""
-    return _pot_ste().apply(w, b)
+    from .quant import ClippedWeightSTE
+
+    return ClippedWeightSTE.apply(w, functools.partial(_fake_pot, b=b))
 
 
 # -- integer side ------------------------------------------------------------------------------

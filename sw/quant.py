@@ -13,6 +13,8 @@ round up exactly as the integer export and the golden model do.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from ..errors import UserError
@@ -63,16 +65,23 @@ def act_scale(q: int | None) -> float:
     return 1.0 if q in (None, 1) else 1.0 / ((1 << q) - 1)
 
 
-class _WeightSTE(torch.autograd.Function):
+class ClippedWeightSTE(torch.autograd.Function):
+    """Straight-through estimator of every weight quantizer (uniform and power-of-two):
+    forward is `fake(w)`, the gradient passes where the latent weight is inside [−1, 1]."""
+
     @staticmethod
-    def forward(ctx, w, q):
+    def forward(ctx, w, fake):
         ctx.save_for_backward(w)
-        return weight_int(w, q) * weight_scale(q)
+        return fake(w)
 
     @staticmethod
     def backward(ctx, g):
         (w,) = ctx.saved_tensors
         return g * (w.abs() <= 1).to(g.dtype), None
+
+
+def _fake_uniform(w: torch.Tensor, q: int) -> torch.Tensor:
+    return weight_int(w, q) * weight_scale(q)
 
 
 class _ActSTE(torch.autograd.Function):
@@ -95,7 +104,7 @@ class _ActSTE(torch.autograd.Function):
 
 def quantize_weight(w: torch.Tensor, q: int | None) -> torch.Tensor:
     """Fake-quantized weights (real values) with the STE; the latent weights themselves at float."""
-    return w if q is None else _WeightSTE.apply(w, q)
+    return w if q is None else ClippedWeightSTE.apply(w, functools.partial(_fake_uniform, q=q))
 
 
 def quantize_act(x: torch.Tensor, q: int | None) -> torch.Tensor:
