@@ -7,6 +7,9 @@ lane i = bits [i·Q, (i+1)·Q). Per lane (docs/contract.md):
   unsigned Q-bit values too, so `pixel_mode` changes nothing at Q ≥ 2);
 - Q = 1: bit 1 ↔ +1, bit 0 ↔ −1 for both operands, product = xnor ? +1 : −1; in `pixel_mode`
   the activation bit is a pixel bit {0, 1} and the product is bit ? w : 0.
+- `cfg.weights == "pot"` (Q 2..6): the weight lane is a power-of-two code (sign, exponent) and the
+  product is ±(a << shift), formed by a shift-and-accumulate lane (gateware/pot_lane.py) with no
+  multiplier; zero weights leave the lane's product flops unchanged.
 
 A lane whose `lane_valid` bit is 0 contributes 0 (channels past the layer's end, padding). The lane
 sum is shifted left by `shift`·Q (first-layer pass j of ceil(8/Q); values of `shift` at or above
@@ -25,6 +28,8 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from qjoule.config import AccelConfig
+
+from .pot_lane import PotLane
 
 __all__ = ["LUT_PRODUCT_MAX_Q", "ProcessingElement", "is_ice40", "tree_sum"]
 
@@ -105,7 +110,18 @@ class ProcessingElement(wiring.Component):
         if lut_products is None:
             lut_products = q <= LUT_PRODUCT_MAX_Q or is_ice40(platform)
 
-        if q == 1:
+        if self._cfg.weights == "pot":
+            # Shift-and-accumulate lanes: each gives value + carry = ±(a << shift) (registered,
+            # stage 1); the carries (the +1 of each negation) join the lane tree as one popcount.
+            values, carries = [], []
+            for i, (a, w) in enumerate(zip(act_lanes, weight_lanes)):
+                lane = PotLane(q)
+                m.submodules[f"pot_lane{i}"] = lane
+                m.d.comb += [lane.act.eq(a), lane.weight.eq(w), lane.valid.eq(self.lane_valid[i])]
+                values.append(lane.value)
+                carries.append(lane.carry)
+            lane_sum = tree_sum(values + [tree_sum(carries)])
+        elif q == 1:
             # Each lane is −1, 0 or +1: keep two bits per lane, `counts` (the lane takes part)
             # and `plus` (it is +1), so the lane sum is 2·popcount(plus) − popcount(counts), the
             # paper's 2·popcount(xnor) − K with the padding lanes left out.

@@ -24,6 +24,10 @@ CONFIG_VERSION = 1
 PP_MULT_BITS = 18
 #: Pixels of the first layer are 8-bit unsigned.
 PIXEL_BITS = 8
+#: Weight kinds a config may select (docs/contract.md "Weights", "Power-of-two weights").
+WEIGHT_KINDS = ("uniform", "pot")
+#: Bit-widths power-of-two weights support (= qjoule.sw.pot.POT_BITS; config stays free of sw imports).
+POT_Q = (2, 6)
 
 
 def default_datapath(q: int) -> int:
@@ -58,6 +62,9 @@ class AccelConfig:
     #: conv and dense layers of a network together (one param word per C of them, plus one per
     #: layer for partial tiles; see qjoule.program.param_words).
     pp_channels: int = 4096
+    #: Weight lanes: "uniform" (Q-bit two's complement, multiply) or "pot" (power-of-two weights,
+    #: a sign bit and a (Q−1)-bit exponent per lane, shift-and-accumulate; Q 2..6, docs/contract.md).
+    weights: str = "uniform"
     name: str = "default"
 
     def __post_init__(self):
@@ -77,6 +84,11 @@ class AccelConfig:
             raise UserError(f"datapath must be a positive multiple of q={self.q}, got {self.datapath!r}")
         if self.datapath > 64:
             raise UserError(f"datapath must be at most 64 bits, got {self.datapath!r}")
+        if self.weights not in WEIGHT_KINDS:
+            raise UserError(f"weights must be one of {', '.join(map(repr, WEIGHT_KINDS))}, got {self.weights!r}")
+        if self.weights == "pot" and not POT_Q[0] <= self.q <= POT_Q[1]:
+            raise UserError(f"power-of-two weights need q {POT_Q[0]}..{POT_Q[1]} (a sign bit and an exponent field, "
+                            f"weights up to 2^30), got q={self.q}")
         for field in ("rows", "cols", "max_channels", "max_height", "max_width", "max_dense_inputs", "max_classes",
                       "pp_channels"):
             if getattr(self, field) < 1:
@@ -105,6 +117,18 @@ class AccelConfig:
         return (1 << self.q) - 1
 
     @property
+    def pot_max_exponent(self) -> int:
+        """K = 2^(Q−1) − 2 of power-of-two weights: the largest weight integer is 2^K (0 when uniform)."""
+        return (1 << (self.q - 1)) - 2 if self.weights == "pot" else 0
+
+    @property
+    def weight_max(self) -> int:
+        """The largest |w_int| a weight lane holds: 2^(Q−1) uniform (1 at Q = 1), 2^K power-of-two."""
+        if self.weights == "pot":
+            return 1 << self.pot_max_exponent
+        return 1 if self.q == 1 else 1 << (self.q - 1)
+
+    @property
     def max_reduction(self) -> int:
         """The longest dot product any admitted layer has: a 3×3 conv over max_channels, or a dense layer."""
         return max(9 * self.max_channels, self.max_dense_inputs)
@@ -113,11 +137,12 @@ class AccelConfig:
     def acc_bits(self) -> int:
         """Signed accumulator width such that no admitted layer can overflow.
 
-        The largest product magnitude is |w| · a with |w| ≤ 2^(Q−1) and a ≤ 2^Q − 1 (hidden
-        layers) or a ≤ 255 (first-layer pixels); at Q = 1 it is 1 or 255. The most negative sum is
-        −K · 2^(Q−1) · a_max, which needs ceil(log2(K · 2^(Q−1) · a_max)) + 1 bits.
+        The largest product magnitude is |w| · a with |w| ≤ `weight_max` (2^(Q−1) uniform, 2^K
+        power-of-two) and a ≤ 2^Q − 1 (hidden layers) or a ≤ 255 (first-layer pixels); at Q = 1 it
+        is 1 or 255. The most negative sum is −N · w_max · a_max over N terms, which needs
+        ceil(log2(N · w_max · a_max)) + 1 bits.
         """
-        w_max = 1 if self.q == 1 else 1 << (self.q - 1)
+        w_max = self.weight_max
         a_hidden = 1 if self.q == 1 else self.code_max
         bound = max(self.max_reduction * w_max * a_hidden,
                     9 * self.max_channels * w_max * ((1 << PIXEL_BITS) - 1))
@@ -157,6 +182,7 @@ class AccelConfig:
         return {
             "lanes": self.lanes,
             "p": self.parallelism,
+            "weight_max": self.weight_max,
             "acc_bits": self.acc_bits,
             "max_reduction": self.max_reduction,
             "first_layer_passes": self.first_layer_passes,
