@@ -292,15 +292,35 @@ IMAGE_FIELDS: tuple[tuple[str, int], ...] = (
     ("fold_w", 1), ("fold_h", 1),
     # divmod(k·C, S) for copy k = 0..8: where copy k's virtual channels k·C + c start
     *((f"copy{k}_{part}", bits) for k in range(9) for part, bits in (("groups", 16), ("lanes", 8))),
+    # H·W·C, the pixels the IMAGE section carries (precomputed: no multiplier in the input unit)
+    ("pixels", 32),
 )
 IMAGE_WORDS = -(-sum(bits for _, bits in IMAGE_FIELDS) // WORD_BITS)
 
 
-def weight_lane(w: int, q: int) -> int:
-    """A weight as its Q-bit lane code: two's complement, or at Q = 1 bit 1 ↔ +1, 0 ↔ −1."""
+def weight_lane(w: int, q: int, weights: str = "uniform") -> int:
+    """A weight as its Q-bit lane code: two's complement, or at Q = 1 bit 1 ↔ +1, 0 ↔ −1; for
+    power-of-two weights (`weights="pot"`) the sign at bit Q−1 and the exponent field
+    e = K − log2|w| + 1 below it (e = 0: the zero weight), as qjoule.sw.pot.pot_codes."""
+    if weights == "pot":
+        w = int(w)
+        k_max = (1 << (q - 1)) - 2
+        if w == 0:
+            return 0
+        shift = abs(w).bit_length() - 1
+        if abs(w) != 1 << shift or shift > k_max:
+            raise UserError(f"weight {w} is not a {q}-bit power-of-two weight (0 or ±2^j, j <= {k_max})")
+        return int(w < 0) << (q - 1) | (k_max - shift + 1)
     if q == 1:
         return 1 if w > 0 else 0
     return int(w) & ((1 << q) - 1)
+
+
+def _lane_codes(w: np.ndarray, cfg: AccelConfig) -> np.ndarray:
+    """Weight integers -> lane codes of `cfg`'s weight kind (same shape)."""
+    if not w.size:
+        return w
+    return np.vectorize(lambda v: weight_lane(v, cfg.q, cfg.weights), otypes=[np.int64])(w)
 
 
 def _words_from_lanes(lanes: np.ndarray, cfg: AccelConfig) -> list[int]:
@@ -323,7 +343,7 @@ def conv_weight_words(weight, cfg: AccelConfig) -> list[int]:
     o, i, th, tw = w.shape
     s, c = cfg.lanes, cfg.cols
     tiles, g = groups(o, c), groups(i, s)
-    codes = np.vectorize(lambda v: weight_lane(v, cfg.q), otypes=[np.int64])(w) if w.size else w
+    codes = _lane_codes(w, cfg)
     full = np.zeros((tiles * c, g * s, th, tw), dtype=np.int64)
     full[:o, :i] = codes
     # (tile, col, group, lane, kh, kw) -> (tile, group, kh, kw, col, lane)
@@ -340,7 +360,7 @@ def dense_weight_words(weight, in_map: tuple[int, int, int], cfg: AccelConfig) -
     o = w.shape[0]
     s, c = cfg.lanes, cfg.cols
     tiles, g = groups(o, c), groups(ch, s)
-    codes = np.vectorize(lambda v: weight_lane(v, cfg.q), otypes=[np.int64])(w)
+    codes = _lane_codes(w, cfg)
     full = np.zeros((tiles * c, g * s, hh, ww), dtype=np.int64)
     full[:o, :ch] = codes.reshape(o, ch, hh, ww)
     # (tile, col, group, lane, h, w) -> (tile, h, w, group, col, lane)
@@ -464,6 +484,7 @@ def program_section(entries: Sequence[dict[str, int]], image: MapLayout, fold: i
                                       "pass_groups": image.pass_groups, "groups": image.groups,
                                       "row_stride": image.row_stride, "words": image.words_per_bank,
                                       "fold_w": int(fold >= 3), "fold_h": int(fold == 9),
+                                      "pixels": image.height * image.width * channels,
                                       **{f"copy{k}_groups": k * channels // image.lanes for k in range(9)},
                                       **{f"copy{k}_lanes": k * channels % image.lanes for k in range(9)}})
     payload = [len(entries)] + split_words(desc, IMAGE_WORDS * WORD_BITS)
@@ -477,15 +498,29 @@ def _fits(what: str, value: int, limit: int, name: str) -> None:
         raise UserError(f"model does not fit: {what} {value} > {name} {limit} (by {value - limit})")
 
 
+_KIND_NAMES = {"uniform": "uniform", "pot": "power-of-two (PoT)"}
+
+
+def check_weight_kind(model, cfg: AccelConfig) -> None:
+    """Every conv/dense layer's weights must be the kind the config's lanes take (`cfg.weights`)
+    at the config's Q; else a one-line UserError naming the layer, its kind and bits, and the config."""
+    for layer in model.layers:
+        if layer["kind"] == "maxpool2x2":
+            continue
+        kind = layer.get("w_kind", "uniform")
+        if kind not in _KIND_NAMES:
+            raise UserError(f"layer {layer['name']!r} has unknown w_kind {kind!r}; known: {', '.join(_KIND_NAMES)}")
+        if kind != cfg.weights:
+            raise UserError(f"model has {_KIND_NAMES[kind]} weights at {layer.get('q_w')} bits (layer {layer['name']!r}), "
+                            f"the config is {_KIND_NAMES[cfg.weights]} Q={cfg.q} (config field weights={cfg.weights!r})")
+
+
 def encode(model, cfg: AccelConfig, *, debug: bool = False) -> Program:
     """An IntModel -> the Program for `cfg`, or a one-line UserError saying what does not fit."""
     layers = list(model.layers)
     if model.q is None:
         raise UserError("model has per-layer Qs (mixed precision); the accelerator runs one uniform Q")
-    for layer in layers:
-        if layer.get("w_kind", "uniform") != "uniform":
-            raise UserError(f"layer {layer['name']!r} has w_kind {layer['w_kind']!r}; the accelerator's PEs take "
-                            f"uniform Q-bit weights")
+    check_weight_kind(model, cfg)
     if model.q != cfg.q:
         raise UserError(f"model Q={model.q!r} does not match the accelerator's q={cfg.q}")
     if len(layers) > MAX_LAYERS:

@@ -19,6 +19,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--variant", default=None, help="base config: default, tiny, ulx3s or icebreaker (default: default)")
     for field in FIELDS:
         p.add_argument(f"--{field.replace('_', '-')}", type=int, default=None, metavar="N", help=f"override {field}")
+    p.add_argument("--weights", default=None, choices=("uniform", "pot"),
+                   help="weight lanes: uniform Q-bit multiplies or power-of-two shift-and-accumulate (q 2..6); "
+                        "default: the model's weight kind with --model, else uniform")
     p.add_argument("--config", default=None, metavar="FILE", help="accelerator config JSON (accel.json or a config file)")
     p.add_argument("--model", default=None, metavar="FILE", help="integer model (.qjm): size the buffers to fit it")
     p.add_argument("--out", required=True, metavar="DIR")
@@ -37,6 +40,13 @@ def build_config(args: argparse.Namespace):
         if model.q is None:
             raise UserError(f"model {args.model!r} has per-layer Qs; the accelerator needs one uniform Q")
     overrides = {f: getattr(args, f) for f in FIELDS if getattr(args, f) is not None}
+    weights = getattr(args, "weights", None)
+    if weights is None and model is not None and args.config is None:
+        # A model of power-of-two layers selects the shift-and-accumulate lanes (encode checks the rest).
+        kinds = {layer.get("w_kind", "uniform") for layer in model.layers if layer["kind"] != "maxpool2x2"}
+        weights = "pot" if kinds == {"pot"} else None
+    if weights is not None:
+        overrides["weights"] = weights
     if args.config is not None:
         if args.variant is not None:
             raise UserError("--config and --variant are exclusive: the config file is the whole base")

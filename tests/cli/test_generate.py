@@ -83,3 +83,20 @@ def test_config_from_accel_json_round_trips(tmp_path):
     assert rc == 0
     assert (a / "qjoule_accel.v").read_bytes() == (b / "qjoule_accel.v").read_bytes()
     assert json.loads((a / "accel.json").read_text())["config"] == json.loads((b / "accel.json").read_text())["config"]
+
+
+def test_pot_lanes_from_flag_and_from_model(tmp_path):
+    """--weights pot builds the shift-and-accumulate lanes; a PoT model selects them by itself;
+    a PoT model on a uniform config is a one-line error (exit 2)."""
+    rc, out = _generate(tmp_path, "flag", "--q", "3", "--variant", "tiny", "--weights", "pot")
+    assert rc == 0
+    info = json.loads((out / "accel.json").read_text())
+    cfg = variant("tiny", q=3, weights="pot")
+    assert info["config"]["weights"] == "pot" and info["derived"]["acc_bits"] == cfg.acc_bits
+    assert "pot_lane" in (out / "qjoule_accel.v").read_text()
+    model = tmp_path / "pot.qjm"
+    intmodel.save(intmodel.random_model((1, 8, 8), 10, 1, 4, 3, seed=0, w_kind="pot"), model)
+    rc, out = _generate(tmp_path, "model", "--variant", "tiny", "--model", str(model))
+    assert rc == 0 and json.loads((out / "accel.json").read_text())["config"]["weights"] == "pot"
+    rc, out = _generate(tmp_path, "bad", "--variant", "tiny", "--model", str(model), "--weights", "uniform")
+    assert rc == 2 and not out.exists()

@@ -164,9 +164,75 @@ def test_encode_refuses_pot_and_mixed_models():
     model = random_model((1, 8, 8), 10, 1, 4, 4, seed=0)
     pot = IntModel(copy.deepcopy(model.header), model.arrays)
     pot.header["layers"][2]["w_kind"] = "pot"
-    with pytest.raises(UserError, match="layer 'B1' has w_kind 'pot'"):
+    with pytest.raises(UserError, match=r"model has power-of-two \(PoT\) weights at 4 bits \(layer 'B1'\), "
+                                        r"the config is uniform Q=4"):
         encode(pot, _tiny())
     mixed = IntModel(copy.deepcopy(model.header), model.arrays)
     mixed.header["q"] = None
     with pytest.raises(UserError, match="per-layer Qs"):
         encode(mixed, _tiny())
+
+
+# -- power-of-two weights ------------------------------------------------------------------------
+
+def test_pot_weight_lane_codes_by_hand():
+    from qjoule.errors import UserError
+    from qjoule.program import weight_lane
+    from qjoule.sw.pot import pot_codes, pot_values
+    # B = 3: K = 2, w_int ∈ {0, ±1, ±2, ±4}; e = K − log2|w| + 1, sign at bit 2.
+    expect = {0: 0b000, 4: 0b001, 2: 0b010, 1: 0b011, -4: 0b101, -2: 0b110, -1: 0b111}
+    assert {w: weight_lane(w, 3, "pot") for w in expect} == expect
+    for b in range(2, 7):  # the contract's pot_codes agree at every bit-width
+        sign, e = pot_codes(pot_values(b), b)
+        assert [weight_lane(int(w), b, "pot") for w in pot_values(b)] == [int(s) << (b - 1) | int(x) for s, x in zip(sign, e)]
+    for bad in (3, 8, -6):
+        with pytest.raises(UserError, match=f"weight {bad} is not a 3-bit power-of-two weight"):
+            weight_lane(bad, 3, "pot")
+
+
+def test_pot_conv_weight_words_by_hand():
+    from qjoule.program import conv_weight_words
+    # Q = 3, D = 6: S = 2 lanes; one column. Weight (1 out, 2 in, 3, 3): word (group 0, kh, kw)
+    # holds in-channel 0 in lane 0 and in-channel 1 in lane 1.
+    cfg = AccelConfig(q=3, datapath=6, rows=1, cols=1, max_channels=8, weights="pot")
+    w = np.zeros((1, 2, 3, 3), dtype=np.int64)
+    w[0, 0, 0, 0], w[0, 1, 0, 0] = 4, -1      # codes 0b001, 0b111
+    w[0, 0, 2, 2], w[0, 1, 2, 2] = -2, 0      # codes 0b110, 0b000
+    words = conv_weight_words(w, cfg)
+    assert len(words) == 9
+    assert words[0] == 0b111_001 and words[8] == 0b000_110 and set(words[1:8]) == {0}
+
+
+def test_encode_pot_model_on_pot_config_and_mismatches():
+    import copy
+    from qjoule.errors import UserError
+    from qjoule.program import encode, unpack_lanes
+    from qjoule.sw.intmodel import IntModel, random_model
+    from qjoule.sw.pot import pot_codes
+    model = random_model((1, 8, 8), 10, 1, 4, 3, seed=0, w_kind="pot")
+    cfg = AccelConfig(q=3, datapath=15, rows=2, cols=2, max_channels=16, max_height=8, max_width=8,
+                      max_dense_inputs=256, max_classes=10, weights="pot")
+    prog = encode(model, cfg)
+    # fc (dense, 4 inputs = 4 channels x 1 x 1 after the pools, 10 outputs): tile t, column c, lane s
+    # holds weight[t*2 + c, s]; its (sign, e) codes are the contract's.
+    fc = prog.layers[-1]
+    weight = model.arrays[model.layer("fc")["weight"]].astype(np.int64)
+    sign, e = pot_codes(weight, 3)
+    codes = sign << 2 | e
+    for t, word in enumerate(fc.weights):
+        for c in range(2):
+            lanes = unpack_lanes(word >> (c * 15), 3, 5)
+            assert lanes[:4] == [int(v) for v in codes[t * 2 + c]] and lanes[4] == 0
+    uniform = random_model((1, 8, 8), 10, 1, 4, 3, seed=0)
+    with pytest.raises(UserError, match=r"model has uniform weights at 3 bits \(layer 'A1'\), the config is "
+                                        r"power-of-two \(PoT\) Q=3 \(config field weights='pot'\)"):
+        encode(uniform, cfg)
+    with pytest.raises(UserError, match=r"model has power-of-two \(PoT\) weights at 3 bits \(layer 'A1'\), "
+                                        r"the config is uniform Q=3"):
+        encode(model, cfg.replace(weights="uniform"))
+    with pytest.raises(UserError, match="model Q=3 does not match the accelerator's q=4"):
+        encode(model, cfg.replace(q=4, datapath=16))
+    half = IntModel(copy.deepcopy(model.header), model.arrays)  # one layer uniform, the rest PoT
+    del half.header["layers"][-1]["w_kind"]
+    with pytest.raises(UserError, match="model has uniform weights at 3 bits \\(layer 'fc'\\)"):
+        encode(half, cfg)
