@@ -86,38 +86,72 @@ def default_storage(out: Path) -> str:
 
 
 def open_study(storage_url: str, grid: Grid | None, create: bool):
-    """Open (or create) the study; refuse a study made by a different grid."""
+    """Open (or create) the study; refuse a study made by a different grid.
+
+    Workers started at the same moment on an empty database race to create the tables and the
+    study: the loser of either race joins what the winner made.
+    """
     import optuna
-    from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    try:
-        storage = RDBStorage(storage_url, heartbeat_interval=HEARTBEAT_SECONDS,
-                             grace_period=3 * HEARTBEAT_SECONDS,
-                             heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_ATTEMPTS - 1),
-                             engine_kwargs={"connect_args": {"timeout": 60}} if storage_url.startswith("sqlite") else None)
-    except Exception as e:  # SQLAlchemy/driver errors: a bad URL or an unreachable server
-        raise UserError(f"cannot open sweep storage {storage_url!r}: {str(e).splitlines()[0]}") from None
+    storage = _connect(storage_url)
     names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
     if STUDY_NAME not in names:
         if not create:
             raise UserError(f"storage {storage_url!r} holds no qjoule sweep to join")
         if grid is None:
             raise UserError("a new sweep needs its grid")
-        study = optuna.create_study(study_name=STUDY_NAME, storage=storage,
-                                    sampler=optuna.samplers.GridSampler(_search_space(grid), seed=grid.seed))
-        study.set_user_attr("grid", grid.to_dict())
-        return study, grid
+        try:
+            study = optuna.create_study(study_name=STUDY_NAME, storage=storage,
+                                        sampler=optuna.samplers.GridSampler(_search_space(grid), seed=grid.seed))
+        except optuna.exceptions.DuplicatedStudyError:
+            pass  # another worker created it a moment ago: join it below, if its grid is ours
+        else:
+            study.set_user_attr("grid", grid.to_dict())
+            return study, grid
     study = optuna.load_study(study_name=STUDY_NAME, storage=storage)
-    stored = Grid.from_dict(study.user_attrs["grid"])
+    stored = Grid.from_dict(_stored_grid(study, storage_url))
     if grid is not None and stored != grid:
         diff = next(k for k, v in grid.to_dict().items() if stored.to_dict()[k] != v)
         raise UserError(f"the sweep in {storage_url!r} was made by a different grid "
                         f"({diff}={stored.to_dict()[diff]!r}, not {grid.to_dict()[diff]!r}); it is left untouched")
     study.sampler = optuna.samplers.GridSampler(_search_space(stored), seed=stored.seed)
     return study, stored
+
+
+def _connect(storage_url: str):
+    """RDBStorage with heartbeats; a bad URL or an unreachable server is a UserError."""
+    import sqlalchemy.exc
+    from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+
+    for attempt in range(3):
+        try:
+            return RDBStorage(storage_url, heartbeat_interval=HEARTBEAT_SECONDS,
+                              grace_period=3 * HEARTBEAT_SECONDS,
+                              heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_ATTEMPTS - 1),
+                              engine_kwargs={"connect_args": {"timeout": 60}} if storage_url.startswith("sqlite") else None)
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError) as e:
+            # Two workers creating the tables at once (PostgreSQL: a unique violation in its
+            # catalog): the tables exist now, so the next attempt finds them.
+            error = e
+            time.sleep(0.5 + attempt)
+        except Exception as e:  # SQLAlchemy/driver errors: a bad URL or an unreachable server
+            error = e
+            break
+    raise UserError(f"cannot open sweep storage {storage_url!r}: {str(error).splitlines()[0]}") from None
+
+
+def _stored_grid(study, storage_url: str, wait_seconds: float = 30.0) -> dict[str, Any]:
+    """The grid the study was made with; its creator records it right after creating the study."""
+    deadline = time.monotonic() + wait_seconds
+    while "grid" not in (attrs := study.user_attrs):
+        if time.monotonic() > deadline:
+            raise UserError(f"the sweep in {storage_url!r} records no grid (its creator stopped before "
+                            "writing it); start the sweep in a new database")
+        time.sleep(0.2)
+    return attrs["grid"]
 
 
 def _search_space(grid: Grid) -> dict[str, list]:
@@ -231,14 +265,33 @@ def run_worker(study, grid: Grid, out: Path, train: TrainFn = train_point,
         done_here += 1
 
 
-def _owner(study, key: str, number: int) -> int | None:
-    """The lower-numbered live or finished trial that already holds this point, if any."""
+CLAIM_WAIT_SECONDS = 30.0
+
+
+def _owner(study, key: str, number: int, wait_seconds: float = CLAIM_WAIT_SECONDS) -> int | None:
+    """The lower-numbered live or finished trial that already holds this point, if any.
+
+    A trial claims its point by writing its parameters, a moment after it was created. A
+    lower-numbered running trial that has not written them yet may be about to claim this very
+    point: if we decided without it, it would not see us either (it only defers to lower numbers)
+    and both would train. So wait until every lower-numbered running trial names its point. One
+    that never does within `wait_seconds` belongs to a dead worker and will never train.
+    """
     from optuna.trial import TrialState
 
-    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING)):
-        if t.number < number and point_key(t.params) == key:
-            return t.number
-    return None
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        unclaimed = False
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING)):
+            if t.number >= number:
+                continue
+            claimed = point_key(t.params) or point_key(t.system_attrs.get("fixed_params") or {})
+            if claimed == key:
+                return t.number
+            unclaimed |= claimed is None and t.state == TrialState.RUNNING
+        if not unclaimed or time.monotonic() > deadline:
+            return None
+        time.sleep(0.2)
 
 
 def _enqueue_retries(study, state: dict[str, PointState]) -> None:

@@ -107,6 +107,7 @@ def test_results_files(tmp_path):
     assert lines[0].startswith("dataset,q,blocks,width") and lines[1].startswith(",4,1,8")
 
 
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")
 def test_trial_killed_between_suggestions_is_ignored(tmp_path):
     """A worker killed after suggesting only some parameters leaves a trial that names no point."""
     import optuna
@@ -121,3 +122,28 @@ def test_trial_killed_between_suggestions_is_ignored(tmp_path):
     records, failed = collect_results(study, grid)
     assert sorted(r["q"] for r in records) == ["1", "float"] and failed == []
     assert sorted(calls) == ["q1-b1-w4", "qfloat-b1-w4"]
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")
+def test_owner_waits_for_a_lower_trial_that_has_not_named_its_point(tmp_path):
+    """Trial 0 exists but writes its parameters only later: trial 1, on the same point, must defer."""
+    import threading
+
+    from qjoule.sweep import _owner
+
+    grid = _grid(blocks=(1,), widths=(4,), qs=("1",))
+    study, _ = open_study(default_storage(tmp_path), grid, create=True)
+    first, second = study.ask(), study.ask()
+    assert _owner(study, "q1-b1-w4", second.number, wait_seconds=0.3) is None   # trial 0 never claims
+
+    def claim_later():
+        for name, values in (("blocks", [1]), ("width", [4]), ("q", ["1"])):
+            first.suggest_categorical(name, values)
+
+    timer = threading.Timer(0.5, claim_later)
+    timer.start()
+    try:
+        assert _owner(study, "q1-b1-w4", second.number, wait_seconds=20) == first.number
+    finally:
+        timer.join()
+    assert _owner(study, "q1-b1-w4", first.number) is None

@@ -78,3 +78,19 @@ def test_different_grid_in_same_folder_is_refused(tmp_path):
         f"qjoule: error: the sweep in 'sqlite:///{out / 'sweep.db'}' was made by a different grid "
         "(epochs=3, not 4); it is left untouched"]
     assert (out / "sweep.db").read_bytes() == db_before
+
+
+@pytest.mark.parametrize("url", ["nosuchdb://x", "postgresql+psycopg://qjoule@127.0.0.1:1/sweep"])
+def test_bad_storage_url_is_refused_and_existing_study_untouched(tmp_path, url):
+    out = tmp_path / "sweep"
+    out.mkdir()
+    grid = Grid("digits", (1,), (4, 8), ("2", "float"), 3)
+    open_study(f"sqlite:///{out / 'sweep.db'}", grid, create=True)
+    (out / "sweep.json").write_text("{}")
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    proc = subprocess.run([sys.executable, "-m", "qjoule", "sweep", *GRID, "--storage", url, "--out", str(out)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"qjoule: error: cannot open sweep storage {url!r}: "), proc.stderr
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
