@@ -115,6 +115,9 @@ def parse_record(record: Any, index: int, error_field: str = "test_error") -> di
     if "q" not in record:
         raise UserError(f"{where} has no 'q' (1..16 or \"float\")")
     q = record["q"]
+    if q == "mixed" or record.get("q_per_layer") is not None:
+        raise UserError(f"{where} is a mixed-precision network (q_per_layer {record.get('q_per_layer')!r}); "
+                        "qjoule energy prices uniform-Q networks only (per-layer Q assignments are priced by qjoule search)")
     if q in (None, "float"):
         q = None
     elif isinstance(q, bool) or not isinstance(q, int) or not 1 <= q <= 16:
