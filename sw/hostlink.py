@@ -19,7 +19,6 @@ Python: the gateware imports the protocol constants from here.
 from __future__ import annotations
 
 import dataclasses
-import time
 import zlib
 from typing import Callable, Protocol, Sequence
 
@@ -134,13 +133,21 @@ def parse_response(data: bytes) -> tuple[Response | None, int]:
     return Response(data[start + 1], data[start + 2], bytes(data[start + 5:end - 2])), end
 
 
+def _bytes_missing(data: bytes) -> int:
+    """How many more bytes the first answer in `data` needs at least (its header tells its length)."""
+    start = data.find(bytes([SYNC_RESPONSE]))
+    if start < 0 or len(data) < start + 5:
+        return 7 - (len(data) - max(start, 0) if start >= 0 else 0)
+    return max(1, start + 5 + int.from_bytes(data[start + 3:start + 5], "little") + 2 - len(data))
+
+
 class Transport(Protocol):
     """A byte pipe to the board."""
 
     def write(self, data: bytes) -> None: ...
 
     def read(self, size: int, timeout: float) -> bytes:
-        """Up to `size` bytes; fewer (maybe none) when `timeout` seconds pass first."""
+        """Up to `size` bytes; fewer (maybe none) when the line is silent for `timeout` seconds."""
 
     def flush_input(self) -> None:
         """Drop bytes received and not yet read (before a retry)."""
@@ -224,8 +231,10 @@ class HostLink:
 
     def _await_answer(self) -> Response | None:
         """The answer to the current frame: an ACK with its number, or any NAK (a NAK never has an
-        effect, so retrying on one that belongs to an earlier frame is harmless); None on timeout."""
-        deadline = time.monotonic() + self.timeout
+        effect, so retrying on one that belongs to an earlier frame is harmless). None when the
+        line stays silent for `timeout` (the transport keeps the time: wall clock on a serial port,
+        simulated cycles in a testbench) or only junk arrives."""
+        junk_budget = 4 * (4 * self.max_words + 7) + 64
         while True:
             response, used = parse_response(self._pending)
             self._pending = self._pending[used:]
@@ -233,13 +242,13 @@ class HostLink:
                 if not response.ack or response.seq == self.seq:
                     return response
                 continue  # a late ACK of an earlier frame
+            junk_budget -= used
+            if junk_budget < 0:
+                return None
             if used:
                 continue
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return None
-            chunk = self.transport.read(max(1, 5 + 2 - len(self._pending)), left)
-            if not chunk and time.monotonic() >= deadline:
+            chunk = self.transport.read(_bytes_missing(self._pending), self.timeout)
+            if not chunk:
                 return None
             self._pending += chunk
 
@@ -261,15 +270,21 @@ class HostLink:
         for i in range(0, len(words), self.max_words):
             self.transact(CMD_WRITE, words_to_bytes(words[i:i + self.max_words]))
 
-    def read_words(self, count: int, timeout: float = 10.0) -> list[int]:
-        """`count` words of the accelerator's output stream, polling until they are all there."""
+    def read_words(self, count: int, max_polls: int = 10000) -> list[int]:
+        """`count` words of the accelerator's output stream, polling until they are all there
+        (at most `max_polls` READs in a row that bring nothing)."""
         words: list[int] = []
-        deadline = time.monotonic() + timeout
+        empty = 0
         while len(words) < count:
             want = min(count - len(words), self.max_words)
-            words += self.transact(CMD_READ, want.to_bytes(2, "little")).words
-            if len(words) < count and time.monotonic() > deadline:
-                raise LinkError(f"{self.name} sent {len(words)} of {count} result words in {timeout} s")
+            got = self.transact(CMD_READ, want.to_bytes(2, "little")).words
+            if len(got) > want:
+                raise LinkError(f"{self.name} answered a READ of {want} words with {len(got)}")
+            words += got
+            empty = 0 if got else empty + 1
+            if empty > max_polls:
+                raise LinkError(f"{self.name} sent {len(words)} of {count} result words, then nothing "
+                                f"for {max_polls} READs (is the accelerator stuck?)")
         return words
 
     def connect(self, cfg=None) -> dict[str, int]:
@@ -285,7 +300,7 @@ class HostLink:
         return status
 
 
-def run_images(link: HostLink, program, images, *, result_timeout: float = 10.0,
+def run_images(link: HostLink, program, images, *, max_polls: int = 10000,
                on_image: Callable[[int], None] | None = None) -> list:
     """Load `program` (a qjoule.program.Program) once, then run each image: its words in, its
     output words back, decoded. Returns the logits (numpy int64 arrays), one per image."""
@@ -294,7 +309,7 @@ def run_images(link: HostLink, program, images, *, result_timeout: float = 10.0,
     results = []
     for index, image in enumerate(images):
         link.write_words(program.image_words(image))
-        logits, _ = program.decode(link.read_words(n_out, result_timeout))
+        logits, _ = program.decode(link.read_words(n_out, max_polls))
         results.append(logits)
         if on_image is not None:
             on_image(index)
