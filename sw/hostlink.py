@@ -19,6 +19,7 @@ Python: the gateware imports the protocol constants from here.
 from __future__ import annotations
 
 import dataclasses
+import os
 import zlib
 from typing import Callable, Protocol, Sequence
 
@@ -162,8 +163,8 @@ class SerialTransport:
         try:
             self.serial = serial.Serial(port, baudrate=baud, timeout=0.1)
         except (serial.SerialException, OSError, ValueError) as e:
-            reason = str(e).split(":")[0] if str(e) else e.__class__.__name__
-            raise UserError(f"cannot open serial port {port!r} at {baud} baud: {reason}") from None
+            reason = os.strerror(e.errno) if getattr(e, "errno", None) else (str(e) or e.__class__.__name__)
+            raise UserError(f"cannot open serial port {port!r} at {baud} baud: {reason.splitlines()[0]}") from None
 
     def write(self, data: bytes) -> None:
         self.serial.write(data)
@@ -266,9 +267,13 @@ class HostLink:
         fields["layer"] &= ~STATUS_BUSY & 0xFF
         return fields
 
-    def write_words(self, words: Sequence[int]) -> None:
+    def write_words(self, words: Sequence[int], on_words: Callable[[int], None] | None = None) -> None:
+        """Send words to the accelerator's input stream, `max_words` per frame; `on_words(n)` after each frame."""
         for i in range(0, len(words), self.max_words):
-            self.transact(CMD_WRITE, words_to_bytes(words[i:i + self.max_words]))
+            chunk = words[i:i + self.max_words]
+            self.transact(CMD_WRITE, words_to_bytes(chunk))
+            if on_words is not None:
+                on_words(len(chunk))
 
     def read_words(self, count: int, max_polls: int = 10000) -> list[int]:
         """`count` words of the accelerator's output stream, polling until they are all there
@@ -301,14 +306,15 @@ class HostLink:
 
 
 def run_images(link: HostLink, program, images, *, max_polls: int = 10000,
-               on_image: Callable[[int], None] | None = None) -> list:
+               on_words: Callable[[int], None] | None = None, on_image: Callable[[int], None] | None = None) -> list:
     """Load `program` (a qjoule.program.Program) once, then run each image: its words in, its
-    output words back, decoded. Returns the logits (numpy int64 arrays), one per image."""
-    link.write_words(program.setup_words)
+    output words back, decoded. Returns the logits (numpy int64 arrays), one per image.
+    `on_words(n)` and `on_image(index)` report progress."""
+    link.write_words(program.setup_words, on_words)
     n_out = program.output_word_count()
     results = []
     for index, image in enumerate(images):
-        link.write_words(program.image_words(image))
+        link.write_words(program.image_words(image), on_words)
         logits, _ = program.decode(link.read_words(n_out, max_polls))
         results.append(logits)
         if on_image is not None:
