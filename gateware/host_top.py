@@ -19,7 +19,7 @@ from functools import reduce
 from operator import xor
 
 from amaranth.hdl import Array, Cat, Const, Module, Mux, ResetInserter, Signal, Value
-from amaranth.lib import memory, stream, wiring
+from amaranth.lib import io, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import exact_log2
 
@@ -390,6 +390,8 @@ class HostTop(wiring.Component):
         if platform is None:
             m.d.comb += [uart_rx.rx.eq(self.rx), self.tx.eq(uart_tx.tx)]
         else:
-            uart = platform.request("uart", 0)
-            m.d.comb += [uart_rx.rx.eq(uart.rx.i), uart.tx.o.eq(uart_tx.tx)]
+            uart = platform.request("uart", 0, dir="-")
+            m.submodules.rx_pin = rx_pin = io.Buffer("i", uart.rx)
+            m.submodules.tx_pin = tx_pin = io.Buffer("o", uart.tx)
+            m.d.comb += [uart_rx.rx.eq(rx_pin.i), tx_pin.o.eq(uart_tx.tx)]
         return m

@@ -305,3 +305,19 @@ def test_host_top_checks_its_arguments():
         HostTop(cfg, divisor=2)
     with pytest.raises(TypeError, match="AccelConfig"):
         HostTop({"q": 4}, divisor=4)
+
+
+def test_host_top_on_the_ulx3s_platform_takes_its_uart(yosys_env):
+    # Elaborated by the amaranth-boards platform (no tools run): the divisor follows the 25 MHz
+    # clock and the UART pins are the board's FTDI rx/tx.
+    import os
+    from amaranth_boards.ulx3s import ULX3S_85F_Platform
+    from qjoule.config import variant
+
+    os.environ.setdefault("OPENFPGALOADER", "openFPGALoader")
+    platform = ULX3S_85F_Platform()
+    top = HostTop(variant("tiny", q=4), clk_freq=platform.default_clk_frequency, baud=115200)
+    plan = platform.build(top, name="host", do_build=False)
+    lpf = plan.files["host.lpf"]
+    assert top.divisor == 217
+    assert 'LOCATE COMP "uart_0__rx__io" SITE "M1";' in lpf and 'LOCATE COMP "uart_0__tx__io" SITE "L4";' in lpf
