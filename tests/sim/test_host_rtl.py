@@ -47,8 +47,9 @@ def _run(tmp_path, *, images, corrupt, width=2, q=4, seed=3):
 
 def test_program_images_and_a_corrupted_frame_over_the_uart(tmp_path):
     images = np.random.default_rng(5).integers(0, 256, size=(2, 1, 8, 8), dtype=np.uint8)
-    # writes: 0 RESET, 1 STATUS, 2 the first WRITE of the program: flip a bit in its 11th byte (payload)
-    model, cfg, outcome, result = _run(tmp_path, images=images, corrupt={"frame": 2, "byte": 10})
+    # writes: 0 RESET, 1 STATUS, 2 the program (one frame), 3 the first image: flip a bit in its
+    # 11th byte (payload: pixels of an IMAGE section, which would start a run if it got through)
+    model, cfg, outcome, result = _run(tmp_path, images=images, corrupt={"frame": 3, "byte": 10})
     assert result["error"] is None, result["error"]
     assert outcome.passed
     expected = golden.run(model, images).logits
