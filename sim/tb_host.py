@@ -4,10 +4,12 @@ A UART model in the testbench puts bytes on `rx` and reads characters off `tx` a
 baud divisor. The host side is `qjoule.sw.hostlink` itself (`HostLink`, `run_images`), running
 in a cocotb bridge thread: its transport hands bytes to the UART model and waits for answers in
 simulated time. One frame can be corrupted on its way to the board (a bit flipped) to check that
-it is NAKed, has no effect, and that the retry goes through.
+it is NAKed, has no effect, and that the retry goes through; one answer can be corrupted on its way
+back, so the driver sends the frame again and the board must recognise the repeat.
 
 The case comes from a JSON file named by $QJOULE_TB_CASE: config, model, images (.npy), divisor,
-corrupt (write number and byte index, or null), timeout_cycles, result path. The testbench
+corrupt ({frame, byte}: a bit flipped in that byte of that write; {answer_byte}: in that byte
+of all the bytes read; or null), timeout_cycles, result path. The testbench
 writes the logits it read and the link's counters; the pytest side compares them with the golden
 model. It also counts the words that entered the accelerator's input stream.
 """
@@ -107,12 +109,15 @@ class SimTransport:
 
 
 class CorruptingTransport:
-    """Flips one bit of one byte of the n-th frame written (counting from 0), once."""
+    """Flips one bit of byte `byte_index` of the n-th frame written (counting from 0), and/or one
+    bit of byte number `answer_byte` of everything read from the board, once each."""
 
-    def __init__(self, inner, frame: int, byte_index: int):
-        self.inner, self.frame, self.byte_index = inner, frame, byte_index
+    def __init__(self, inner, frame: int | None = None, byte_index: int = 0, answer_byte: int | None = None):
+        self.inner, self.frame, self.byte_index, self.answer_byte = inner, frame, byte_index, answer_byte
         self.writes = 0
+        self.read_count = 0
         self.corrupted: str | None = None
+        self.corrupted_answer: str | None = None
 
     def write(self, data: bytes) -> None:
         if self.writes == self.frame:
@@ -125,7 +130,13 @@ class CorruptingTransport:
         self.inner.write(data)
 
     def read(self, size: int, timeout: float) -> bytes:
-        return self.inner.read(size, timeout)
+        data = bytearray(self.inner.read(size, timeout))
+        at = None if self.answer_byte is None else self.answer_byte - self.read_count
+        if at is not None and 0 <= at < len(data):
+            self.corrupted_answer = f"answer byte {self.answer_byte}: {data[at]:#04x} -> {data[at] ^ 0x10:#04x}"
+            data[at] ^= 0x10
+        self.read_count += len(data)
+        return bytes(data)
 
     def flush_input(self) -> None:
         self.inner.flush_input()
@@ -160,8 +171,9 @@ async def host_link_end_to_end(dut):
     counter = {"words": 0}
     cocotb.start_soon(count_words(dut, counter))
     transport = SimTransport(uart, case["timeout_cycles"])
-    if case.get("corrupt"):
-        transport = CorruptingTransport(transport, case["corrupt"]["frame"], case["corrupt"]["byte"])
+    corrupt = case.get("corrupt") or {}
+    if corrupt:
+        transport = CorruptingTransport(transport, corrupt.get("frame"), corrupt.get("byte", 0), corrupt.get("answer_byte"))
     link = HostLink(transport, timeout=1.0, retries=3, name="HostTop")
 
     def session():
@@ -180,5 +192,7 @@ async def host_link_end_to_end(dut):
         sent = len(program.setup_words) + sum(len(program.image_words(img)) for img in images)
         result.update({"frames": link.frames, "retried": link.retried, "naks": link.naks, "lost": link.lost,
                        "cycles": uart.cycle, "accel_words": counter["words"], "words_sent": sent,
-                       "corrupted": getattr(transport, "corrupted", None), "framing_errors": uart.framing_errors})
+                       "corrupted": getattr(transport, "corrupted", None),
+                       "corrupted_answer": getattr(transport, "corrupted_answer", None),
+                       "framing_errors": uart.framing_errors})
         Path(case["result"]).write_text(json.dumps(result, indent=2))

@@ -23,11 +23,11 @@ TOPLEVEL = "qjoule_host"
 DIVISOR = 4
 
 
-def _run(tmp_path, *, images, corrupt, width=2, q=4, seed=3):
+def _run(tmp_path, *, images, corrupt, width=2, q=4, seed=3, cfg=None):
     from qjoule.gateware.host_top import HostTop
     from qjoule.hw.verilog import emit_verilog
 
-    cfg = variant("tiny", q=q)
+    cfg = cfg or variant("tiny", q=q)
     model = intmodel.random_model((1, 8, 8), 10, 1, width, q, seed=seed)
     model_path, images_path = tmp_path / "model.qjm", tmp_path / "images.npy"
     intmodel.save(model, model_path)
@@ -64,3 +64,31 @@ def test_program_images_and_a_corrupted_frame_over_the_uart(tmp_path):
     assert result["status_after"]["frames_nak"] == 1
     assert result["status_after"]["frames_ok"] == result["frames"]  # every frame ACKed once in the end
     assert result["framing_errors"] == 0
+
+
+@pytest.mark.slow
+def test_external_weights_and_a_corrupted_answer(tmp_path):
+    """Weights of two layers stream in with every image (the image WRITE drains while the run goes
+    on); the answer to the first READ is corrupted on its way back, so the driver repeats the READ
+    and the board must answer with the same words (and drop them only at the next new frame)."""
+    import math
+
+    from qjoule.program import encode
+
+    cfg = variant("tiny", q=4).replace(weight_buffer_bits=128 * 32)
+    model = intmodel.random_model((1, 8, 8), 10, 1, 8, 4, seed=2)
+    program = encode(model, cfg)
+    assert [program.layers[i].name for i in program.external] == ["B1", "C1"]
+    images = np.random.default_rng(9).integers(0, 256, size=(2, 1, 8, 8), dtype=np.uint8)
+    frames = lambda words: math.ceil(len(words) / 256)  # noqa: E731
+    # bytes read before the first READ's answer: RESET and STATUS answers, the program's ACKs,
+    # the image's ACKs; corrupt that answer's sequence-number byte
+    first_read = 7 + 27 + 7 * frames(program.setup_words) + 7 * frames(program.image_words(images[0]))
+    model, cfg, outcome, result = _run(tmp_path, images=images, corrupt={"answer_byte": first_read + 2},
+                                       width=8, seed=2, cfg=cfg)
+    assert result["error"] is None, result["error"]
+    assert outcome.passed
+    assert np.array_equal(np.array(result["logits"], dtype=np.int64), golden.run(model, images).logits)
+    assert result["corrupted_answer"] is not None
+    assert result["lost"] == 1 and result["retried"] == 1 and result["naks"] == {}
+    assert result["accel_words"] == result["words_sent"]
