@@ -16,6 +16,7 @@ import numpy as np
 from qjoule.config import AccelConfig, variant
 from qjoule.sw import golden
 from qjoule.sw.intmodel import IntModel, fold_postprocess, weight_dtype, weight_range
+from qjoule.sw.pot import pot_values
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,11 +44,12 @@ def _fit_postprocess(acc: np.ndarray, q_out: int | None, rng) -> tuple[np.ndarra
 
 
 def build_model(q: int, image_shape: tuple[int, int, int], plan: list[tuple[str, int | None]], seed: int,
-                extreme_channel: bool = False) -> IntModel:
+                extreme_channel: bool = False, w_kind: str = "uniform") -> IntModel:
     """A valid integer model from a plan of ("conv3x3", out_channels) / ("maxpool2x2", None) /
-    ("dense", classes) steps (the last, and only the last, is dense)."""
+    ("dense", classes) steps (the last, and only the last, is dense). `w_kind="pot"`: power-of-two
+    weights (0 and ±2^j, j ≤ K, drawn uniformly over those values), q 2..6."""
     rng = np.random.default_rng(seed)
-    lo, hi = weight_range(q)
+    lo, hi = weight_range(q, w_kind)
     x = rng.integers(0, 256, size=(24, *image_shape), dtype=np.int64)
     layers, arrays, q_in, shape = [], {}, 8, list(image_shape)
     convs = 0
@@ -64,7 +66,12 @@ def build_model(q: int, image_shape: tuple[int, int, int], plan: list[tuple[str,
             continue
         fan_in = shape[0] if kind == "conv3x3" else int(np.prod(shape))
         w_shape = (out, shape[0], 3, 3) if kind == "conv3x3" else (out, fan_in)
-        w = rng.choice(np.array([-1, 1]), size=w_shape) if q == 1 else rng.integers(lo, hi + 1, size=w_shape)
+        if w_kind == "pot":
+            w = rng.choice(pot_values(q), size=w_shape)
+        elif q == 1:
+            w = rng.choice(np.array([-1, 1]), size=w_shape)
+        else:
+            w = rng.integers(lo, hi + 1, size=w_shape)
         w.reshape(-1)[:2] = [lo, hi]
         if extreme_channel and kind == "conv3x3":
             w[0] = lo  # one output channel at the most negative code everywhere
@@ -75,9 +82,10 @@ def build_model(q: int, image_shape: tuple[int, int, int], plan: list[tuple[str,
         new = [out, shape[1], shape[2]] if kind == "conv3x3" else [out]
         layers.append({"name": name, "kind": kind, "in_shape": shape if kind == "conv3x3" else [fan_in],
                        "out_shape": new, "q_in": q_in, "q_w": q, "q_out": q_out, "act": act,
+                       **({"w_kind": "pot"} if w_kind == "pot" else {}),
                        "weight": f"{name}.weight", "pp_mult": f"{name}.pp_mult", "pp_bias": f"{name}.pp_bias",
                        "pp_shift": s})
-        arrays[f"{name}.weight"] = w.astype(weight_dtype(q))
+        arrays[f"{name}.weight"] = w.astype(weight_dtype(q, w_kind))
         arrays[f"{name}.pp_mult"], arrays[f"{name}.pp_bias"] = mult, bias
         x = golden.postprocess(acc, mult, bias, s, q_out, act)
         shape, q_in = new, q_out
@@ -87,10 +95,17 @@ def build_model(q: int, image_shape: tuple[int, int, int], plan: list[tuple[str,
     return IntModel(header, arrays)
 
 
-def random_case(seed: int, qs: tuple[int, ...] = (1, 2, 3, 4, 5, 8, 16), images: int = 2) -> Case:
+#: The bit-widths random power-of-two cases draw from (the PoT code space: 2..6).
+POT_QS = (2, 3, 4, 5, 6)
+
+
+def random_case(seed: int, qs: tuple[int, ...] = (1, 2, 3, 4, 5, 8, 16), images: int = 2,
+                weights: str = "uniform") -> Case:
+    """`weights="pot"`: power-of-two weights on shift-and-accumulate lanes (pass qs from POT_QS);
+    the same draws otherwise, so a seed gives the same shapes for either kind."""
     rng = np.random.default_rng([seed, 0x71])
     q = int(rng.choice(qs))
-    cfg = variant("tiny", q=q, rows=int(rng.integers(1, 4)), cols=int(rng.integers(1, 4)))
+    cfg = variant("tiny", q=q, rows=int(rng.integers(1, 4)), cols=int(rng.integers(1, 4)), weights=weights)
     s = cfg.lanes
     channels_in = int(rng.integers(1, 4))
     # Output channels that fill the lanes exactly, and ones that leave lanes empty.
@@ -103,7 +118,7 @@ def random_case(seed: int, qs: tuple[int, ...] = (1, 2, 3, 4, 5, 8, 16), images:
     if rng.random() < 0.4:
         plan.append(("conv3x3", int(rng.integers(1, 2 * s + 2))))
     plan.append(("dense", int(rng.integers(2, 11))))
-    model = build_model(q, (channels_in, h, w), plan, seed, extreme_channel=bool(rng.random() < 0.3))
+    model = build_model(q, (channels_in, h, w), plan, seed, extreme_channel=bool(rng.random() < 0.3), w_kind=weights)
     pixels = rng.integers(0, 256, size=(images, channels_in, h, w), dtype=np.uint8)
     pixels[0].reshape(-1)[: max(1, pixels[0].size // 4)] = 255  # saturated pixels: first-layer extremes
     return Case(seed, cfg, model, pixels)
