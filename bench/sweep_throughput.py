@@ -2,11 +2,14 @@
 
 Each run is a fresh SQLite study in a temporary folder, timed from the command's start to its
 exit (process start-up, data loading and the study's bookkeeping included: that is what a user
-waits for). Runs per hour = grid points / wall time; the scaling ratio = runs per hour with K
-workers / runs per hour with 1. Every worker trains with one torch thread. The load average
-before and after each run is recorded, since the figure means little on a shared machine.
+waits for). Runs per hour = grid points / wall time; the scaling ratio = mean runs per hour with
+K workers / mean runs per hour with the first count given. Every worker trains with one torch
+thread. "busy" = summed training time / (wall time x workers): the share of worker time spent
+training rather than starting up or waiting. The load average before and after each run is
+recorded, since the figure means little on a shared machine; on one, give the counts in ABBA
+order (--workers 1,2,2,1) so a drifting load hits both alike.
 
-    .venv/bin/python bench/sweep_throughput.py [--workers 1,2] [--json bench/sweep_throughput.json]
+    .venv/bin/python bench/sweep_throughput.py [--workers 1,2,2,1] [--json /work/runs/sweep_throughput.json]
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ def run_sweep(grid: list[str], workers: int) -> dict:
     train_seconds = sum(r["train_seconds"] for r in records)
     return {"workers": workers, "points": len(records), "wall_seconds": round(wall, 2),
             "runs_per_hour": round(3600 * len(records) / wall, 1),
-            "train_seconds_sum": round(train_seconds, 2),
+            "train_seconds_sum": round(train_seconds, 2), "busy": round(train_seconds / (wall * workers), 3),
             "load_before": round(load_before, 2), "load_after": round(os.getloadavg()[0], 2)}
 
 
@@ -43,10 +46,10 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--dataset", default="digits")
     p.add_argument("--blocks", default="1")
-    p.add_argument("--width", default="8,16")
+    p.add_argument("--width", default="16,32")
     p.add_argument("--q", default="1,2,4,float")
-    p.add_argument("--epochs", default="3")
-    p.add_argument("--workers", default="1,2", help="worker counts to compare, the first is the baseline")
+    p.add_argument("--epochs", default="5")
+    p.add_argument("--workers", default="1,2,2,1", help="worker counts to run in this order; the first is the baseline")
     p.add_argument("--json", type=Path, default=None, help="write the table as JSON here")
     args = p.parse_args()
     grid = ["--dataset", args.dataset, "--blocks", args.blocks, "--width", args.width, "--q", args.q,
@@ -55,17 +58,21 @@ def main() -> None:
     for k in [int(v) for v in args.workers.split(",")]:
         print(f"sweep with {k} worker(s) ...", file=sys.stderr, flush=True)
         rows.append(run_sweep(grid, k))
-    base = rows[0]["runs_per_hour"]
-    for r in rows:
-        r["scaling"] = round(r["runs_per_hour"] / base, 3)
+    counts = list(dict.fromkeys(r["workers"] for r in rows))
+    mean = {k: round(sum(r["runs_per_hour"] for r in rows if r["workers"] == k) / sum(r["workers"] == k for r in rows), 1)
+            for k in counts}
+    scaling = {k: round(mean[k] / mean[counts[0]], 3) for k in counts}
 
     print(f"grid: {' '.join(grid)} ({rows[0]['points']} points), {os.cpu_count()} CPUs")
-    print(f"{'workers':>7} {'wall s':>8} {'runs/h':>8} {'scaling':>8} {'train s (sum)':>14} {'load before/after':>18}")
+    print(f"{'workers':>7} {'wall s':>8} {'runs/h':>8} {'busy':>6} {'train s (sum)':>14} {'load before/after':>18}")
     for r in rows:
-        print(f"{r['workers']:>7} {r['wall_seconds']:>8.1f} {r['runs_per_hour']:>8.1f} {r['scaling']:>8.3f} "
+        print(f"{r['workers']:>7} {r['wall_seconds']:>8.1f} {r['runs_per_hour']:>8.1f} {r['busy']:>6.2f} "
               f"{r['train_seconds_sum']:>14.1f} {r['load_before']:>8.2f} / {r['load_after']:<8.2f}")
+    for k in counts:
+        print(f"{k} worker(s): {mean[k]:.1f} runs/h (mean), scaling {scaling[k]:.3f}")
     if args.json:
-        args.json.write_text(json.dumps({"grid": grid, "cpus": os.cpu_count(), "rows": rows}, indent=2) + "\n")
+        args.json.write_text(json.dumps({"grid": grid, "cpus": os.cpu_count(), "rows": rows,
+                                         "mean_runs_per_hour": mean, "scaling": scaling}, indent=2) + "\n")
         print(f"wrote {args.json}", file=sys.stderr)
 
 

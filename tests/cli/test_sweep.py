@@ -147,3 +147,40 @@ def test_owner_waits_for_a_lower_trial_that_has_not_named_its_point(tmp_path):
     finally:
         timer.join()
     assert _owner(study, "q1-b1-w4", first.number) is None
+
+
+CLAIM_WAITING = """
+import sys, time
+from pathlib import Path
+from optuna.trial import TrialState
+from qjoule.sweep import open_study
+url, ready, index, workers = sys.argv[1], Path(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+study, _ = open_study(url, None, create=False)
+ids = [t._trial_id for t in study.get_trials(states=(TrialState.WAITING,))]
+(ready / index).touch()
+while len(list(ready.iterdir())) < workers:   # start claiming together
+    time.sleep(0.001)
+print(sum(study._storage.set_trial_state_values(i, TrialState.RUNNING) for i in ids))
+"""
+
+
+def test_a_waiting_trial_is_claimed_by_one_worker_on_sqlite(tmp_path):
+    """Retries wait as WAITING trials; several workers claiming at once must get each exactly once
+    (SQLite ignores SELECT ... FOR UPDATE: without BEGIN IMMEDIATE two workers both got one)."""
+    import subprocess
+    import sys
+
+    import optuna
+
+    url = default_storage(tmp_path)
+    study, _ = open_study(url, _grid(blocks=(1,), widths=(4,), qs=("1",)), create=True)
+    for _ in range(20):
+        study.add_trial(optuna.trial.create_trial(
+            state=optuna.trial.TrialState.WAITING, params={"q": "1"},
+            distributions={"q": optuna.distributions.CategoricalDistribution(["1"])}))
+    ready = tmp_path / "ready"
+    ready.mkdir()
+    procs = [subprocess.Popen([sys.executable, "-c", CLAIM_WAITING, url, str(ready), str(i), "3"],
+                              stdout=subprocess.PIPE, text=True) for i in range(3)]
+    claims = [int(p.communicate(timeout=120)[0].split()[-1]) for p in procs]
+    assert sum(claims) == 20, claims
