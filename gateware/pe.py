@@ -9,7 +9,7 @@ lane i = bits [i·Q, (i+1)·Q). Per lane (docs/contract.md):
   the activation bit is a pixel bit {0, 1} and the product is bit ? w : 0.
 - `cfg.weights == "pot"` (Q 2..6): the weight lane is a power-of-two code (sign, exponent) and the
   product is ±(a << shift), formed by a shift-and-accumulate lane (gateware/pot_lane.py) with no
-  multiplier; zero weights leave the lane's product flops unchanged.
+  multiplier; a zero weight resets the lane's product flops to 0 (or holds them: `pot_hold_zero`).
 
 A lane whose `lane_valid` bit is 0 contributes 0 (channels past the layer's end, padding). The lane
 sum is shifted left by `shift`·Q (first-layer pass j of ceil(8/Q); values of `shift` at or above
@@ -64,9 +64,12 @@ class ProcessingElement(wiring.Component):
 
     latency = 4
 
-    def __init__(self, cfg: AccelConfig, *, acc_bits: int | None = None, lut_products: bool | None = None):
+    def __init__(self, cfg: AccelConfig, *, acc_bits: int | None = None, lut_products: bool | None = None,
+                 pot_hold_zero: bool = False):
         """`lut_products`: build Q >= 2 lane products from LUTs (True) or as multiplies for DSPs
-        (False); None decides at elaboration (LUTs up to LUT_PRODUCT_MAX_Q and on iCE40)."""
+        (False); None decides at elaboration (LUTs up to LUT_PRODUCT_MAX_Q and on iCE40).
+        `pot_hold_zero`: power-of-two lanes hold their product flops on a zero weight instead of
+        resetting them (PotLane's `hold_zero`; costs a mask, measured by bench/pot_area.py)."""
         if not isinstance(cfg, AccelConfig):
             raise TypeError(f"cfg must be an AccelConfig, not {cfg!r}")
         acc_bits = cfg.acc_bits if acc_bits is None else acc_bits
@@ -75,6 +78,7 @@ class ProcessingElement(wiring.Component):
         self._cfg = cfg
         self._acc_bits = acc_bits
         self._lut_products = lut_products
+        self._pot_hold_zero = pot_hold_zero
         super().__init__({
             "act": In(cfg.datapath),
             "weight": In(cfg.datapath),
@@ -115,7 +119,7 @@ class ProcessingElement(wiring.Component):
             # stage 1); the carries (the +1 of each negation) join the lane tree as one popcount.
             values, carries = [], []
             for i, (a, w) in enumerate(zip(act_lanes, weight_lanes)):
-                lane = PotLane(q)
+                lane = PotLane(q, hold_zero=self._pot_hold_zero)
                 m.submodules[f"pot_lane{i}"] = lane
                 m.d.comb += [lane.act.eq(a), lane.weight.eq(w), lane.valid.eq(self.lane_valid[i])]
                 values.append(lane.value)

@@ -15,9 +15,14 @@ its one's complement ~(a << ~e) = −(a << ~e) − 1 for a negative one, plus a 
 PE adds the carries of all lanes as one small popcount in its lane-sum tree, so value + carry is
 the product (two's complement negation split in two).
 
-Zero gating: the lane's register loads only when the lane takes part (lane valid and e ≠ 0), so
-a zero weight (or a masked lane) leaves it unchanged — no toggle in the lane's product flops — and
-a registered `part` bit masks the held value to 0 for the sum.
+Zero weights (e = 0) and masked lanes give 0. Two ways, chosen by `hold_zero`:
+- False (default): the product register is reset to 0 through the flip-flops' synchronous reset
+  (free on ECP5 and iCE40), so it is the lane's value with no logic after it; a zero weight
+  following a zero weight (pruned runs) toggles nothing.
+- True: clock gating proper: the register loads only when the lane takes part, so a zero weight
+  leaves the product flops unchanged whatever came before, and a registered `part` bit masks the
+  held value to 0. The mask costs one LUT per value bit after the register (bench/pot_area.py
+  measures it), which is why it is not the default.
 
 Latency 1: the code and activation applied before clock edge k show in `value`/`carry` after it.
 """
@@ -60,10 +65,11 @@ class PotLane(wiring.Component):
 
     latency = 1
 
-    def __init__(self, q: int):
+    def __init__(self, q: int, *, hold_zero: bool = False):
         if isinstance(q, bool) or not isinstance(q, int) or not 2 <= q <= 6:
             raise ValueError(f"power-of-two lanes need q 2..6 (sign + exponent, weights up to 2^30), not {q!r}")
         self._q = q
+        self._hold_zero = bool(hold_zero)
         super().__init__({
             "act": In(q),
             "weight": In(q),
@@ -97,12 +103,15 @@ class PotLane(wiring.Component):
         m.d.comb += term.eq(Mux(sign, ~positive, positive))
 
         takes_part = self.valid & e.any()
-        m.d.sync += self.part.eq(takes_part)
-        with m.If(takes_part):  # gated: a zero weight leaves the product flops as they are
-            m.d.sync += [self.held.eq(term), self.held_negative.eq(sign)]
-
-        m.d.comb += [
-            self.value.eq(Mux(self.part, self.held, 0)),
-            self.carry.eq(self.part & self.held_negative),
-        ]
+        if self._hold_zero:
+            # Clock-enabled: a zero weight leaves the product flops as they are; `part` masks them.
+            m.d.sync += self.part.eq(takes_part)
+            with m.If(takes_part):
+                m.d.sync += [self.held.eq(term), self.held_negative.eq(sign)]
+            m.d.comb += [self.value.eq(Mux(self.part, self.held, 0)), self.carry.eq(self.part & self.held_negative)]
+        else:
+            # Reset to 0 (the flops' synchronous reset input, no extra logic): the register is the value.
+            m.d.sync += [self.held.eq(Mux(takes_part, term, 0)), self.held_negative.eq(takes_part & sign),
+                         self.part.eq(takes_part)]
+            m.d.comb += [self.value.eq(self.held), self.carry.eq(self.held_negative)]
         return m

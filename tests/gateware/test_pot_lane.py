@@ -40,11 +40,13 @@ def test_reference_matches_contract_integers(q):
     assert pot_product(5 % (1 << q), 1 << (q - 1), q) == 0  # "negative zero" is zero too
 
 
+@pytest.mark.parametrize("hold_zero", [False, True])
 @pytest.mark.parametrize("q", [2, 3, 4])
-def test_lane_every_code(q):
+def test_lane_every_code(q, hold_zero):
     """Every (act, code, valid) in one pass, one per cycle; value + carry after one tick is the
-    product (0 when masked), and a zero weight or a masked lane leaves the product flops unchanged."""
-    dut = PotLane(q)
+    product (0 when masked). A zero weight or a masked lane resets the product flops to 0, or with
+    `hold_zero` leaves them unchanged."""
+    dut = PotLane(q, hold_zero=hold_zero)
     inputs = [(a, code, valid) for valid in (1, 0) for code in range(1 << q) for a in range(1 << q)]
     rng = np.random.default_rng(q)
     inputs = [inputs[i] for i in rng.permutation(len(inputs))]  # zero codes amid live ones
@@ -60,7 +62,8 @@ def test_lane_every_code(q):
             results.append(ctx.get(dut.value) + ctx.get(dut.carry))
             gated = not valid or code & ((1 << (q - 1)) - 1) == 0
             if gated:
-                held_kept.append(before == (ctx.get(dut.held), ctx.get(dut.held_negative)))
+                after = (ctx.get(dut.held), ctx.get(dut.held_negative))
+                held_kept.append(after == (before if hold_zero else (0, 0)))
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
@@ -123,8 +126,8 @@ def dot_cycles(cfg, acts, weights, *, shift=0, first_clear=True, pixel_mode=0):
     return cycles
 
 
-@pytest.mark.parametrize("q", [2, 3, 4, 5, 6])
-def test_pe_random_cycles_follow_golden(q):
+@pytest.mark.parametrize("q, hold_zero", [(2, False), (3, False), (4, False), (5, False), (6, False), (3, True)])
+def test_pe_random_cycles_follow_golden(q, hold_zero):
     """Random PoT words (zeros included), masks, en/clear and pass shifts; acc every cycle."""
     cfg = pot_cfg(q)
     rng = np.random.default_rng(300 + q)
@@ -144,7 +147,7 @@ def test_pe_random_cycles_follow_golden(q):
         if en:
             acc = (0 if clear else acc) + (word << (shift * q))
         expected.append(acc)
-    assert run_pe(ProcessingElement(cfg), cycles) == expected
+    assert run_pe(ProcessingElement(cfg, pot_hold_zero=hold_zero), cycles) == expected
 
 
 @pytest.mark.parametrize("q", [2, 3, 4])
