@@ -4,8 +4,9 @@ Each run is a fresh SQLite study in a temporary folder, timed from the command's
 exit (process start-up, data loading and the study's bookkeeping included: that is what a user
 waits for). Runs per hour = grid points / wall time; the scaling ratio = mean runs per hour with
 K workers / mean runs per hour with the first count given. Every worker trains with one torch
-thread. "busy" = summed training time / (wall time x workers): the share of worker time spent
-training rather than starting up or waiting. The load average before and after each run is
+thread. "busy" = summed train_seconds / (wall time x workers): the share of worker time spent
+in the training loop; the rest is start-up, export, the golden model's test pass, the study's
+bookkeeping and a worker waiting for the last run of another. The load average before and after each run is
 recorded, since the figure means little on a shared machine; on one, give the counts in ABBA
 order (--workers 1,2,2,1) so a drifting load hits both alike.
 
