@@ -80,7 +80,7 @@ class PotLane(wiring.Component):
         # The lane's state, outside the signature so tests and activity capture can watch the gating.
         self.held = Signal(signed(pot_lane_width(q)), name="held")   # the registered term
         self.held_negative = Signal(name="held_negative")
-        self.part = Signal(name="part")                                # the held term counts
+        self.part = Signal(name="part")                                # the held term counts (hold_zero)
 
     @property
     def q(self) -> int:
@@ -111,7 +111,6 @@ class PotLane(wiring.Component):
             m.d.comb += [self.value.eq(Mux(self.part, self.held, 0)), self.carry.eq(self.part & self.held_negative)]
         else:
             # Reset to 0 (the flops' synchronous reset input, no extra logic): the register is the value.
-            m.d.sync += [self.held.eq(Mux(takes_part, term, 0)), self.held_negative.eq(takes_part & sign),
-                         self.part.eq(takes_part)]
+            m.d.sync += [self.held.eq(Mux(takes_part, term, 0)), self.held_negative.eq(takes_part & sign)]
             m.d.comb += [self.value.eq(self.held), self.carry.eq(self.held_negative)]
         return m
