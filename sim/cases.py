@@ -106,7 +106,17 @@ def random_case(seed: int, qs: tuple[int, ...] = (1, 2, 3, 4, 5, 8, 16), images:
     rng = np.random.default_rng([seed, 0x71])
     q = int(rng.choice(qs))
     cfg = variant("tiny", q=q, rows=int(rng.integers(1, 4)), cols=int(rng.integers(1, 4)), weights=weights)
-    s = cfg.lanes
+    return _draw_case(rng, seed, cfg, images, weights)
+
+
+def case_for_config(seed: int, cfg: AccelConfig, images: int = 2) -> Case:
+    """A randomized layer case (as `random_case` draws them) for a given accelerator: the
+    randomized campaign picks Q and the array shape itself and batches many cases on one build."""
+    return _draw_case(np.random.default_rng([seed, 0x72]), seed, cfg, images, cfg.weights)
+
+
+def _draw_case(rng, seed: int, cfg: AccelConfig, images: int, weights: str) -> Case:
+    q, s = cfg.q, cfg.lanes
     channels_in = int(rng.integers(1, 4))
     # Output channels that fill the lanes exactly, and ones that leave lanes empty.
     channels_out = int(rng.choice([s, 2 * s, max(1, s - 1), s + 1, int(rng.integers(1, 2 * s + 2))]))
