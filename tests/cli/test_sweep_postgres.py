@@ -42,6 +42,7 @@ def postgres_url():
     initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
     if not (initdb and pg_ctl):
         pytest.skip("PostgreSQL server binaries not installed (QJOULE_SLOW=1 scripts/setup.sh installs them)")
+    psycopg = pytest.importorskip("psycopg", reason="the PostgreSQL driver psycopg is not installed")
     as_user = ["runuser", "-u", "nobody", "--"] if os.geteuid() == 0 else []
     root = Path(tempfile.mkdtemp(prefix="qjoule-pg-"))
     if as_user:
@@ -55,7 +56,6 @@ def postgres_url():
         started = True
         subprocess.run([*as_user, pg_ctl, "-D", str(data), "-l", str(root / "server.log"), "-w", "-t", "60",
                         "-o", options, "start"], check=True, capture_output=True, text=True)
-        import psycopg
         with psycopg.connect(f"host=127.0.0.1 port={port} user=qjoule dbname=postgres", autocommit=True) as db:
             db.execute("CREATE DATABASE sweep")
         yield f"postgresql+psycopg://qjoule@127.0.0.1:{port}/sweep"
