@@ -501,6 +501,13 @@ def _fits(what: str, value: int, limit: int, name: str) -> None:
 _KIND_NAMES = {"uniform": "uniform", "pot": "power-of-two (PoT)"}
 
 
+def model_weights(model) -> str:
+    """The config `weights` a model needs: "pot" when every conv/dense layer has power-of-two
+    weights, else "uniform" (a model mixing kinds is then refused by `encode`, naming a layer)."""
+    kinds = {layer.get("w_kind", "uniform") for layer in model.layers if layer["kind"] != "maxpool2x2"}
+    return "pot" if kinds == {"pot"} else "uniform"
+
+
 def check_weight_kind(model, cfg: AccelConfig) -> None:
     """Every conv/dense layer's weights must be the kind the config's lanes take (`cfg.weights`)
     at the config's Q; else a one-line UserError naming the layer, its kind and bits, and the config."""

@@ -43,8 +43,8 @@ def build_config(args: argparse.Namespace):
     weights = getattr(args, "weights", None)
     if weights is None and model is not None and args.config is None:
         # A model of power-of-two layers selects the shift-and-accumulate lanes (encode checks the rest).
-        kinds = {layer.get("w_kind", "uniform") for layer in model.layers if layer["kind"] != "maxpool2x2"}
-        weights = "pot" if kinds == {"pot"} else None
+        from qjoule.program import model_weights
+        weights = model_weights(model)
     if weights is not None:
         overrides["weights"] = weights
     if args.config is not None:

@@ -206,7 +206,7 @@ def test_pot_conv_weight_words_by_hand():
 def test_encode_pot_model_on_pot_config_and_mismatches():
     import copy
     from qjoule.errors import UserError
-    from qjoule.program import encode, unpack_lanes
+    from qjoule.program import encode, model_weights, unpack_lanes
     from qjoule.sw.intmodel import IntModel, random_model
     from qjoule.sw.pot import pot_codes
     model = random_model((1, 8, 8), 10, 1, 4, 3, seed=0, w_kind="pot")
@@ -232,7 +232,9 @@ def test_encode_pot_model_on_pot_config_and_mismatches():
         encode(model, cfg.replace(weights="uniform"))
     with pytest.raises(UserError, match="model Q=3 does not match the accelerator's q=4"):
         encode(model, cfg.replace(q=4, datapath=16))
+    assert (model_weights(model), model_weights(uniform)) == ("pot", "uniform")
     half = IntModel(copy.deepcopy(model.header), model.arrays)  # one layer uniform, the rest PoT
     del half.header["layers"][-1]["w_kind"]
+    assert model_weights(half) == "uniform"
     with pytest.raises(UserError, match="model has uniform weights at 3 bits \\(layer 'fc'\\)"):
         encode(half, cfg)
