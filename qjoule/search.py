@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .errors import UserError
+from .storage import connect_storage
 
 STUDY_NAME = "qjoule-search"
 OBJECTIVES = ("error", "energy", "memory")
@@ -86,11 +87,7 @@ def open_study(storage_url: str, spec: SearchSpec):
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     logging.getLogger("alembic").setLevel(logging.WARNING)
     sampler = optuna.samplers.NSGAIISampler(population_size=spec.population, seed=spec.seed)
-    try:
-        storage = optuna.storages.RDBStorage(
-            storage_url, engine_kwargs={"connect_args": {"timeout": 60}} if storage_url.startswith("sqlite") else None)
-    except Exception as e:  # SQLAlchemy/driver errors: a bad URL or an unreachable server
-        raise UserError(f"cannot open search storage {storage_url!r}: {str(e).splitlines()[0]}") from None
+    storage = connect_storage(storage_url, "search")
     names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
     if STUDY_NAME not in names:
         study = optuna.create_study(study_name=STUDY_NAME, storage=storage, sampler=sampler,

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .errors import UserError
+from .storage import connect_storage
 
 STUDY_NAME = "qjoule-sweep"
 MAX_ATTEMPTS = 2  # a failed run is retried once
@@ -122,52 +123,12 @@ def open_study(storage_url: str, grid: Grid | None, create: bool):
 
 
 def _connect(storage_url: str):
-    """RDBStorage with heartbeats; a bad URL or an unreachable server is a UserError."""
-    import sqlalchemy.exc
-    from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+    """RDBStorage with heartbeats (a killed worker's run is retried); errors are UserErrors."""
+    from optuna.storages import RetryHeartbeatStaleTrialCallback
 
-    sqlite = storage_url.startswith("sqlite")
-    for attempt in range(3):
-        try:
-            storage = RDBStorage(storage_url, heartbeat_interval=HEARTBEAT_SECONDS,
-                                 grace_period=3 * HEARTBEAT_SECONDS,
-                                 heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_ATTEMPTS - 1),
-                                 engine_kwargs={"connect_args": {"timeout": 60}} if sqlite else None)
-            if sqlite:
-                _serialize_sqlite(storage.engine)
-            return storage
-        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError) as e:
-            # Two workers creating the tables at once (PostgreSQL: a unique violation in its
-            # catalog): the tables exist now, so the next attempt finds them.
-            error = e
-            time.sleep(0.5 + attempt)
-        except Exception as e:  # SQLAlchemy/driver errors: a bad URL or an unreachable server
-            error = e
-            break
-    raise UserError(f"cannot open sweep storage {storage_url!r}: {str(error).splitlines()[0]}") from None
-
-
-def _serialize_sqlite(engine) -> None:
-    """Make every SQLite transaction take the write lock when it begins (BEGIN IMMEDIATE).
-
-    Optuna claims a waiting trial (a retry) by reading that it is WAITING and then marking it
-    RUNNING; on PostgreSQL the read locks the row (SELECT ... FOR UPDATE), but SQLite ignores
-    FOR UPDATE and the Python driver starts a transaction only at the write, so two workers could
-    both read WAITING and both run the same trial. With BEGIN IMMEDIATE the read and the write
-    are one serialized transaction. Connections opened before this (RDBStorage's set-up) are
-    dropped so every later one gets the hooks.
-    """
-    from sqlalchemy import event
-
-    @event.listens_for(engine, "connect")
-    def _no_driver_transactions(dbapi_connection, record):
-        dbapi_connection.isolation_level = None   # SQLAlchemy's "begin" hook below starts them
-
-    @event.listens_for(engine, "begin")
-    def _begin_immediate(connection):
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
-
-    engine.dispose()
+    return connect_storage(storage_url, "sweep", heartbeat_interval=HEARTBEAT_SECONDS,
+                           grace_period=3 * HEARTBEAT_SECONDS,
+                           heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_ATTEMPTS - 1))
 
 
 def _stored_grid(study, storage_url: str, wait_seconds: float = 30.0) -> dict[str, Any]:
