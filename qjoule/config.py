@@ -62,6 +62,11 @@ class AccelConfig:
     #: conv and dense layers of a network together (one param word per C of them, plus one per
     #: layer for partial tiles; see qjoule.program.param_words).
     pp_channels: int = 4096
+    #: Post-processing bias width in the hardware. 64 holds every bias export can produce (the
+    #: .qjm stores int64: b_c = rnd(B_c·2^s) + 2^(s−1) with s up to 62); a narrower width saves
+    #: a board's logic (the bias path is the widest part of post-processing), and program.encode
+    #: then refuses, in one line, a model whose biases do not fit it.
+    pp_bias_bits: int = 64
     #: Weight lanes: "uniform" (Q-bit two's complement, multiply) or "pot" (power-of-two weights,
     #: a sign bit and a (Q−1)-bit exponent per lane, shift-and-accumulate; Q 2..6, docs/contract.md).
     weights: str = "uniform"
@@ -74,7 +79,8 @@ class AccelConfig:
 
     def validate(self) -> None:
         for field in ("q", "datapath", "rows", "cols", "act_buffer_bits", "weight_buffer_bits",
-                      "max_channels", "max_height", "max_width", "max_dense_inputs", "max_classes", "pp_channels"):
+                      "max_channels", "max_height", "max_width", "max_dense_inputs", "max_classes", "pp_channels",
+                      "pp_bias_bits"):
             value = getattr(self, field)
             if not isinstance(value, int) or isinstance(value, bool):
                 raise UserError(f"{field} must be an integer, got {value!r}")
@@ -93,6 +99,8 @@ class AccelConfig:
                       "pp_channels"):
             if getattr(self, field) < 1:
                 raise UserError(f"{field} must be >= 1, got {getattr(self, field)!r}")
+        if not 2 <= self.pp_bias_bits <= 64:
+            raise UserError(f"pp_bias_bits must be 2..64 (the model file stores int64 biases), got {self.pp_bias_bits!r}")
         if self.act_buffer_bits < 2 * self.datapath:
             raise UserError(f"act_buffer_bits must hold at least two {self.datapath}-bit words, got {self.act_buffer_bits!r}")
         if self.weight_buffer_bits < self.datapath * self.cols:
@@ -147,16 +155,6 @@ class AccelConfig:
         bound = max(self.max_reduction * w_max * a_hidden,
                     9 * self.max_channels * w_max * ((1 << PIXEL_BITS) - 1))
         return math.ceil(math.log2(bound)) + 1 if bound > 1 else 2
-
-    @property
-    def pp_bias_bits(self) -> int:
-        """Post-processing bias width: 64, the width the model file stores biases in (int64).
-
-        Export sets b_c = rnd(B_c · 2^s) + 2^(s−1) with s up to 62, so no narrower width holds
-        every value it can produce (a tiny γ drives s to 62); the hardware takes the bias whole
-        and the program encoder needs no range check.
-        """
-        return 64
 
     @property
     def pp_logit_bits(self) -> int:
@@ -264,3 +262,22 @@ def check_board(name: str) -> str:
     if name not in BOARD_VARIANTS:
         raise UserError(f"unknown board {name!r}; known: {', '.join(BOARD_VARIANTS)}")
     return name
+
+
+#: Per-Q changes to a board's variant so that every Q fits the device. ulx3s-85f, Q = 1: the
+#: activation buffer's 1-bit lane write enables put every bit lane of a bank in its own 16k×1
+#: block RAM (DP16KD), 128 blocks for the 8 banks whatever their depth (248 of the 208 blocks in
+#: all), so the weight buffer is halved to 512 kb (32 blocks instead of 64) and the param buffer
+#: holds 3,840 channels (512 words: 20 blocks of 512×36 instead of 40), 189 blocks in all.
+BOARD_Q_CHANGES: dict[str, dict[int, dict[str, Any]]] = {
+    "ulx3s-85f": {1: {"weight_buffer_bits": 512 * 1024, "pp_channels": 3840}},
+}
+
+
+def board_config(board: str, q: int | None = None, **changes: Any) -> AccelConfig:
+    """The config `qjoule synth` builds for `board` at `q`: the board's variant with its per-Q
+    changes (`BOARD_Q_CHANGES`), then `changes`."""
+    check_board(board)
+    name = BOARD_VARIANTS[board]
+    per_q = BOARD_Q_CHANGES.get(board, {}).get(VARIANTS[name].q if q is None else q, {})
+    return variant(name, q, **{**per_q, **changes})

@@ -149,3 +149,139 @@ def test_cli_config_choice(tmp_path):
     assert (cfg.name, cfg.q, cfg.cols) == ("tiny", 2, 5)
     with pytest.raises(UserError, match="datapath must be a positive multiple of q=3"):
         config_from_args(args(q=3, datapath=16))
+
+
+def test_board_config_sizes_q1_to_fit_the_ulx3s():
+    from qjoule.config import board_config
+    from qjoule.hw.fit import estimate
+
+    # Block RAMs by hand (DP16KD: 16k×1 .. 512×36, byte enables only at 18/36 wide).
+    # Q = 4: act 8 banks × 8192×16 in 4-bit lanes = 8 × (4 lanes × 2 blocks of 4096×4) = 64;
+    # weights 8192×128 as 2048×9 = 15 × 4 = 60; params 544×704 as 512×36 = 20 × 2 = 40;
+    # layer table 32×293 = 9 blocks of 512×36.
+    assert estimate(board_config("ulx3s-85f", 4), "ulx3s-85f")["brams"] == 64 + 60 + 40 + 9
+    # Q = 1: every bit lane of a bank is its own 16k×1 block (8 × 16 = 128 at any depth), so
+    # the board config halves the weights (4096×128: 15 × 2 = 30) and fits the params in 512
+    # words (20 blocks): 187 of 208.
+    q1 = board_config("ulx3s-85f", 1)
+    assert (q1.q, q1.datapath, q1.weight_buffer_bits, q1.pp_channels) == (1, 16, 512 * 1024, 3840)
+    assert estimate(q1, "ulx3s-85f")["brams"] == 128 + 30 + 20 + 9
+    assert estimate(variant("ulx3s", 1), "ulx3s-85f")["brams"] == 128 + 60 + 40 + 9 > 208
+    assert board_config("ulx3s-85f", 8) == variant("ulx3s", 8)  # other Qs: the plain variant
+
+
+def test_shape_chain_doubles_the_pes():
+    from qjoule.hw.fit import shape_chain
+
+    assert shape_chain(8, 8) == [(1, 1), (1, 2), (2, 2), (2, 4), (4, 4), (4, 8), (8, 8)]
+
+
+def test_fit_bisects_with_place_and_route_and_records_every_shape(tmp_path):
+    from qjoule.hw.fit import fit
+
+    runs = []
+
+    def fake_synth(cfg, build):
+        # Fits up to 8 PEs; 4x4 and above do not fit; 2x4 misses the clock only above 8 PEs.
+        runs.append((cfg.rows, cfg.cols))
+        if cfg.rows * cfg.cols > 8:
+            raise UserError("the design does not fit iCE40UP5K: 6000 ICESTORM_LC needed, 5280 available")
+        return {"rows": cfg.rows, "cols": cfg.cols, "p": cfg.parallelism, "fmax_mhz": 50.0, "timing_met": True,
+                "check": {"ok": True}, "yosys_cells": {}}
+
+    chain = [(1, 1), (1, 2), (2, 2), (2, 4), (4, 4), (4, 8), (8, 8)]
+    result = fit(variant("tiny", 4), "ulx3s-85f", tmp_path, fake_synth, chain=chain)
+    assert (result["best"]["rows"], result["best"]["cols"]) == (2, 4)
+    # The largest admitted shape first (8x8: one run), then bisection: 3 more runs, no shape twice.
+    assert runs[0] == (8, 8) and len(runs) == 4 and len(set(runs)) == 4
+    assert [(t["rows"], t["cols"], t["outcome"]) for t in result["tried"]] == \
+        [(r, c, "pass" if r * c <= 8 else "does not fit") for r, c in runs]
+    assert "yosys_cells" not in result["best"]
+
+
+def test_fit_prunes_shapes_the_estimate_rules_out(tmp_path):
+    from qjoule.hw.fit import fit
+
+    runs = []
+
+    def fake_synth(cfg, build):
+        runs.append((cfg.rows, cfg.cols))
+        return {"rows": cfg.rows, "cols": cfg.cols, "p": cfg.parallelism, "fmax_mhz": 50.0,
+                "timing_met": cfg.rows * cfg.cols <= 2, "check": {"ok": True}}
+
+    # 64x64 PEs at Q = 4 (p = 16,384) is estimated at over a million LUT4 of 83,640: never built.
+    chain = [(1, 1), (1, 2), (2, 2), (64, 64)]
+    result = fit(variant("tiny", 4), "ulx3s-85f", tmp_path, fake_synth, chain=chain)
+    assert (64, 64) not in runs and runs[0] == (2, 2)
+    assert (result["best"]["rows"], result["best"]["cols"]) == (1, 2)
+    outcomes = {(t["rows"], t["cols"]): t["outcome"] for t in result["tried"]}
+    assert outcomes == {(64, 64): "pruned", (2, 2): "timing missed", (1, 1): "pass", (1, 2): "pass"}
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--fit", "--rows", "2"], "--fit searches rows and cols itself"),
+    (["--sweep-q", "1,x"], "--sweep-q must be a comma-separated list"),
+    (["--sweep-q", "1,17"], "--sweep-q must list distinct Qs in 1..16"),
+    (["--sweep-q", "1,2", "--q", "4"], "--sweep-q gives the Qs; drop --q"),
+])
+def test_cli_fit_and_sweep_bad_input(tmp_path, capsys, argv, message):
+    assert main(["synth", "--board", "icebreaker", *argv, "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0]
+    assert not (tmp_path / "o").exists()
+
+
+def test_critical_path_summary():
+    from qjoule.hw.synth import critical_path
+
+    pnr = {"critical_paths": [{"from": "clk", "to": "clk", "path": [
+        {"type": "clk-to-q", "from": {"cell": "a"}, "to": {"cell": "a"}, "delay": 0.5},
+        {"type": "routing", "from": {"cell": "a"}, "to": {"cell": "b"}, "delay": 1.25,
+         "sources": ["/work/main/gateware/pe.py:146"]},
+        {"type": "logic", "from": {"cell": "b"}, "to": {"cell": "b"}, "delay": 0.75},
+        {"type": "routing", "from": {"cell": "b"}, "to": {"cell": "c"}, "delay": 2.0,
+         "sources": ["/work/main/gateware/pe.py:146", "/x/gateware/array.py:7"]},
+        {"type": "setup", "from": {"cell": "c"}, "to": {"cell": "c"}, "delay": 0.25}]}]}
+    assert critical_path(pnr) == {"from": "a", "to": "c", "delay_ns": 4.75, "logic_ns": 1.5, "routing_ns": 3.25,
+                                  "cells": ["a", "b", "c"], "sources": ["pe.py:146", "array.py:7"]}
+    assert critical_path({}) is None
+
+
+@pytest.mark.slow
+@pytest.mark.synth
+def test_cli_sweep_q_on_icebreaker_tiny_datapath(tmp_path, capsys):
+    out = tmp_path / "sweep"
+    assert main(["synth", "--board", "icebreaker", "--config", _tiny_config(tmp_path), "--design", "datapath",
+                 "--rows", "1", "--cols", "2", "--sweep-q", "2,4", "--out", str(out)]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert [r["q"] for r in report["reports"]] == [2, 4]
+    for r in report["reports"]:
+        assert r["p"] == 1 * 2 * (16 // r["q"]) and r["check"]["ok"]
+        assert r["peak_gops"] == round(2 * r["p"] * r["fmax_mhz"] / 1000, 2)
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].split()[:4] == ["q", "rows", "cols", "p"] and len(table) == 3
+
+
+@pytest.mark.slow
+@pytest.mark.synth
+def test_cli_fit_on_icebreaker_tiny_datapath(tmp_path, capsys):
+    out = tmp_path / "fit"
+    code = main(["synth", "--board", "icebreaker", "--config", _tiny_config(tmp_path), "--design", "datapath",
+                 "--q", "4", "--fit", "--out", str(out)])
+    report = json.loads((out / "report.json").read_text())
+    tried = {(t["rows"], t["cols"]): t for t in report["tried"]}
+    assert (4, 4) in tried and tried[(4, 4)]["outcome"] == "pruned"  # estimated above the UP5K
+    passed = [k for k, t in tried.items() if t["outcome"] == "pass"]
+    if code == 0:
+        best = (report["best"]["rows"], report["best"]["cols"])
+        assert best == max(passed, key=lambda k: k[0] * k[1])
+        # the next larger shape was tried and failed (or was pruned)
+        assert any(t["outcome"] != "pass" and k[0] * k[1] > best[0] * best[1] for k, t in tried.items())
+    else:
+        assert not passed
+
+
+def _tiny_config(tmp_path) -> str:
+    path = tmp_path / "tiny.json"
+    path.write_text(variant("tiny", 4).to_json())
+    return str(path)

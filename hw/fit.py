@@ -1,0 +1,185 @@
+"""Design-space searches on top of `synthesize`: the largest array that fits a board and meets its
+clock (`fit`), and area / Fmax / p per Q (`sweep_q`).
+
+`fit` walks a chain of array shapes, each twice the PEs of the one before ((1,1), (1,2), (2,2),
+(2,4), ...), and bisects it with real place-and-route runs: a shape passes when it fits the device
+and meets the clock. Before any run, `estimate` (block RAMs from the memories' shapes, DSPs from
+`dsp_demand`, LUTs from per-lane figures measured by bench/synth_pe_area.py) prunes shapes that
+cannot fit; a pruned shape counts as a failure without place and route. The search assumes that
+a larger array never fits or closes timing where a smaller one did not. Every shape tried,
+pruned or run, is in the result.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Callable
+
+from qjoule.config import AccelConfig
+from qjoule.errors import UserError
+
+from .boards import Board, board
+
+__all__ = ["estimate", "fit", "shape_chain", "sweep_q", "PRUNE_MARGIN"]
+
+#: A shape is pruned when an estimate exceeds the device by more than this factor (the LUT
+#: estimate is rough; block RAMs and DSPs are close to what the tools report).
+PRUNE_MARGIN = 1.25
+
+# LUT4 per lane MAC, measured per PE (bench/synth_pe_area.py, docs/results.md), and per
+# post-processing column; the sequencer and the input unit on top.
+_LUTS_PER_LANE = {"ecp5": {1: 15, 2: 24.5, 4: 78, 8: 40, 16: 93}, "ice40": {1: 12, 2: 24, 4: 60, 8: 189, 16: 688}}
+_LUTS_PER_COLUMN = 1000
+_LUTS_FIXED = 3000
+
+
+def _lane_luts(family: str, q: int) -> float:
+    table = _LUTS_PER_LANE[family]
+    known = max(k for k in table if k <= q)  # Q between the measured ones: the next lower
+    return table[known] * q / known if known < 8 <= q else table[known]
+
+
+def _memory_blocks(b: Board, width: int, depth: int, granularity: int) -> int:
+    """Block RAMs for a `width` × `depth` memory written `granularity` bits at a time."""
+    if b.family == "ecp5":
+        # DP16KD: 16k×1 .. 512×36; byte enables (9 bits) only at widths 18 and 36.
+        shapes = [(16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 36)]
+        best = None
+        for d, w in shapes:
+            if granularity < width and w > granularity and not (w >= 18 and granularity % 8 == 0):
+                continue  # a write enable cannot cover part of a block's word
+            lanes = width // granularity if (granularity < width and w >= 18) else 1
+            eff = lanes * 9 * (granularity // 8) if lanes > 1 else width
+            n = math.ceil(eff / w) * math.ceil(depth / d)
+            best = n if best is None else min(best, n)
+        return best
+    # iCE40 EBR (4 kb, per-bit write mask): 256×16 .. 2048×2
+    return min(math.ceil(width / w) * math.ceil(depth / d) for d, w in [(256, 16), (512, 8), (1024, 4), (2048, 2)])
+
+
+def estimate(cfg: AccelConfig, board_name: str, design: str = "accel") -> dict:
+    """Rough resource demand of `design` ("accel": the whole accelerator; "datapath": the MAC array
+    and post-processing, no memories) for `cfg` on a board (for pruning)."""
+    from qjoule.program import LAYER_BITS, MAX_LAYERS, bank_depth, param_word_bits, param_words, weight_word_bits
+
+    from .synth import dsp_demand
+
+    b = board(board_name)
+    lanes_and_columns = cfg.parallelism * _lane_luts(b.family, cfg.q) + cfg.cols * _LUTS_PER_COLUMN
+    if design == "datapath":
+        return {"luts": round(lanes_and_columns), "dsps": dsp_demand(cfg, b), "brams": 0}
+    brams = (cfg.rows * _memory_blocks(b, cfg.datapath, 2 * bank_depth(cfg), cfg.q)
+             + _memory_blocks(b, weight_word_bits(cfg), cfg.weight_words, weight_word_bits(cfg))
+             + _memory_blocks(b, param_word_bits(cfg), param_words(cfg), param_word_bits(cfg))
+             + _memory_blocks(b, LAYER_BITS, MAX_LAYERS, LAYER_BITS))
+    return {"luts": round(_LUTS_FIXED + lanes_and_columns), "dsps": dsp_demand(cfg, b), "brams": brams}
+
+
+def _over(est: dict, b: Board) -> str | None:
+    """The first resource the estimate overflows by more than PRUNE_MARGIN, as a phrase."""
+    for key, avail in (("brams", b.brams), ("luts", b.luts)):
+        if est[key] > PRUNE_MARGIN * avail:
+            return f"estimated {est[key]} {key} > {PRUNE_MARGIN} x {avail}"
+    return None
+
+
+def shape_chain(max_rows: int = 64, max_cols: int = 64) -> list[tuple[int, int]]:
+    """(1,1), (1,2), (2,2), (2,4), (4,4), ...: each shape twice the PEs of the one before."""
+    chain, r, c = [(1, 1)], 1, 1
+    while True:
+        if c <= r:
+            c *= 2
+        else:
+            r *= 2
+        if r > max_rows or c > max_cols:
+            return chain
+        chain.append((r, c))
+
+
+Synth = Callable[[AccelConfig, Path], dict]
+
+
+def fit(base: AccelConfig, board_name: str, build_dir: Path, synth: Synth, *, design: str = "accel",
+        chain: list[tuple[int, int]] | None = None, progress=None) -> dict:
+    """The largest shape of `chain` (default `shape_chain()`) at `base`'s Q that fits and meets the
+    clock. `synth(cfg, build_dir)` runs place and route and returns its report (raising UserError
+    when the design does not fit). Returns {"best": report or None, "tried": [...]}."""
+    b = board(board_name)
+    chain = chain or shape_chain()
+    tried: list[dict] = []
+    results: dict[int, bool] = {}
+
+    def attempt(i: int) -> bool:
+        if i in results:
+            return results[i]
+        rows, cols = chain[i]
+        cfg = base.replace(rows=rows, cols=cols)
+        est = estimate(cfg, board_name, design)
+        entry = {"rows": rows, "cols": cols, "p": cfg.parallelism, "estimate": est}
+        reason = _over(est, b)
+        if reason is not None:
+            entry.update(outcome="pruned", reason=reason)
+            ok = False
+        else:
+            try:
+                report = synth(cfg, Path(build_dir) / f"r{rows}c{cols}")
+            except UserError as e:
+                if "does not fit" not in str(e):
+                    raise
+                entry.update(outcome="does not fit", reason=str(e))
+                ok = False
+            else:
+                report.pop("yosys_cells", None)
+                ok = bool(report["timing_met"]) and report["check"]["ok"]
+                entry.update(outcome="pass" if ok else ("timing missed" if not report["timing_met"] else "check failed"),
+                             report=report)
+        tried.append(entry)
+        if progress is not None:
+            progress(entry)
+        results[i] = ok
+        return ok
+
+    # Bisect for the last index that passes: lo passes (or is -1), hi fails (or is len).
+    lo, hi = -1, len(chain)
+    # Every shape the estimate rules out is recorded as pruned; the search starts from the largest
+    # one it admits, so a board that holds it costs one run.
+    admitted = [i for i, (r, c) in enumerate(chain)
+                if _over(estimate(base.replace(rows=r, cols=c), board_name, design), b) is None]
+    for i in range(len(chain)):
+        if i not in admitted:
+            attempt(i)
+    if admitted:
+        top = admitted[-1]
+        if attempt(top):
+            lo = top
+        else:
+            hi = top
+    else:
+        hi = 0
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if attempt(mid):
+            lo = mid
+        else:
+            hi = mid
+    best = next((t["report"] for t in tried if t["outcome"] == "pass" and (t["rows"], t["cols"]) == chain[lo]), None) \
+        if lo >= 0 else None
+    return {"best": best, "tried": tried}
+
+
+def sweep_q(configs: list[AccelConfig], build_dir: Path, synth: Synth, *, progress=None) -> list[dict]:
+    """One synthesis per config (one per Q); a config that does not fit is a row with its error."""
+    rows = []
+    for cfg in configs:
+        try:
+            report = synth(cfg, Path(build_dir) / f"q{cfg.q}")
+        except UserError as e:
+            if "does not fit" not in str(e):
+                raise
+            report = {"q": cfg.q, "p": cfg.parallelism, "rows": cfg.rows, "cols": cfg.cols, "error": str(e)}
+        report.pop("yosys_cells", None)
+        rows.append(report)
+        if progress is not None:
+            progress(report)
+    return rows
