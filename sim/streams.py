@@ -5,13 +5,20 @@ offers words with random gaps (valid low) and the monitor applies random backpre
 both from a seeded `random.Random`, so a failing run is reproduced by its seed. The monitor also
 checks the valid/ready rules the streams promise: once valid is high, the payload holds and valid
 stays high until the transfer.
+
+Both sleep on the other side's valid/ready edge while nothing can transfer (the driver waiting for
+ready, the monitor while valid is low) instead of waking every clock: a long computation then costs
+no Python per cycle, which is what lets a fast simulator (Verilator) run at its own pace.
 """
 
 from __future__ import annotations
 
 import random
 
-from cocotb.triggers import ReadOnly, RisingEdge
+import cocotb.triggers
+
+from cocotb.simtime import get_sim_time
+from cocotb.triggers import Event, ReadOnly, RisingEdge, with_timeout
 
 
 class StreamProtocolError(AssertionError):
@@ -43,9 +50,10 @@ class StreamDriver:
                 await ReadOnly()
                 # X/Z (e.g. straight out of reset) is not a ready.
                 accepted = self.ready.value.is_resolvable and int(self.ready.value) == 1
-                await RisingEdge(self.clk)
                 if accepted:
+                    await RisingEdge(self.clk)
                     break
+                await RisingEdge(self.ready)  # no transfer before ready rises: sleep till then
             self.sent += 1
         self.valid.value = 0
 
@@ -58,6 +66,8 @@ class StreamMonitor:
         self.clk, self.rng, self.stall_probability = clk, rng, stall_probability
         self.words: list[int] = []
         self.ready.value = 0
+        self._received = Event()  # set on every word taken
+        self._period: int | None = None  # clock period in simulator steps, measured on first wait
 
     async def run(self) -> None:
         """Run forever (start with cocotb.start_soon); checks the valid/ready rules each cycle."""
@@ -77,14 +87,28 @@ class StreamMonitor:
                     raise StreamProtocolError(f"payload changed from {pending:#x} to {payload:#x} while waiting for ready")
                 if ready:
                     self.words.append(payload)
+                    self._received.set()
                     pending = None
                 else:
                     pending = payload
-            await RisingEdge(self.clk)
+                await RisingEdge(self.clk)
+            else:
+                await RisingEdge(self.valid)  # nothing offered: sleep until valid rises
 
     async def wait_for(self, count: int, timeout_cycles: int) -> list[int]:
-        for _ in range(timeout_cycles):
-            if len(self.words) >= count:
-                return self.words[:count]
+        if self._period is None:
             await RisingEdge(self.clk)
-        raise TimeoutError(f"got {len(self.words)} of {count} output words in {timeout_cycles} cycles")
+            start = get_sim_time()
+            await RisingEdge(self.clk)
+            self._period = get_sim_time() - start
+        deadline = get_sim_time() + timeout_cycles * self._period
+        while len(self.words) < count:
+            left = deadline - get_sim_time()
+            self._received.clear()
+            try:
+                if left <= 0:
+                    raise TimeoutError
+                await with_timeout(self._received.wait(), left, "step")
+            except (TimeoutError, cocotb.triggers.SimTimeoutError):
+                raise TimeoutError(f"got {len(self.words)} of {count} output words in {timeout_cycles} cycles") from None
+        return self.words[:count]

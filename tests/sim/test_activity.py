@@ -2,6 +2,7 @@
 energy model's assumptions hold, and the differences reported where they do not."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -82,3 +83,43 @@ def test_external_words_in_are_the_image_and_out_are_the_logits(run):
     cfg, model, result, activity = run
     # Logits-only run: the last layer sends 5 logits of 64 bits (2 words each) per image.
     assert sum(l["external"]["words_out"] for l in activity["layers"]) == 2 * 5 * 2
+
+
+@pytest.fixture(scope="module")
+def dumped(run, tmp_path_factory):
+    """The same design, model and images with the per-layer debug dump on."""
+    cfg, model, result, activity = run
+    work = tmp_path_factory.mktemp("activity-dump")
+    path = work / "model.qjm"
+    intmodel.save(model, path)
+    images = np.random.default_rng(0).integers(0, 256, size=(2, 3, 4, 4), dtype=np.uint8)
+    text = (Path(activity["run"]["model"]).parent / "sim" / "qjoule_accel.v").read_text()
+    dumped = simulate(model_path=str(path), cfg=cfg, images=images, work=work / "sim", debug=True, verilog_text=text)
+    return dumped, json.loads((work / "sim" / "activity.json").read_text())
+
+
+def test_debug_dump_is_reported_apart_from_the_layers(run, dumped):
+    from qjoule.program import encode
+
+    cfg, model, _, plain = run
+    result, activity = dumped
+    assert result["match"]
+    program = encode(model, cfg, debug=True)
+    for i, (a, b, plan) in enumerate(zip(activity["layers"], plain["layers"], program.layers)):
+        # the layer's own work is the same with and without the dump ...
+        for key in ("mac_lane_ops", "postproc_ops"):
+            assert a[key] == b[key], (a["name"], key)
+        for buffer in ("weight_main", "act_local", "weight_local"):
+            assert a["buffers"][buffer] == b["buffers"][buffer], (a["name"], buffer)
+        assert a["buffers"]["act_main"]["writes"] == b["buffers"]["act_main"]["writes"]
+        assert a["external"]["words_in"] == b["external"]["words_in"]
+        if i < len(program.layers) - 1:  # (the logits leave under random backpressure: cycles vary)
+            assert a["cycles"] == b["cycles"], a["name"]
+            assert a["external"] == b["external"], a["name"]
+        # ... and the dump's words are the layer's output map, R banks x chunks per address, per image
+        words = plan.entry["out_words"] * cfg.rows * -(-cfg.datapath // 32) * 2 if plan.entry["dump"] else 0
+        assert a["debug_dump"]["words_out"] == words, a["name"]
+        assert (a["debug_dump"]["cycles"] > 0) == bool(words)
+        assert 0 < a["debug_dump"]["act_main_reads"]["words"] <= words or not words
+    total_out = sum(l["external"]["words_out"] + l["debug_dump"]["words_out"] for l in activity["layers"])
+    assert total_out == 2 * program.output_word_count()
