@@ -19,6 +19,7 @@ activation word per row and one weight word per column (writes) and every PE rea
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 from typing import Any
 
@@ -30,11 +31,11 @@ TOP = "qjoule_accel"
 
 #: Scope prefix (after the top) -> component; first match wins, the rest is `control`.
 COMPONENTS = (
-    ("seq.array.", "mac"),       # inside the PEs
-    ("seq.pp", "postproc"),
-    ("act", "act_main"),
-    ("weights", "weight_main"),
-    ("params", "param_main"),
+    (re.compile(r"seq\.array\..+"), "mac"),        # inside the PEs
+    (re.compile(r"seq\.pp\d+(\..+)?"), "postproc"),
+    (re.compile(r"act(\..+)?"), "act_main"),
+    (re.compile(r"weights(\..+)?"), "weight_main"),
+    (re.compile(r"params(\..+)?"), "param_main"),
 )
 #: The sequencer's activation read source while it dumps a layer (gateware/sequencer.py `rd_sel`).
 RD_SEL_DUMP = 3
@@ -198,9 +199,18 @@ def _rw(reads: int, writes: int, bits: int) -> dict[str, dict[str, int]]:
     return {"reads": {"words": reads, "bits": reads * bits}, "writes": {"words": writes, "bits": writes * bits}}
 
 
+def split_name(full_name: str) -> tuple[str, str]:
+    """(scope below the top, leaf) of a net's full name, the simulators' spellings made equal:
+    no escape backslashes (Icarus keeps them), and an element `x.[1]` of a vector net `x` is a
+    leaf `x.[1]`, not a net `[1]` in a scope `x`."""
+    path = full_name.replace("\\", "")
+    path = path[len(TOP) + 1:] if path.startswith(TOP + ".") else path
+    parts = re.split(r"\.(?!\[)", path)
+    return ".".join(parts[:-1]), parts[-1]
+
+
 def component_of(full_name: str) -> str:
-    path = full_name[len(TOP) + 1:] if full_name.startswith(TOP + ".") else full_name
-    scope, _, leaf = path.rpartition(".")
+    scope, leaf = split_name(full_name)
     if scope == "" and leaf.split("__")[0] in ("i", "o"):
         return "external"
     if scope == "seq.array":
@@ -210,8 +220,8 @@ def component_of(full_name: str) -> str:
         if "act" in leaf:
             return "act_local"
         return "mac"
-    for prefix, component in COMPONENTS:
-        if scope.startswith(prefix) or scope == prefix.rstrip("."):
+    for pattern, component in COMPONENTS:
+        if pattern.fullmatch(scope):
             return component
     return "control"
 
@@ -233,16 +243,18 @@ def _rank(name: str) -> tuple:
     """Which name of one net counts it: a top-level stream port (the chip's interface), else the
     deepest scope, then a named signal before a Yosys temporary (`$12`), then the first name in
     order. The choice must not depend on the order a simulator lists its variables in."""
-    leaf = name.rpartition(".")[2].lstrip("\\")
-    return (component_of(name) != "external", -name.count("."), leaf.startswith("$"), name)
+    scope, leaf = split_name(name)
+    depth = scope.count(".") + 1 if scope else 0
+    return (component_of(name) != "external", -depth, leaf.startswith("$"), scope, leaf)
 
 
 def _same_net(a: str, b: str) -> bool:
     """Two names with identical changes are one net when one scope holds the other (a port and
     the wire it connects to, or two names in one module); equal twins in sibling instances (the
-    two post-processing pipelines, say) are separate hardware and both count."""
-    sa, sb = a.rpartition(".")[0], b.rpartition(".")[0]
-    return sa == sb or sa.startswith(sb + ".") or sb.startswith(sa + ".")
+    two post-processing pipelines, say) are separate hardware and both count, unless a wire of
+    their common parent joins them (see `_toggles`)."""
+    sa, sb = split_name(a)[0], split_name(b)[0]
+    return sa == sb or sa.startswith(sb + ".") or sb.startswith(sa + ".") or sa == "" or sb == ""
 
 
 def _toggles(waves: Waves, edges: np.ndarray, layer_index: np.ndarray, n_layers: int, dump_phase: np.ndarray):
@@ -266,12 +278,22 @@ def _toggles(waves: Waves, edges: np.ndarray, layer_index: np.ndarray, n_layers:
         groups.setdefault(fingerprint, []).append((name, t, flips))
     nets = []
     for group in groups.values():
-        # best-ranked first: each name joins the first kept net it is the same net as
-        kept: list[tuple[str, np.ndarray, np.ndarray]] = []
-        for net in sorted(group, key=lambda n: _rank(n[0])):
-            if not any(_same_net(net[0], k[0]) for k in kept):
-                kept.append(net)
-        nets += kept
+        # connected names are one net (two sibling ports joined through their parent's wire, too);
+        # each net counts once, under its best-ranked name
+        group.sort(key=lambda n: _rank(n[0]))
+        parent = list(range(len(group)))
+
+        def root(i: int) -> int:
+            while parent[i] != i:
+                parent[i] = parent[parent[i]]
+                i = parent[i]
+            return i
+
+        for i in range(len(group)):
+            for j in range(i):
+                if _same_net(group[i][0], group[j][0]):
+                    parent[max(root(i), root(j))] = min(root(i), root(j))
+        nets += [net for i, net in enumerate(group) if root(i) == i]  # roots are the best-ranked
     layers = [dict() for _ in range(n_layers)]
     dumps = [dict() for _ in range(n_layers)]
     outside: dict[str, int] = {}
