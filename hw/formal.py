@@ -83,7 +83,7 @@ def sby_text(mode: str, depth: int, timeout: int | None) -> str:
     return "\n".join([
         "[options]", *options, "",
         "[engines]", ENGINE, "",
-        "[script]", "read_rtlil design.il", "prep -top top", "",
+        "[script]", "read_rtlil design.il", "prep -flatten -top top", "",
         "[files]", "design.il", "",
     ])
 

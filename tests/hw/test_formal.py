@@ -103,3 +103,101 @@ def test_pe_ulx3s_proven(tmp_path):
     for name, build, depth in (("datapath", lambda: PEHarness(cfg), 5), ("width", lambda: AccRangeHarness(cfg), 2)):
         outcome = prove(tmp_path, f"{name}_ulx3s", build, depth=depth)
         assert outcome.status == "pass", (name, outcome.detail)
+
+
+# -- post-processing --------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_postproc_formula_holds(tmp_path):
+    from qjoule.hw.formal_postproc import postproc_checks
+    (check,) = postproc_checks(variant("default", q=4))
+    outcome = run_check(check, tmp_path, timeout=900)
+    assert outcome.status == "pass", outcome.detail
+
+
+def test_postproc_wrong_rounding_fails_with_trace(tmp_path):
+    # the unit itself with a bias one too large: the formula check must see it in the first output
+    from amaranth.hdl import Module
+    from amaranth.lib import wiring
+    from qjoule.gateware.postproc import PostProcess
+    from qjoule.hw.formal_postproc import PostProcHarness
+
+    cfg = variant("default", q=4)
+
+    class BiasPlusOne(wiring.Component):
+        def __init__(self):
+            self.inner = PostProcess(cfg)
+            super().__init__(self.inner.signature)
+
+        def elaborate(self, platform):
+            m = Module()
+            m.submodules.inner = inner = self.inner
+            m.d.comb += [inner.i.valid.eq(self.i.valid), inner.i.payload.eq(self.i.payload),
+                         inner.i.payload.bias.eq(self.i.payload.bias + 1), self.i.ready.eq(inner.i.ready),
+                         self.o.valid.eq(inner.o.valid), self.o.payload.eq(inner.o.payload),
+                         inner.o.ready.eq(self.o.ready)]
+            return m
+
+    outcome = prove(tmp_path, "pp_bias", lambda: PostProcHarness(cfg, dut=BiasPlusOne()), mode="bmc", depth=9)
+    assert_counterexample(tmp_path, outcome)
+
+
+# -- streams -----------------------------------------------------------------------------------------
+
+def test_postproc_stream_scoreboard_holds(tmp_path):
+    from qjoule.hw.formal_streams import PP_STREAM_DEPTH, PostProcStreamHarness
+    cfg = variant("tiny", q=4)
+    outcome = prove(tmp_path, "pp_stream", lambda: PostProcStreamHarness(cfg), mode="bmc", depth=PP_STREAM_DEPTH)
+    assert outcome.status == "pass", outcome.detail
+
+
+def test_dropped_ready_term_fails_with_trace(tmp_path):
+    from qjoule.hw.formal_streams import PP_STREAM_DEPTH, DroppedReadyPostProcess, PostProcStreamHarness
+    cfg = variant("tiny", q=4)
+    outcome = prove(tmp_path, "pp_stream_weak", lambda: PostProcStreamHarness(cfg, dut=DroppedReadyPostProcess(cfg)),
+                    mode="bmc", depth=PP_STREAM_DEPTH)
+    assert_counterexample(tmp_path, outcome)
+
+
+# -- sequencer ---------------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_sequencer_bounds_hold(tmp_path):
+    from qjoule.hw.formal_sequencer import sequencer_checks
+    (check,) = sequencer_checks(variant("tiny", q=4))
+    outcome = run_check(check, tmp_path, timeout=900)
+    assert outcome.status == "pass", outcome.detail
+
+
+# -- CLI -----------------------------------------------------------------------------------------------
+
+def test_cli_unknown_property_is_one_line_exit_2(tmp_path, capsys):
+    from qjoule.cli import main
+    code = main(["prove", "--what", "pe.nonexistent", "--q", "4", "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1
+    assert "unknown property 'pe.nonexistent'" in err[0] and "pe.datapath.q4.lanes4" in err[0]
+    assert not (tmp_path / "o").exists()
+
+
+def test_cli_missing_solver_says_how_to_install(tmp_path, capsys, monkeypatch):
+    from qjoule.cli import main
+    from qjoule.hw import formal
+    monkeypatch.setattr(formal, "TOOLS", formal.TOOLS + ("no-such-solver-qjoule",))
+    code = main(["prove", "--what", "pe", "--q", "4", "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1
+    assert "no-such-solver-qjoule" in err[0] and "bash scripts/setup.sh" in err[0]
+
+
+def test_cli_proves_one_property_and_writes_json(tmp_path):
+    import json
+    from qjoule.cli import main
+    out = tmp_path / "o"
+    assert main(["prove", "--what", "pe.width.q4.lanes4", "--q", "4", "--out", str(out)]) == 0
+    report = json.loads((out / "prove.json").read_text())
+    assert report["passed"] is True
+    (prop,) = report["properties"]
+    assert prop["name"] == "pe.width.q4.lanes4" and prop["status"] == "pass" and prop["mode"] == "prove"
+    assert prop["trace"] is None and prop["seconds"] > 0
+    assert (out / "pe.width.q4.lanes4" / "design.il").exists()
