@@ -69,6 +69,8 @@ def design_mutants(text: str, per_operator: int, seed: int) -> list[mutate.Mutan
     out = [mutate.Mutant(op, module=module, rhs=rhs, occurrence=k) for op, module, rhs, k in CATALOGUE]
     rng = np.random.default_rng(seed)
     for operator in mutate.VERILOG_OPERATORS:
+        # every PE, both post-processing pipelines, and the sequencer module itself (not its
+        # other submodules: the array wrapper and the metadata FIFO)
         sites = [s for prefix in SAMPLED_MODULES for s in mutate.verilog_sites(text, operator, prefix)
                  if s.module.lstrip("\\") == prefix or prefix.endswith(("pe_", "pp"))]
         sites = sorted({s.name: s for s in sites}.values(), key=lambda s: s.name)
