@@ -14,7 +14,7 @@ outputs in the same cycle.
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Signal, unsigned
+from amaranth.hdl import Cat, Module, Signal, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -75,14 +75,21 @@ class ActivationBuffer(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         cfg = self._cfg
+        # A power-of-two bank depth puts the half in the top address bit (wiring, not an adder
+        # in front of the block RAM's address pins).
+        pow2 = self.bank_depth == 1 << self.addr_bits
+
+        def address(addr, half):
+            return Cat(addr, half) if pow2 else addr + half * self.bank_depth
+
         for b, mem in enumerate(self.banks):
             m.submodules[f"bank{b}"] = mem
             rd = mem.read_port()
             wr = mem.write_port(granularity=cfg.q)
             m.d.comb += [
-                rd.addr.eq(self.rd_addr[b] + self.rd_half * self.bank_depth),
+                rd.addr.eq(address(self.rd_addr[b], self.rd_half)),
                 self.rd_data[b].eq(rd.data),
-                wr.addr.eq(self.wr_addr[b] + self.wr_half * self.bank_depth),
+                wr.addr.eq(address(self.wr_addr[b], self.wr_half)),
                 wr.data.eq(self.wr_data[b]),
                 wr.en.eq(self.wr_en[b]),
             ]

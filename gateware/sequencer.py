@@ -23,6 +23,11 @@ half with lane write-enables, one word per bank and cycle, all R pixels of the t
 sit in R distinct banks). The last layer instead sends its logits to
 the output stream as int64 (two 32-bit words, low first). A layer with `dump` set copies its
 output map to the output stream afterwards (debug mode).
+
+For Fmax, no address needs a multiplier (products such as h·row_stride are running sums kept
+next to their counters; the nine conv tap offsets are layer constants set up front), and both
+activation-buffer ports are registered: the read address one cycle after the issue (the array's
+controls are delayed to match) and each write one cycle after it is formed.
 """
 
 from __future__ import annotations
@@ -112,10 +117,10 @@ class Sequencer(wiring.Component):
         wt = Signal(16)         # pixel tile (conv) / bank column w div R (dense)
         w0 = Signal(16)         # first column of the pixel tile (conv) / w (dense)
         wr = Signal(range(R))   # w mod R (dense)
-        wtG = Signal(A)         # wt·G
         wtGo = Signal(A)        # wt·G_out
         rowbase = Signal(A)     # h·row_stride
         rowbase_o = Signal(A)   # h·out_row_stride
+        row_wt = Signal(A)      # rowbase + wt·G (the tile's first input column), a running sum
         wcount = Signal(24)     # weight address
         wtile = Signal(24)      # weight address of the current tile's first word
 
@@ -125,12 +130,12 @@ class Sequencer(wiring.Component):
         # feeder in the same order, so the n-th tile end always uses slot n mod 2. At most two
         # tiles are between their last issue and the feeder, so a capture always finds its slot
         # free, and tiles shorter than the capture delay still keep the array busy.
-        capture_delay = 1 + MacArray.latency
+        capture_delay = 2 + MacArray.latency
         last_line = Signal(capture_delay)
         hold_acc = [Signal.like(array.acc, name=f"hold_acc{k}") for k in range(2)]
         hold_valid = Signal(2)
-        meta_layout = data.StructLayout({"to": unsigned(16), "w0": unsigned(16), "wtGo": unsigned(A),
-                                         "rowbase_o": unsigned(A)})
+        # obase = rowbase_o + wtGo: the output address of the tile's pixel column, summed at issue
+        meta_layout = data.StructLayout({"to": unsigned(16), "w0": unsigned(16), "obase": unsigned(A)})
         pending = [Signal(meta_layout, name=f"pending{k}") for k in range(2)]  # per slot, from its issue
         iss_ptr, cap_ptr, rd_ptr = Signal(), Signal(), Signal()
         inflight = Signal()
@@ -150,13 +155,18 @@ class Sequencer(wiring.Component):
         copying = Signal()
         m.d.comb += can_issue.eq(~tile_last | (occupancy < 2) | ((occupancy == 2) & copying))
 
-        # registered controls for the array (aligned with the buffers' read data)
-        en_d, clear_d = Signal(), Signal()
-        shift_d = Signal(4)
-        rowv_d = Signal(R)
-        lanev_d = Signal(S)
-        rot_d = Signal(2)       # conv: kw; dense: unused
-        wr_d = Signal(range(R))
+        # Registered controls for the array. The issue cycle's buffer addresses are registered
+        # (`_a`, for Fmax: no adder chain ends in a block RAM's address pins), the reads take one
+        # more cycle, and the `_d` copies line up with the buffers' read data.
+        en_a, clear_a, en_d, clear_d = Signal(), Signal(), Signal(), Signal()
+        shift_a, shift_d = Signal(4), Signal(4)
+        rowv_a, rowv_d = Signal(R), Signal(R)
+        lanev_a, lanev_d = Signal(S), Signal(S)
+        rot_a, rot_d = Signal(2), Signal(2)       # conv: kw; dense: unused
+        wr_a, wr_d = Signal(range(R)), Signal(range(R))
+        wcount_a = Signal(24)
+        m.d.sync += [en_d.eq(en_a), clear_d.eq(clear_a), shift_d.eq(shift_a), rowv_d.eq(rowv_a),
+                     lanev_d.eq(lanev_a), rot_d.eq(rot_a), wr_d.eq(wr_a), wcount_a.eq(wcount)]
         dense_d = Signal()
         lanes_mask = Signal(S)
         m.d.comb += lanes_mask.eq(Mux(L.lanes_last >= S, (1 << S) - 1,
@@ -189,7 +199,7 @@ class Sequencer(wiring.Component):
             array.clear.eq(clear_d),
             array.shift.eq(shift_d),
             array.pixel_mode.eq(L.first & (Q == 1)),
-            self.weights.rd_addr.eq(wcount),
+            self.weights.rd_addr.eq(wcount_a),
         ]
 
         # row validity of a conv tap, per row
@@ -203,21 +213,21 @@ class Sequencer(wiring.Component):
 
         # conv read addresses: bank b holds column w0 + kw − 1 + ((b − (kw − 1)) mod R), which is in
         # bank column wt + step(b, kw) with step ∈ {−1, 0, +1} known at elaboration time.
-        rowaddr = Signal(signed(A + 1))
-        m.d.comb += rowaddr.eq(Mux(kh == 0, rowbase - L.row_stride, Mux(kh == 2, rowbase + L.row_stride, rowbase)) + gg)
+        # The nine tap offsets (kh − 1)·row_stride + step·G, step ∈ {−1, 0, +1}, are layer constants
+        # set in SETUP, so a bank's address is two adds: row_wt + gg, plus its tap's offset.
+        tap_off = {(dkh, step): Signal(signed(A + 2), name=f"tap_off_{dkh + 1}_{step + 1}")
+                   for dkh in (-1, 0, 1) for step in (-1, 0, 1)}
+        row_g = Signal(A + 2)
+        m.d.comb += row_g.eq(row_wt + gg)
         conv_addr = []
         for b in range(R):
             addr = Signal(signed(A + 2), name=f"conv_addr{b}")
-            with m.Switch(kw):
-                for k, dk in enumerate((-1, 0, 1)):
-                    step = (dk + (b - dk) % R) // R
-                    with m.Case(k):
-                        if step == 1:
-                            m.d.comb += addr.eq(rowaddr + wtG + L.groups)
-                        elif step == -1:
-                            m.d.comb += addr.eq(rowaddr + wtG - L.groups)
-                        else:
-                            m.d.comb += addr.eq(rowaddr + wtG)
+            with m.Switch(Cat(kw, kh)):
+                for kh_ in range(3):
+                    for k, dk in enumerate((-1, 0, 1)):
+                        step = (dk + (b - dk) % R) // R
+                        with m.Case(k | kh_ << 2):
+                            m.d.comb += addr.eq(row_g + tap_off[(kh_ - 1, step)])
             conv_addr.append(addr)
 
         # -- pool engine ---------------------------------------------------------------------------
@@ -240,10 +250,22 @@ class Sequencer(wiring.Component):
                 m.d.comb += [p_r1.eq(0), p_q1.eq(p_q2 + 1)]
             with m.Else():
                 m.d.comb += [p_r1.eq(p_r2 + 1), p_q1.eq(p_q2)]
+        # Address products kept as running sums (no multiplier in the address path): 2·ho·row_stride,
+        # ho·out_row_stride, q2·G and wo div R·G step with their counters.
+        p_ho_rs, p_ho_ors, p_q2g, p_woqg = Signal(A + 8), Signal(A + 8), Signal(A + 8), Signal(A + 8)
+        p_q1g = Signal(A + 8)   # q1·G
+        if R == 1:
+            m.d.comb += p_q1g.eq(p_q2g + Mux(p_k[0], L.groups, 0))
+        else:
+            m.d.comb += p_q1g.eq(p_q2g + Mux(p_r2 == R - 1, L.groups, 0))
         p_rowaddr = Signal(A + 8)
-        m.d.comb += p_rowaddr.eq((p_ho * 2 + p_dy) * L.row_stride + p_g)
+        m.d.comb += p_rowaddr.eq(p_ho_rs + Mux(p_dy, L.row_stride, 0) + p_g)
         p_addr0, p_addr1 = Signal(A + 8), Signal(A + 8)
-        m.d.comb += [p_addr0.eq(p_rowaddr + p_q2 * L.groups), p_addr1.eq(p_rowaddr + p_q1 * L.groups)]
+        m.d.comb += [p_addr0.eq(p_rowaddr + p_q2g), p_addr1.eq(p_rowaddr + p_q1g)]
+        # `_a`: the cycle the registered read address is at the buffer; `_d`: its data is back.
+        p_valid_a, p_first_a, p_last_a = Signal(), Signal(), Signal()
+        p_r0_a, p_r1_a, p_wor_a = Signal(range(R)), Signal(range(R)), Signal(range(R))
+        p_waddr_a = Signal(A + 8)
         p_valid_d, p_first_d, p_last_d = Signal(), Signal(), Signal()
         p_r0_d, p_r1_d, p_wor_d = Signal(range(R)), Signal(range(R)), Signal(range(R))
         p_waddr_d = Signal(A + 8)
@@ -258,9 +280,11 @@ class Sequencer(wiring.Component):
                 best = Mux(lanes[1] > lanes[0], lanes[1], lanes[0])
             old = p_max[s * Q:(s + 1) * Q]
             m.d.comb += p_new[s * Q:(s + 1) * Q].eq(Mux(p_first_d | (best > old), best, old))
-        m.d.sync += [p_valid_d.eq(p_issue), p_first_d.eq(p_k == 0), p_last_d.eq(p_k == k_last),
-                     p_r0_d.eq(p_r2), p_r1_d.eq(p_r1), p_wor_d.eq(p_wor),
-                     p_waddr_d.eq(p_ho * L.out_row_stride + p_woq * L.groups + p_g)]
+        m.d.sync += [p_valid_a.eq(p_issue), p_first_a.eq(p_k == 0), p_last_a.eq(p_k == k_last),
+                     p_r0_a.eq(p_r2), p_r1_a.eq(p_r1), p_wor_a.eq(p_wor),
+                     p_waddr_a.eq(p_ho_ors + p_woqg + p_g)]
+        m.d.sync += [p_valid_d.eq(p_valid_a), p_first_d.eq(p_first_a), p_last_d.eq(p_last_a),
+                     p_r0_d.eq(p_r0_a), p_r1_d.eq(p_r1_a), p_wor_d.eq(p_wor_a), p_waddr_d.eq(p_waddr_a)]
         with m.If(p_valid_d):
             m.d.sync += p_max.eq(p_new)
         pool_writing = Signal()
@@ -273,14 +297,17 @@ class Sequencer(wiring.Component):
         vec = R % 2 == 0 and R >= 4
         half = R // 2
         p_t, p_wo0 = Signal(16), Signal(16)
+        p_tg, p_thg = Signal(A + 8), Signal(A + 8)  # t·G and (t div 2)·G, running sums
         v_addr = Signal(A + 8)
-        m.d.comb += v_addr.eq((p_ho * 2 + p_k[0]) * L.row_stride + p_t * L.groups + p_g)
+        m.d.comb += v_addr.eq(p_ho_rs + Mux(p_k[0], L.row_stride, 0) + p_tg + p_g)
+        v_waddr_a, v_odd_a, v_mask_a = Signal(A + 8), Signal(), Signal(max(1, half))
         v_waddr_d, v_odd_d, v_mask_d = Signal(A + 8), Signal(), Signal(max(1, half))
         v_max = [Signal(D, name=f"v_max{k}") for k in range(half)]
         v_new = [Signal(D, name=f"v_new{k}") for k in range(half)]
         if vec:
-            m.d.sync += [v_waddr_d.eq(p_ho * L.out_row_stride + (p_t >> 1) * L.groups + p_g), v_odd_d.eq(p_t[0]),
-                         v_mask_d.eq(Cat(*[p_wo0 + k < L.out_width for k in range(half)]))]
+            m.d.sync += [v_waddr_a.eq(p_ho_ors + p_thg + p_g), v_odd_a.eq(p_t[0]),
+                         v_mask_a.eq(Cat(*[p_wo0 + k < L.out_width for k in range(half)]))]
+            m.d.sync += [v_waddr_d.eq(v_waddr_a), v_odd_d.eq(v_odd_a), v_mask_d.eq(v_mask_a)]
             for k in range(half):
                 for s_ in range(S):
                     sl = slice(s_ * Q, (s_ + 1) * Q)
@@ -317,11 +344,13 @@ class Sequencer(wiring.Component):
         d_wdata = [Signal(D, name=f"d_wdata{r}") for r in range(R)]
         d_wen = [Signal(S, name=f"d_wen{r}") for r in range(R)]
         d_waddr = Signal(A + 2)
-        m.d.comb += d_waddr.eq(W.t.rowbase_o + W.t.wtGo + W.p.group_first + wk)
+        m.d.comb += d_waddr.eq(W.t.obase + W.p.group_first + wk)
         for r in range(R):
             for s in range(S):
                 idx = Signal(signed(18), name=f"idx_{r}_{s}")
-                m.d.comb += idx.eq(wk * S + s - W.p.lane_skip)
+                # (S is a power of two at every Q that divides 16: a shift, not a multiplier)
+                wk_s = wk << (S.bit_length() - 1) if S & (S - 1) == 0 else wk * S
+                m.d.comb += idx.eq(wk_s + s - W.p.lane_skip)
                 ok = (idx >= 0) & (idx < W.p.c_valid)
                 m.d.comb += [d_wdata[r][s * Q:(s + 1) * Q].eq(Array(wcodes[r])[idx[:16]]),
                              d_wen[r][s].eq(ok)]
@@ -409,7 +438,7 @@ class Sequencer(wiring.Component):
                              emit_data.eq(Mux(ek[0], sel_logit[32:], sel_logit[:32]))]
                 with m.If(self.out.ready):
                     m.d.sync += ek.eq(ek + 1)
-                    with m.If(ek == 2 * W.p.c_valid - 1):
+                    with m.If(ek == (W.p.c_valid << 1) - 1):
                         m.next = "IDLE"
         drain_idle = Signal()
         m.d.comb += drain_idle.eq(~hold_valid.any() & feeder_idle & ~meta_fifo.r_rdy & writer_idle)
@@ -429,48 +458,52 @@ class Sequencer(wiring.Component):
                      self.out.payload.eq(Mux(dump_valid, dump_data, emit_data))]
 
         # -- act buffer port mux -----------------------------------------------------------------
+        # Both ports are registered (for Fmax): the read address one cycle after the issue, the
+        # write one cycle after the engine produced it (FINISH waits for `wr_pending`).
         rd_sel = Signal(2)  # 0 conv, 1 dense, 2 pool, 3 dump
-        m.d.comb += self.act.rd_half.eq(L.in_half ^ (rd_sel == 3))
+        m.d.sync += self.act.rd_half.eq(L.in_half ^ (rd_sel == 3))
         for b in range(R):
             with m.Switch(rd_sel):
                 with m.Case(0):
-                    m.d.comb += self.act.rd_addr[b].eq(conv_addr[b])
+                    m.d.sync += self.act.rd_addr[b].eq(conv_addr[b])
                 with m.Case(1):
-                    m.d.comb += self.act.rd_addr[b].eq(rowbase + wtG + gg)
+                    m.d.sync += self.act.rd_addr[b].eq(row_g)
                 with m.Case(2):
                     if vec:
-                        m.d.comb += self.act.rd_addr[b].eq(v_addr)
+                        m.d.sync += self.act.rd_addr[b].eq(v_addr)
                     elif R == 1:
-                        m.d.comb += self.act.rd_addr[b].eq(p_addr1)
+                        m.d.sync += self.act.rd_addr[b].eq(p_addr1)
                     else:
-                        m.d.comb += self.act.rd_addr[b].eq(Mux(p_r2 == b, p_addr0, p_addr1))
+                        m.d.sync += self.act.rd_addr[b].eq(Mux(p_r2 == b, p_addr0, p_addr1))
                 with m.Case(3):
-                    m.d.comb += self.act.rd_addr[b].eq(dump_addr)
-        m.d.comb += self.act.wr_half.eq(~L.in_half)
+                    m.d.sync += self.act.rd_addr[b].eq(dump_addr)
+        m.d.sync += self.act.wr_half.eq(~L.in_half)
+        wr_pending = Signal()
+        m.d.comb += wr_pending.eq(Cat(*[self.act.wr_en[b] for b in range(R)]).any())
         for b in range(R):
             with m.If(pool_writing):
                 if vec:
-                    m.d.comb += [self.act.wr_addr[b].eq(v_waddr_d), self.act.wr_data[b].eq(v_new[b % half]),
+                    m.d.sync += [self.act.wr_addr[b].eq(v_waddr_d), self.act.wr_data[b].eq(v_new[b % half]),
                                  self.act.wr_en[b].eq(Mux((v_odd_d == b // half) & v_mask_d[b % half], (1 << S) - 1, 0))]
                 else:
-                    m.d.comb += [self.act.wr_addr[b].eq(p_waddr_d), self.act.wr_data[b].eq(p_new),
+                    m.d.sync += [self.act.wr_addr[b].eq(p_waddr_d), self.act.wr_data[b].eq(p_new),
                                  self.act.wr_en[b].eq(Mux(p_wor_d == b, (1 << S) - 1, 0))]
             with m.Else():
-                m.d.comb += [self.act.wr_addr[b].eq(d_waddr), self.act.wr_data[b].eq(d_wdata[b]),
+                m.d.sync += [self.act.wr_addr[b].eq(d_waddr), self.act.wr_data[b].eq(d_wdata[b]),
                              self.act.wr_en[b].eq(Mux(drain_writing & rows_ok[b], d_wen[b], 0))]
 
         # -- issue bookkeeping common to conv/dense -----------------------------------------------
-        m.d.sync += [en_d.eq(issue), clear_d.eq(issue & tile_first)]
+        m.d.sync += [en_a.eq(issue), clear_a.eq(issue & tile_first)]
         with m.If(issue):
-            m.d.sync += [shift_d.eq(j), rot_d.eq(kw), wr_d.eq(wr),
-                         lanev_d.eq(Mux(g == L.pass_groups - 1, lanes_mask, (1 << S) - 1)),
+            m.d.sync += [shift_a.eq(j), rot_a.eq(kw), wr_a.eq(wr),
+                         lanev_a.eq(Mux(g == L.pass_groups - 1, lanes_mask, (1 << S) - 1)),
                          wcount.eq(wcount + 1)]
             with m.If(tile_last):
                 m.d.sync += iss_ptr.eq(~iss_ptr)
                 for k in range(2):
                     with m.If(iss_ptr == k):
-                        m.d.sync += [pending[k].to.eq(to), pending[k].w0.eq(w0), pending[k].wtGo.eq(wtGo),
-                                     pending[k].rowbase_o.eq(rowbase_o)]
+                        m.d.sync += [pending[k].to.eq(to), pending[k].w0.eq(w0),
+                                     pending[k].obase.eq(rowbase_o + wtGo)]
         m.d.sync += self.mac_cycles.eq(self.mac_cycles + en_d)
         with m.If(self.busy):
             m.d.sync += self.layer_cycles.eq(self.layer_cycles + 1)
@@ -504,10 +537,13 @@ class Sequencer(wiring.Component):
             with m.State("SETUP"):
                 m.d.comb += self.busy.eq(1)
                 m.d.sync += [h.eq(0), kh.eq(kh0), kw.eq(kw0), g.eq(0), gg.eq(0), j.eq(0), to.eq(0), wt.eq(0),
-                             w0.eq(0), wr.eq(0), wtG.eq(0), wtGo.eq(0), rowbase.eq(0), rowbase_o.eq(0),
+                             w0.eq(0), wr.eq(0), wtGo.eq(0), rowbase.eq(0), rowbase_o.eq(0), row_wt.eq(0),
+                             *[off.eq(_signed_sum((dkh, L.row_stride), (step, L.groups)))
+                               for (dkh, step), off in tap_off.items()],
                              wcount.eq(L.weight_base), wtile.eq(L.weight_base),
                              p_ho.eq(0), p_wo.eq(0), p_g.eq(0), p_k.eq(0), p_q2.eq(0), p_r2.eq(0),
-                             p_woq.eq(0), p_wor.eq(0), p_t.eq(0), p_wo0.eq(0), dump_addr.eq(0), dump_k.eq(0)]
+                             p_woq.eq(0), p_wor.eq(0), p_t.eq(0), p_wo0.eq(0), dump_addr.eq(0), dump_k.eq(0),
+                             p_ho_rs.eq(0), p_ho_ors.eq(0), p_q2g.eq(0), p_woqg.eq(0), p_tg.eq(0), p_thg.eq(0)]
                 with m.If(L.external):
                     m.next = "WEIGHTS"
                 with m.Elif(L.kind == KIND_POOL):
@@ -529,7 +565,7 @@ class Sequencer(wiring.Component):
                              tile_first.eq((j == 0) & (gg == 0) & (kh == kh0) & (kw == kw0)),
                              tile_last.eq((j == L.passes - 1) & gc_last & (kh == kh1) & (kw == kw1))]
                 with m.If(issue):
-                    m.d.sync += rowv_d.eq(conv_rowv)
+                    m.d.sync += rowv_a.eq(conv_rowv)
                     m.d.sync += kw.eq(kw + 1)
                     with m.If(kw == kw1):
                         m.d.sync += [kw.eq(kw0), kh.eq(kh + 1)]
@@ -543,11 +579,12 @@ class Sequencer(wiring.Component):
                                                  wcount.eq(wcount + 1), wtile.eq(wcount + 1)]
                                     with m.If(to == L.out_tiles - 1):
                                         m.d.sync += [to.eq(0), wcount.eq(L.weight_base), wtile.eq(L.weight_base),
-                                                     wt.eq(wt + 1), w0.eq(w0 + R), wtG.eq(wtG + L.groups),
+                                                     wt.eq(wt + 1), w0.eq(w0 + R), row_wt.eq(row_wt + L.groups),
                                                      wtGo.eq(wtGo + L.out_groups)]
                                         with m.If(w0 + R >= L.width):
-                                            m.d.sync += [wt.eq(0), w0.eq(0), wtG.eq(0), wtGo.eq(0), h.eq(h + 1),
+                                            m.d.sync += [wt.eq(0), w0.eq(0), wtGo.eq(0), h.eq(h + 1),
                                                          rowbase.eq(rowbase + L.row_stride),
+                                                         row_wt.eq(rowbase + L.row_stride),
                                                          rowbase_o.eq(rowbase_o + L.out_row_stride)]
                                             with m.If(h == L.height - 1):
                                                 m.next = "FINISH"
@@ -558,19 +595,19 @@ class Sequencer(wiring.Component):
                              tile_first.eq((h == 0) & (w0 == 0) & (gg == 0)),
                              tile_last.eq((h == L.height - 1) & (w0 == L.width - 1) & gc_last)]
                 with m.If(issue):
-                    m.d.sync += [rowv_d.eq(1), g.eq(g + 1), gg.eq(gg + 1)]
+                    m.d.sync += [rowv_a.eq(1), g.eq(g + 1), gg.eq(gg + 1)]
                     with m.If(gc_last):
                         m.d.sync += [g.eq(0), gg.eq(0), w0.eq(w0 + 1), wr.eq(wr + 1)]
                         if R == 1:
-                            m.d.sync += [wr.eq(0), wtG.eq(wtG + L.groups)]
+                            m.d.sync += [wr.eq(0), row_wt.eq(row_wt + L.groups)]
                         else:
                             with m.If(wr == R - 1):
-                                m.d.sync += [wr.eq(0), wtG.eq(wtG + L.groups)]
+                                m.d.sync += [wr.eq(0), row_wt.eq(row_wt + L.groups)]
                         with m.If(w0 == L.width - 1):
-                            m.d.sync += [w0.eq(0), wr.eq(0), wtG.eq(0), h.eq(h + 1),
-                                         rowbase.eq(rowbase + L.row_stride)]
+                            m.d.sync += [w0.eq(0), wr.eq(0), h.eq(h + 1),
+                                         rowbase.eq(rowbase + L.row_stride), row_wt.eq(rowbase + L.row_stride)]
                             with m.If(h == L.height - 1):
-                                m.d.sync += [h.eq(0), rowbase.eq(0), to.eq(to + 1)]
+                                m.d.sync += [h.eq(0), rowbase.eq(0), row_wt.eq(0), to.eq(to + 1)]
                                 with m.If(to == L.out_tiles - 1):
                                     m.next = "FINISH"
 
@@ -581,9 +618,12 @@ class Sequencer(wiring.Component):
                     with m.If(p_k == 1):
                         m.d.sync += [p_k.eq(0), p_g.eq(p_g + 1)]
                         with m.If(p_g == L.groups - 1):
-                            m.d.sync += [p_g.eq(0), p_t.eq(p_t + 1), p_wo0.eq(p_wo0 + half)]
+                            m.d.sync += [p_g.eq(0), p_t.eq(p_t + 1), p_wo0.eq(p_wo0 + half),
+                                         p_tg.eq(p_tg + L.groups), p_thg.eq(p_thg + Mux(p_t[0], L.groups, 0))]
                             with m.If(p_wo0 + half >= L.out_width):
-                                m.d.sync += [p_t.eq(0), p_wo0.eq(0), p_ho.eq(p_ho + 1)]
+                                m.d.sync += [p_t.eq(0), p_wo0.eq(0), p_ho.eq(p_ho + 1), p_tg.eq(0), p_thg.eq(0),
+                                             p_ho_rs.eq(p_ho_rs + (L.row_stride << 1)),
+                                             p_ho_ors.eq(p_ho_ors + L.out_row_stride)]
                                 with m.If(p_ho == L.out_height - 1):
                                     m.next = "FINISH"
                 with m.If((p_k == k_last) & (not vec)):
@@ -593,34 +633,41 @@ class Sequencer(wiring.Component):
                         m.d.sync += [p_g.eq(0), p_wo.eq(p_wo + 1)]
                         # divmod(wo, R) and divmod(2·wo, R), incrementally
                         if R == 1:
-                            m.d.sync += [p_woq.eq(p_woq + 1), p_q2.eq(p_q2 + 2)]
+                            m.d.sync += [p_woq.eq(p_woq + 1), p_q2.eq(p_q2 + 2),
+                                         p_woqg.eq(p_woqg + L.groups), p_q2g.eq(p_q2g + (L.groups << 1))]
                         else:
                             with m.If(p_wor == R - 1):
-                                m.d.sync += [p_wor.eq(0), p_woq.eq(p_woq + 1)]
+                                m.d.sync += [p_wor.eq(0), p_woq.eq(p_woq + 1), p_woqg.eq(p_woqg + L.groups)]
                             with m.Else():
                                 m.d.sync += p_wor.eq(p_wor + 1)
                             if R == 2:
-                                m.d.sync += p_q2.eq(p_q2 + 1)
+                                m.d.sync += [p_q2.eq(p_q2 + 1), p_q2g.eq(p_q2g + L.groups)]
                             else:
                                 with m.If(p_r2 >= R - 2):
-                                    m.d.sync += [p_r2.eq(p_r2 + 2 - R), p_q2.eq(p_q2 + 1)]
+                                    m.d.sync += [p_r2.eq(p_r2 + 2 - R), p_q2.eq(p_q2 + 1), p_q2g.eq(p_q2g + L.groups)]
                                 with m.Else():
                                     m.d.sync += p_r2.eq(p_r2 + 2)
                         with m.If(p_wo == L.out_width - 1):
                             m.d.sync += [p_wo.eq(0), p_woq.eq(0), p_wor.eq(0), p_q2.eq(0), p_r2.eq(0),
-                                         p_ho.eq(p_ho + 1)]
+                                         p_woqg.eq(0), p_q2g.eq(0), p_ho.eq(p_ho + 1),
+                                         p_ho_rs.eq(p_ho_rs + (L.row_stride << 1)),
+                                         p_ho_ors.eq(p_ho_ors + L.out_row_stride)]
                             with m.If(p_ho == L.out_height - 1):
                                 m.next = "FINISH"
 
             with m.State("FINISH"):
                 # wait for the array pipeline, the hold register, the drain and the pool write
                 m.d.comb += self.busy.eq(1)
-                with m.If(~inflight & ~hold_valid.any() & drain_idle & ~p_valid_d & ~en_d):
+                with m.If(~inflight & ~hold_valid.any() & drain_idle & ~p_valid_a & ~p_valid_d & ~en_a & ~en_d
+                          & ~wr_pending):
                     with m.If(L.dump):
                         m.next = "DUMP_READ"
                     with m.Else():
                         m.next = "NEXT"
             with m.State("DUMP_READ"):
+                m.d.comb += [self.busy.eq(1), rd_sel.eq(3)]
+                m.next = "DUMP_WAIT"
+            with m.State("DUMP_WAIT"):  # the registered address reaches the buffer
                 m.d.comb += [self.busy.eq(1), rd_sel.eq(3)]
                 m.next = "DUMP_LATCH"
             with m.State("DUMP_LATCH"):
@@ -642,3 +689,14 @@ class Sequencer(wiring.Component):
                 m.d.sync += li.eq(li + 1)
                 m.next = "FETCH"
         return m
+
+
+def _signed_sum(*terms):
+    """Σ sign·value for sign ∈ {−1, 0, +1}, written as adds and subtracts (no multiplier)."""
+    total = Const(0, 1)
+    for sign, value in terms:
+        if sign > 0:
+            total = total + value
+        elif sign < 0:
+            total = total - value
+    return total

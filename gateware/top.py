@@ -133,6 +133,7 @@ class QjouleAccel(wiring.Component):
                         m.d.comb += active.eq(sum(1 << kw for kw in kws))
         with m.Else():
             m.d.comb += active.eq(0b010)
+        plane_groups = Signal(24)  # plane·G_v, a running sum (no multiplier in the address path)
         t_rowbase = Signal(26)
         m.d.comb += t_rowbase.eq(Mux(ckh == 0, px_rowbase + image.row_stride,
                                      Mux(ckh == 2, px_rowbase - image.row_stride, px_rowbase)))
@@ -140,10 +141,10 @@ class QjouleAccel(wiring.Component):
         m.d.comb += h_ok.eq(~((ckh == 0) & (px_h == image.height - 1)) & ~((ckh == 2) & (px_h == 0)))
         copy_groups = Array(image[f"copy{k}_groups"] for k in range(9))
         copy_lanes = Array(image[f"copy{k}_lanes"] for k in range(9))
-        targets = []   # per kw: (bank, address, lane, valid)
+        targets = []   # per kw: (bank, row part, group part, lane, valid) of the address
         for kw in range(3):
             k = Signal(4, name=f"copy_kw{kw}")  # copy index: virtual channel k·C + c
-            m.d.comb += k.eq(Mux(image.fold_h, ckh * 3, 0) + Mux(image.fold_w, kw, 0))
+            m.d.comb += k.eq(Mux(image.fold_h, Mux(ckh == 2, 6, Mux(ckh == 1, 3, 0)), 0) + Mux(image.fold_w, kw, 0))
             off_g, off_l = Signal(16, name=f"off_g{kw}"), Signal(8, name=f"off_l{kw}")
             m.d.comb += [off_g.eq(copy_groups[k]), off_l.eq(copy_lanes[k])]
             lane_sum = Signal(range(2 * S + 256), name=f"lane_sum{kw}")
@@ -164,35 +165,53 @@ class QjouleAccel(wiring.Component):
                 m.d.comb += [qG.eq(Mux(px_wr == 0, px_wqG - image.groups, px_wqG)),
                              bank.eq(Mux(px_wr == 0, R - 1, px_wr - 1))]
             w_ok = {0: px_w != image.width - 1, 1: 1, 2: px_w != 0}[kw]
-            addr = Signal(26, name=f"img_addr{kw}")
-            m.d.comb += addr.eq(t_rowbase + qG + plane * image.pass_groups + cur_g)
+            row_part, group_part = Signal(26, name=f"img_row{kw}"), Signal(26, name=f"img_group{kw}")
+            m.d.comb += [row_part.eq(t_rowbase + qG), group_part.eq(plane_groups + cur_g)]
             valid = Signal(name=f"img_valid{kw}")
             m.d.comb += valid.eq(active[kw] & h_ok & w_ok)
-            targets.append((bank, addr, cur_l, valid))
+            targets.append((bank, row_part, group_part, cur_l, valid))
         img_writing = Signal()
         clearing = Signal()
         clr_addr = Signal(24)
         chunk_val = Signal(Q)
         m.d.comb += chunk_val.eq((pix[:8] >> (plane * Q))[:Q])
 
-        # act write port: sequencer while running, image writer otherwise
+        # act write port: sequencer while running (its port is registered inside it), the input
+        # unit's writes otherwise. An image write is two register stages (for Fmax): the two
+        # halves of its address sum, then the sum, at the port. `start` is raised one cycle late
+        # (`start_q`), so the last image write lands before `running` switches the port.
+        s1 = [{"bank": Signal(range(R), name=f"s1_bank{kw}"), "row": Signal(26, name=f"s1_row{kw}"),
+               "group": Signal(26, name=f"s1_group{kw}"), "lane": Signal(range(S), name=f"s1_lane{kw}"),
+               "valid": Signal(name=f"s1_valid{kw}")} for kw in range(3)]
+        s1_chunk = Signal(Q)
+        m.d.sync += s1_chunk.eq(chunk_val)
+        for regs, (bank, row_part, group_part, lane, valid) in zip(s1, targets):
+            m.d.sync += [regs["bank"].eq(bank), regs["row"].eq(row_part), regs["group"].eq(group_part),
+                         regs["lane"].eq(lane), regs["valid"].eq(img_writing & valid)]
+        in_addr = [Signal(act.addr_bits, name=f"in_wr_addr{b}") for b in range(R)]
+        in_data = [Signal(cfg.datapath, name=f"in_wr_data{b}") for b in range(R)]
+        in_en = [Signal(S, name=f"in_wr_en{b}") for b in range(R)]
         for b in range(R):
+            with m.If(clearing):
+                m.d.sync += [in_addr[b].eq(clr_addr), in_data[b].eq(0), in_en[b].eq((1 << S) - 1)]
+            with m.Else():
+                m.d.sync += [in_data[b].eq(Cat(*[s1_chunk] * S)), in_en[b].eq(0)]
+                for regs in s1:
+                    with m.If(regs["valid"] & (regs["bank"] == b)):
+                        m.d.sync += [in_addr[b].eq(regs["row"] + regs["group"]),
+                                     in_en[b].eq(Const(1, S) << regs["lane"])]
             with m.If(running):
                 m.d.comb += [act.wr_addr[b].eq(seq.act.wr_addr[b]), act.wr_data[b].eq(seq.act.wr_data[b]),
                              act.wr_en[b].eq(seq.act.wr_en[b])]
-            with m.Elif(clearing):
-                m.d.comb += [act.wr_addr[b].eq(clr_addr), act.wr_data[b].eq(0), act.wr_en[b].eq((1 << S) - 1)]
             with m.Else():
-                m.d.comb += act.wr_data[b].eq(Cat(*[chunk_val] * S))
-                for bank, addr, lane, valid in targets:
-                    with m.If(img_writing & valid & (bank == b)):
-                        m.d.comb += [act.wr_addr[b].eq(addr), act.wr_en[b].eq(Const(1, S) << lane)]
+                m.d.comb += [act.wr_addr[b].eq(in_addr[b]), act.wr_data[b].eq(in_data[b]), act.wr_en[b].eq(in_en[b])]
         m.d.comb += act.wr_half.eq(Mux(running, seq.act.wr_half, 0))
 
-        start = Signal()
-        m.d.comb += seq.start.eq(start)
+        start, start_q = Signal(), Signal()
+        m.d.sync += start_q.eq(start)
+        m.d.comb += seq.start.eq(start_q)
         m.d.comb += seq.n_layers.eq(n_layers)
-        with m.If(start):
+        with m.If(start_q):
             m.d.sync += running.eq(1)
         with m.Elif(running & seq.done):
             m.d.sync += running.eq(0)
@@ -201,12 +220,12 @@ class QjouleAccel(wiring.Component):
         in_payload = Signal()
         with m.FSM(name="parser"):
             with m.State("HEADER"):
-                m.d.comb += self.i.ready.eq(~running | seq.need_weights)
+                m.d.comb += self.i.ready.eq(~(running | start_q) | seq.need_weights)
                 with m.If(self.i.valid & self.i.ready):
                     m.d.sync += [kind.eq(word[24:]), remaining.eq(word[:24]), index.eq(0), chunk.eq(0)]
                     with m.If(word[24:] == SECTION_IMAGE):
                         m.d.sync += [pix_left.eq(0), plane.eq(0), clr_addr.eq(0),
-                                     pix_count.eq(image.height * image.width * image.channels),
+                                     pix_count.eq(image.pixels), plane_groups.eq(0),
                                      px_c_lane.eq(0), px_c_group.eq(0), px_c.eq(0), px_h.eq(0), px_w.eq(0),
                                      px_wr.eq(0), px_wqG.eq(0), px_rowbase.eq(0),
                                      ckh.eq(kh_first), ph.eq(0)]
@@ -249,9 +268,9 @@ class QjouleAccel(wiring.Component):
                 # one chunk plane of one phase of copies of one pixel per cycle
                 m.d.comb += img_writing.eq((pix_left != 0) & (pix_count != 0))
                 with m.If(img_writing):
-                    m.d.sync += plane.eq(plane + 1)
+                    m.d.sync += [plane.eq(plane + 1), plane_groups.eq(plane_groups + image.pass_groups)]
                     with m.If(plane == cfg.first_layer_passes - 1):
-                        m.d.sync += plane.eq(0)
+                        m.d.sync += [plane.eq(0), plane_groups.eq(0)]
                         # next kw phase, next kh row of copies, or the next pixel
                         with m.If(ph != ph_last):
                             m.d.sync += ph.eq(ph + 1)

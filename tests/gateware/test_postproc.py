@@ -150,3 +150,30 @@ def test_hand_computed_values():
     ]
     received, _ = run_stream(cfg, items, seed=0)
     assert received == [(15, 38), (13, 13), (0, -4), (0, -4), (1, 0), (0, -1)]
+
+
+@pytest.mark.parametrize("q", [1, 4])
+def test_narrow_bias_path(q):
+    """A board config with pp_bias_bits = 32: exact for every bias that fits 32 bits."""
+    cfg = variant("tiny", q, pp_bias_bits=32)
+    assert cfg.pp_logit_bits == max(cfg.acc_bits + 18, 32) + 1
+    items = random_items(cfg, random.Random(11 + q), 120)
+    for item in items:  # the extremes of a 32-bit bias and random ones
+        item["bias"] = (item["bias"] + (1 << 31)) % (1 << 32) - (1 << 31)
+    received, _ = run_stream(cfg, items, seed=q)
+    assert received == [expected_output(cfg, item) for item in items]
+
+
+def test_encode_refuses_a_bias_wider_than_the_hardware(model_builder):
+    from qjoule.errors import UserError
+    from qjoule.program import encode
+
+    model = model_builder(4, (1, 4, 4), [3], classes=2, seed=1)
+    cfg = variant("tiny", 4, pp_bias_bits=32)
+    encode(model, cfg)  # export's biases at this scale fit 32 bits
+    name = model.layer("L0")["pp_bias"]
+    model.arrays[name] = model.arrays[name].copy()
+    model.arrays[name][1] = 1 << 31
+    with pytest.raises(UserError, match=r"layer 'L0': pp_bias too wide for pp_bias_bits=32"):
+        encode(model, cfg)
+    encode(model, variant("tiny", 4))  # the 64-bit default takes it
