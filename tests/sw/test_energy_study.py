@@ -43,3 +43,14 @@ def test_mixed_precision_record_is_refused_in_one_line(tmp_path, capsys):
     assert err == ["qjoule: error: results record 1 is a mixed-precision network (q_per_layer [4, 2, 8]); "
                    "qjoule energy prices uniform-Q networks only (per-layer Q assignments are priced by qjoule search)"]
     assert not (tmp_path / "energy").exists()
+
+
+def test_power_of_two_record_is_refused_in_one_line(tmp_path, capsys):
+    # The model has no shift-and-accumulate MAC cost: pricing a PoT network as uniform would be wrong.
+    record = dict(_sweep_record(4, 8, 0.03, 0), w_kind="pot")
+    results = tmp_path / "results.json"
+    results.write_text(json.dumps([record]))
+    assert main(["energy", "--results", str(results), "--out", str(tmp_path / "energy")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("qjoule: error: results record 0 has w_kind='pot'; "), err
+    assert not (tmp_path / "energy").exists()
