@@ -39,14 +39,14 @@ def _check_train(ctx: FlowContext, outputs: dict[str, Any]) -> None:
 
 
 def _generate(ctx: FlowContext, stage: Path) -> dict[str, Any]:
-    from .config import BOARD_VARIANTS, variant
+    from .config import BOARD_VARIANTS
     from .gateware.top import QjouleAccel
     from .hw.verilog import emit_verilog
-    from .program import size_for_model
+    from .program import size_for_model, variant_for_model
     from .sw import intmodel
 
     model = intmodel.load(ctx.outputs["train"]["model"])
-    cfg = size_for_model(model, variant(BOARD_VARIANTS[ctx.params["board"]], q=model.q))
+    cfg = size_for_model(model, variant_for_model(BOARD_VARIANTS[ctx.params["board"]], model))
     (stage / "qjoule_accel.v").write_text(emit_verilog(QjouleAccel(cfg), "qjoule_accel"))
     (stage / "accel.json").write_text(cfg.to_json())
     folder = ctx.step_dir("generate")

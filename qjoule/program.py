@@ -508,6 +508,13 @@ def model_weights(model) -> str:
     return "pot" if kinds == {"pot"} else "uniform"
 
 
+def variant_for_model(name: str, model) -> AccelConfig:
+    """The named variant at the model's Q and weight kind (not yet sized: see size_for_model)."""
+    from .config import variant
+
+    return variant(name, q=model.q, weights=model_weights(model))
+
+
 def check_weight_kind(model, cfg: AccelConfig) -> None:
     """Every conv/dense layer's weights must be the kind the config's lanes take (`cfg.weights`)
     at the config's Q; else a one-line UserError naming the layer, its kind and bits, and the config."""

@@ -12,9 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from qjoule.config import AccelConfig, variant
+from qjoule.config import AccelConfig
 from qjoule.errors import UserError
 from qjoule.io import write_json
+from qjoule.program import variant_for_model
 
 from .runner import check_simulator, run_cocotb
 
@@ -35,10 +36,10 @@ def icarus_time0_safe(verilog: str) -> str:
 
 
 def config_for(model, config_path: str | None, q: int | None) -> AccelConfig:
-    """The accelerator to simulate: the given config file, else the `tiny` variant at the model's Q."""
+    """The accelerator to simulate: the given config file, else the `tiny` variant at the model's Q and weight kind."""
     if q is not None and q != model.q:
         raise UserError(f"--q {q} does not match the model's Q {model.q}")
-    cfg = AccelConfig.load(config_path) if config_path else variant("tiny", q=model.q)
+    cfg = AccelConfig.load(config_path) if config_path else variant_for_model("tiny", model)
     if cfg.q != model.q:
         raise UserError(f"config Q {cfg.q} does not match the model's Q {model.q}")
     return cfg

@@ -42,10 +42,10 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from qjoule.argtypes import integer
-    from qjoule.config import AccelConfig, variant
+    from qjoule.config import AccelConfig
     from qjoule.errors import UserError
     from qjoule.io import staged_output, write_json
-    from qjoule.program import encode
+    from qjoule.program import encode, variant_for_model
     from qjoule.sw import data, golden, hostlink, intmodel
 
     count = integer(args.images, "--images", 1)
@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     model = intmodel.load(args.model)
     if model.q is None:
         raise UserError(f"model {args.model!r} has per-layer Qs; the accelerator runs one uniform Q")
-    cfg = AccelConfig.load(args.config) if args.config else variant("tiny", q=model.q)
+    cfg = AccelConfig.load(args.config) if args.config else variant_for_model("tiny", model)
     program = encode(model, cfg)  # one line if the model does not fit the config
     dataset = args.dataset or (model.header.get("source") or {}).get("dataset")
     if not dataset:

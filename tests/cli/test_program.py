@@ -238,3 +238,15 @@ def test_encode_pot_model_on_pot_config_and_mismatches():
     assert model_weights(half) == "uniform"
     with pytest.raises(UserError, match="model has uniform weights at 3 bits \\(layer 'fc'\\)"):
         encode(half, cfg)
+
+
+def test_variant_for_model_takes_the_models_q_and_weight_kind():
+    # simulate, run and the flow build their default config this way: a PoT model must get PoT lanes.
+    from qjoule.program import encode, size_for_model, variant_for_model
+    from qjoule.sw.intmodel import random_model
+    pot = random_model((1, 8, 8), 10, 1, 4, 3, seed=0, w_kind="pot")
+    cfg = variant_for_model("tiny", pot)
+    assert (cfg.q, cfg.weights) == (3, "pot")
+    encode(pot, size_for_model(pot, cfg))
+    uniform = random_model((1, 8, 8), 10, 1, 4, 5, seed=0)
+    assert (variant_for_model("ulx3s", uniform).q, variant_for_model("ulx3s", uniform).weights) == (5, "uniform")
