@@ -75,7 +75,8 @@ def required_acc_bits(cfg: AccelConfig) -> int:
 def small_lane_config(base: AccelConfig, q: int, lanes: int = 4) -> AccelConfig:
     """`base` at Q = q with `lanes` lanes (D = lanes·Q, capped at 64 bits) and base's layer bounds."""
     datapath = min(lanes * q, 64 // q * q)
-    return base.replace(q=q, datapath=datapath, name=f"{base.name}-q{q}-{datapath // q}lanes")
+    changes = {"weights": "uniform"} if hasattr(base, "weights") else {}
+    return base.replace(q=q, datapath=datapath, name=f"{base.name}-q{q}-{datapath // q}lanes", **changes)
 
 
 class PEHarness(wiring.Component):
@@ -219,9 +220,11 @@ def _pass_shifted(value, shift, q: int, passes: int):
 
 
 def pe_checks(cfg: AccelConfig, qs: list[int] | None = None) -> list[Check]:
-    """Datapath and width proofs at each Q with 4 lanes (cfg's layer bounds), and at cfg itself."""
+    """Datapath and width proofs at each Q with 4 lanes (cfg's layer bounds, uniform weights), and at
+    cfg itself when its weights are uniform."""
     configs = [small_lane_config(cfg, q) for q in (range(1, 17) if qs is None else qs)]
-    if qs is None or cfg.q in qs:
+    # (power-of-two weight lanes, cfg.weights == "pot", have other products: not covered here)
+    if (qs is None or cfg.q in qs) and getattr(cfg, "weights", "uniform") == "uniform":
         configs.append(cfg)
     found = []
     for c in configs:
