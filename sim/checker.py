@@ -37,3 +37,21 @@ def compare_image(model, expected, image: int, logits: np.ndarray, layers: dict[
         first = {"layer": "logits", **diff}
     return {"image": image, "match": first is None, "compared": compared, "first_mismatch": first,
             "logits": [int(v) for v in logits], "prediction": int(np.argmax(logits))}
+
+
+def failures(tb: dict[str, Any] | None) -> list[str]:
+    """Every way a testbench result falls short of an exact whole-network match, one line each
+    (empty: every image of every job matched on every layer and the logits)."""
+    if tb is None:
+        return ["the testbench wrote no result"]
+    if tb["error"] is not None:
+        return [str(tb["error"])]
+    found = []
+    for job in tb["jobs"]:
+        for image in job["images"]:
+            where = f"{job['model']} image {image['image']}"
+            if not image["match"]:
+                found.append(f"{where}: {image['first_mismatch']}")
+            elif image["compared"][-1] != "logits" or len(image["compared"]) < 2:
+                found.append(f"{where}: compared only {image['compared']}")
+    return found

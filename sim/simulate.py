@@ -161,6 +161,37 @@ def run_jobs(jobs: list[dict[str, Any]], cfg: AccelConfig, work: Path, *, sim: s
     return tb, outcome, seconds
 
 
+def run_cases(cases, work: Path, *, sim: str = "icarus", waves: bool = True) -> tuple[int, list[str]]:
+    """Run randomized cases (qjoule.sim.cases) on the RTL, one simulation per accelerator config.
+
+    Returns (cases run, failures): each failure names the case and its first difference."""
+    from qjoule.sw import intmodel
+
+    from .checker import failures
+
+    by_config: dict[AccelConfig, list] = {}
+    for case in cases:
+        by_config.setdefault(case.cfg, []).append(case)
+    ran, found = 0, []
+    for i, (cfg, group) in enumerate(sorted(by_config.items(), key=lambda kv: kv[1][0].seed)):
+        jobs = []
+        for case in group:
+            path = Path(work) / f"case-{case.seed}.qjm"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            intmodel.save(case.model, path)
+            jobs.append({"model": path, "images": case.images})
+        tb, outcome, _ = run_jobs(jobs, cfg, Path(work) / f"cfg-{i}", sim=sim, seed=group[0].seed, waves=waves)
+        if tb is None or tb["error"] is not None:
+            found += [f"{group[0].describe()}: {line}" for line in failures(tb)]
+        else:
+            for case, job in zip(group, tb["jobs"]):
+                found += [f"{case.describe()}: {line}" for line in failures({"error": None, "jobs": [job]})]
+        if not outcome.passed and not found:
+            found.append(f"{group[0].describe()}: the cocotb test failed")
+        ran += len(group)
+    return ran, found
+
+
 def _last_error(log: Path) -> str:
     """The last exception line of a cocotb log (the one-line reason a run died)."""
     try:

@@ -5,25 +5,20 @@ randomized layers from seeds (a fixed set here, 200 under `slow`); random valid/
 backpressure on both streams in every run; and the checker shown to catch a wrong result.
 """
 
-from collections import defaultdict
-
 import numpy as np
 import pytest
 
 from qjoule.config import variant
 from qjoule.sim.cases import random_case
-from qjoule.sim.simulate import run_jobs
+from qjoule.sim.checker import failures
+from qjoule.sim.simulate import run_cases, run_jobs
 from qjoule.sw import intmodel
 
 pytestmark = pytest.mark.rtl
 
 
 def _assert_all_match(tb):
-    assert tb is not None and tb["error"] is None, tb and tb["error"]
-    for job in tb["jobs"]:
-        for image in job["images"]:
-            assert image["match"], (job["model"], image["image"], image["first_mismatch"])
-            assert image["compared"][-1] == "logits" and len(image["compared"]) > 1
+    assert not failures(tb), failures(tb)
 
 
 @pytest.fixture(scope="module")
@@ -61,25 +56,9 @@ def test_random_network(tmp_path, q):
 
 
 def _run_random_layers(seeds, tmp_path):
-    by_config = defaultdict(list)
-    for seed in seeds:
-        case = random_case(seed)
-        by_config[case.cfg].append(case)
-    ran = 0
-    for i, (cfg, cases) in enumerate(sorted(by_config.items(), key=lambda kv: kv[1][0].seed)):
-        jobs = []
-        for case in cases:
-            path = tmp_path / f"case-{case.seed}.qjm"
-            intmodel.save(case.model, path)
-            jobs.append({"model": path, "images": case.images})
-        tb, outcome, _ = run_jobs(jobs, cfg, tmp_path / f"cfg-{i}", seed=cases[0].seed)
-        assert tb is not None and tb["error"] is None, (cases[0].describe(), tb and tb["error"])
-        for case, job in zip(cases, tb["jobs"]):
-            for image in job["images"]:
-                assert image["match"], (case.describe(), image["first_mismatch"])
-        assert outcome.passed
-        ran += len(cases)
-    assert ran == len(seeds)
+    cases = [random_case(seed) for seed in seeds]
+    ran, found = run_cases(cases, tmp_path)
+    assert ran == len(seeds) and not found, found
 
 
 def test_randomized_layers_fixed_set(tmp_path):
