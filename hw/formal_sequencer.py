@@ -36,10 +36,12 @@ SEQ_DEPTH = 40
 
 class SequencerBoundsHarness(wiring.Component):
     def __init__(self, cfg: AccelConfig):
-        from qjoule.gateware.buffers import ActivationBuffer
+        from amaranth.utils import ceil_log2
+
+        from qjoule.program import bank_depth as _bank_depth
         from qjoule.gateware.sequencer import Sequencer, layer_layout
         self._cfg = cfg
-        self._addr_bits = ActivationBuffer(cfg).addr_bits
+        self._addr_bits = max(1, ceil_log2(_bank_depth(cfg)))  # = ActivationBuffer(cfg).addr_bits
         self._seq = Sequencer(cfg, self._addr_bits, cfg.weight_words)
         self._layout = layer_layout()
         free = {}
@@ -59,6 +61,7 @@ class SequencerBoundsHarness(wiring.Component):
         R, C, S = cfg.rows, cfg.cols, cfg.lanes
         seq = self._seq
         m.submodules.seq = seq.elaborate(platform)   # elaborated here for its probes
+        seq._MustUse__silence = True                # (the component object itself is not added)
         m.d.comb += Assume(~ResetSignal())
         for path, member, value in seq.signature.flatten(seq):
             name = "__".join(map(str, path))

@@ -98,10 +98,13 @@ class SequencerOutHarness(wiring.Component):
     """The sequencer with every input free; its output stream must hold while stalled."""
 
     def __init__(self, cfg: AccelConfig):
-        from qjoule.gateware.buffers import ActivationBuffer
+        from amaranth.utils import ceil_log2
+
+        from qjoule.program import bank_depth as _bank_depth
         from qjoule.gateware.sequencer import Sequencer
         self._cfg = cfg
-        self._seq = Sequencer(cfg, ActivationBuffer(cfg).addr_bits, cfg.weight_words)
+        # addr_bits as ActivationBuffer(cfg) has them (without building its memories)
+        self._seq = Sequencer(cfg, max(1, ceil_log2(_bank_depth(cfg))), cfg.weight_words)
         inputs = {}
         for path, member, value in self._seq.signature.flatten(self._seq):
             if member.flow == wiring.In:
