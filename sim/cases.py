@@ -15,8 +15,7 @@ import numpy as np
 
 from qjoule.config import AccelConfig, variant
 from qjoule.sw import golden
-from qjoule.sw.intmodel import IntModel, fold_postprocess, weight_dtype, weight_range
-from qjoule.sw.pot import pot_values
+from qjoule.sw.intmodel import IntModel, fold_postprocess, random_weights, weight_dtype, weight_range
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,12 +65,7 @@ def build_model(q: int, image_shape: tuple[int, int, int], plan: list[tuple[str,
             continue
         fan_in = shape[0] if kind == "conv3x3" else int(np.prod(shape))
         w_shape = (out, shape[0], 3, 3) if kind == "conv3x3" else (out, fan_in)
-        if w_kind == "pot":
-            w = rng.choice(pot_values(q), size=w_shape)
-        elif q == 1:
-            w = rng.choice(np.array([-1, 1]), size=w_shape)
-        else:
-            w = rng.integers(lo, hi + 1, size=w_shape)
+        w = random_weights(rng, q, w_kind, w_shape)
         w.reshape(-1)[:2] = [lo, hi]
         if extreme_channel and kind == "conv3x3":
             w[0] = lo  # one output channel at the most negative code everywhere

@@ -76,6 +76,17 @@ def weight_range(q_w: int, w_kind: str = "uniform") -> tuple[int, int]:
     return (-1, 1) if q_w == 1 else (-(1 << (q_w - 1)), (1 << (q_w - 1)) - 1)
 
 
+def random_weights(rng: np.random.Generator, q_w: int, w_kind: str, shape: tuple[int, ...]) -> np.ndarray:
+    """Weight integers drawn uniformly over the codes of q_w bits (power-of-two values for "pot")."""
+    if w_kind == "pot":
+        from .pot import pot_values
+        return rng.choice(pot_values(q_w), size=shape)
+    if q_w == 1:
+        return rng.choice(np.array([-1, 1]), size=shape)
+    lo, hi = weight_range(q_w)
+    return rng.integers(lo, hi + 1, size=shape)
+
+
 def weight_dtype(q_w: int, w_kind: str = "uniform") -> np.dtype:
     if w_kind == "pot":
         return pot_dtype(q_w)
@@ -366,13 +377,7 @@ def random_model(input_shape, classes: int, blocks: int, widths, q: int, seed: i
             lo, hi = weight_range(q, w_kind)
             o = shape["out_shape"][0]
             k_shape = (o, shape["in_shape"][0], 3, 3) if kind == "conv3x3" else (o, shape["in_shape"][0])
-            if w_kind == "pot":
-                from .pot import pot_values
-                w = rng.choice(pot_values(q), size=k_shape)
-            elif q == 1:
-                w = rng.choice(np.array([-1, 1]), size=k_shape)
-            else:
-                w = rng.integers(lo, hi + 1, size=k_shape)
+            w = random_weights(rng, q, w_kind, k_shape)
             flat = w.reshape(-1)
             flat[0], flat[-1] = lo, hi  # both extremes always present
             q_out = None if last else q
