@@ -119,10 +119,9 @@ def run_check(check: Check, folder: Path, *, timeout: int | None = 1200) -> Outc
     else:
         (work / "logfile.txt").write_text(proc.stdout + proc.stderr)
     trace = None
-    for candidate in ("engine_0/trace.vcd",):
-        if (sby_dir / candidate).exists() and raw == "FAIL":
-            shutil.copy(sby_dir / candidate, work / "trace.vcd")
-            trace = f"{check.name}/trace.vcd"
+    if raw == "FAIL" and (sby_dir / "engine_0" / "trace.vcd").exists():  # a counterexample (bmc or base case)
+        shutil.copy(sby_dir / "engine_0" / "trace.vcd", work / "trace.vcd")
+        trace = f"{check.name}/trace.vcd"
     shutil.rmtree(sby_dir, ignore_errors=True)
     status, detail = _classify(raw, check, proc.stdout)
     return Outcome(check.name, check.group, status, seconds, check.mode, check.depth, trace, detail)
