@@ -17,13 +17,14 @@ Two properties per Q, both proven by k-induction (every number of accumulations)
   covers every accumulation count. Together: acc is the exact sum and never overflows.
 
 Split in two because SAT cannot relate the multipliers to the magnitude bounds fast (one
-harness with both took > 4 minutes at Q = 8 for 6 cycles); the split needs only linear
-reasoning in the width proof and structural equivalence in the datapath proof.
+harness with both did not finish in 4 minutes at Q = 8 for 6 cycles); the split needs only
+linear reasoning in the width proof (the counters are kept pre-multiplied by the weight
+extremes, so there is no multiplier in it) and structural equivalence in the datapath proof.
 
 At Q <= 4 the PE builds products from LUTs (shift-and-add); the reference then writes the
-product as its partial-product sum Σ_k a_k·w·2^k (the definition of binary multiplication) and
-asserts that equal to `w * a` lane by lane, since SAT solvers take minutes to equate a multiplier
-with a differently shaped adder tree once several are summed.
+product as its partial-product sum Σ_k a_k·w·2^k (the definition of binary multiplication), since
+SAT took minutes to equate a `*` with a differently shaped adder tree once four lanes are summed.
+At Q >= 5 both are `w * a`.
 
 The one-bit-narrower check (`PEHarness(..., acc_bits=cfg.acc_bits - 1, exact=True)`) compares
 `acc` with a reference that cannot wrap: bounded, on a config with small layer bounds so the
@@ -32,11 +33,11 @@ overflowing sum is reached in a few cycles, it fails with a counterexample trace
 
 from __future__ import annotations
 
-from amaranth.hdl import Assert, Assume, Module, Mux, ResetSignal, Signal, signed, unsigned
+from amaranth.hdl import Assert, Assume, Module, Mux, ResetSignal, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In
 
-from qjoule.config import AccelConfig, default_datapath
+from qjoule.config import AccelConfig
 from qjoule.gateware.pe import LUT_PRODUCT_MAX_Q, ProcessingElement
 
 from .formal import Check
