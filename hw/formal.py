@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -109,7 +110,15 @@ def run_check(check: Check, folder: Path, *, timeout: int | None = 1200) -> Outc
                        None, f"elaboration failed: {e.__class__.__name__}: {e}".splitlines()[0])
     (work / "check.sby").write_text(sby_text(check.mode, check.depth, timeout))
     env = {**os.environ, "PATH": tool_path()}
-    proc = subprocess.run([sby, "-f", "check.sby"], cwd=work, env=env, capture_output=True, text=True)
+    # sby in its own process group, so an interrupted run does not leave the solver behind
+    proc = subprocess.Popen([sby, "-f", "check.sby"], cwd=work, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        stdout, _ = proc.communicate()
+    except BaseException:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait()
+        raise
     seconds = round(time.monotonic() - start, 2)
     sby_dir = work / "check"
     status_file = sby_dir / "status"
@@ -117,13 +126,13 @@ def run_check(check: Check, folder: Path, *, timeout: int | None = 1200) -> Outc
     if (sby_dir / "logfile.txt").exists():
         shutil.copy(sby_dir / "logfile.txt", work / "logfile.txt")
     else:
-        (work / "logfile.txt").write_text(proc.stdout + proc.stderr)
+        (work / "logfile.txt").write_text(stdout)
     trace = None
     if raw == "FAIL" and (sby_dir / "engine_0" / "trace.vcd").exists():  # a counterexample (bmc or base case)
         shutil.copy(sby_dir / "engine_0" / "trace.vcd", work / "trace.vcd")
         trace = f"{check.name}/trace.vcd"
     shutil.rmtree(sby_dir, ignore_errors=True)
-    status, detail = _classify(raw, check, proc.stdout)
+    status, detail = _classify(raw, check, stdout)
     return Outcome(check.name, check.group, status, seconds, check.mode, check.depth, trace, detail)
 
 
