@@ -147,14 +147,18 @@ class AccelConfig:
 
         The largest product magnitude is |w| · a with |w| ≤ `weight_max` (2^(Q−1) uniform, 2^K
         power-of-two) and a ≤ 2^Q − 1 (hidden layers) or a ≤ 255 (first-layer pixels); at Q = 1 it
-        is 1 or 255. The most negative sum is −N · w_max · a_max over N terms, which needs
-        ceil(log2(N · w_max · a_max)) + 1 bits.
+        is 1 or 255. Over N terms the sum lies in [−N · w_max · a_max, N · w_pos · a_max], w_pos the
+        largest positive weight: 2^(Q−1) − 1 uniform, but 1 at Q = 1 and 2^K power-of-two, where
+        the positive end is as far out as the negative one and needs its own bit when it is a
+        power of two (proven by `qjoule prove`: 4,096 products of +1 need 14 bits, not 13).
         """
-        w_max = self.weight_max
+        w_pos = self.weight_max if self.q == 1 or self.weights == "pot" else self.weight_max - 1
         a_hidden = 1 if self.q == 1 else self.code_max
-        bound = max(self.max_reduction * w_max * a_hidden,
-                    9 * self.max_channels * w_max * ((1 << PIXEL_BITS) - 1))
-        return math.ceil(math.log2(bound)) + 1 if bound > 1 else 2
+        terms = ((self.max_reduction, a_hidden), (9 * self.max_channels, (1 << PIXEL_BITS) - 1))
+        most_negative = max(n * self.weight_max * a for n, a in terms)
+        most_positive = max(n * w_pos * a for n, a in terms)
+        # 2^(bits-1) >= most_negative and 2^(bits-1) - 1 >= most_positive
+        return max(2, (max(most_negative, most_positive + 1) - 1).bit_length() + 1)
 
     @property
     def pp_logit_bits(self) -> int:

@@ -42,9 +42,8 @@ def test_acc_bits_formula_is_the_narrowest_width(name):
         assert cfg.acc_bits == required_acc_bits(cfg), q
 
 
-@pytest.mark.xfail(strict=True, reason="config.acc_bits is one bit short at Q = 1 when the dense bound is a power "
-                                       "of two and dominates: 4096 products of +1 sum to 4096, 13 signed bits hold 4095")
 def test_acc_bits_q1_power_of_two_dense_bound():
+    # 4096 products of +1 sum to 4096: the positive end needs the 14th bit (13 signed bits hold 4095).
     cfg = variant("default", q=1).replace(max_channels=1, max_dense_inputs=4096)
     assert cfg.acc_bits == required_acc_bits(cfg) == 14
 
