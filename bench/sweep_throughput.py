@@ -8,7 +8,9 @@ thread. "busy" = summed train_seconds / (wall time x workers): the share of work
 in the training loop; the rest is start-up, export, the golden model's test pass, the study's
 bookkeeping and a worker waiting for the last run of another. The load average before and after each run is
 recorded, since the figure means little on a shared machine; on one, give the counts in ABBA
-order (--workers 1,2,2,1) so a drifting load hits both alike.
+order (--workers 1,2,2,1) so a drifting load hits both alike. The default grid (8 points of 2-5 s
+trainings each) is large enough that start-up does not hide the scaling; a grid of 1-second
+trainings measures mostly process start-up.
 
     .venv/bin/python bench/sweep_throughput.py [--workers 1,2,2,1] [--json /work/runs/sweep_throughput.json]
 """
@@ -46,10 +48,10 @@ def run_sweep(grid: list[str], workers: int) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--dataset", default="digits")
-    p.add_argument("--blocks", default="1")
-    p.add_argument("--width", default="16,32")
-    p.add_argument("--q", default="1,2,4,float")
-    p.add_argument("--epochs", default="5")
+    p.add_argument("--blocks", default="1,2")
+    p.add_argument("--width", default="32,64")
+    p.add_argument("--q", default="2,4")
+    p.add_argument("--epochs", default="10")
     p.add_argument("--workers", default="1,2,2,1", help="worker counts to run in this order; the first is the baseline")
     p.add_argument("--json", type=Path, default=None, help="write the table as JSON here")
     args = p.parse_args()
