@@ -9,21 +9,105 @@ outputs in the same cycle.
   channels that fills only part of a word leaves the other lanes alone. The layout of a feature
   map over the banks is `qjoule.program.MapLayout`.
 - `WideBuffer`: one memory of wide words (weight buffer: C·D bits, one D-bit word per column;
-  param buffer: per-tile metadata + C × (mult, bias)).
+  param buffer: per-tile metadata + C × (mult, bias); the layer table).
+
+Either can sit in the iCE40 UP5K's SPRAM instead of block RAM (config `act_memory`,
+`weight_memory` = "spram"): `SPRAM` is one SB_SPRAM256KA (16k × 16 bits, a single port, a
+4-bit nibble write mask), instantiated on an iCE40 platform and replaced by `SPRAMModel`, the
+same ports in Amaranth, everywhere else (the Amaranth simulator, the Verilog for Icarus). Its one
+port serves both sides: a write takes the port (the read data of that cycle is undefined in the
+hardware; the model returns all ones), otherwise the port reads. The activation buffer gives
+every bank half its own SPRAM, so this layer's reads (input half) and writes (output half) never
+meet; the weight buffer is written only while the sequencer waits for weights. Lanes narrower
+than a nibble cannot be written alone: the config refuses act_memory "spram" unless Q is a
+multiple of 4.
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Signal, unsigned
+from amaranth.hdl import Cat, ClockSignal, Const, Instance, Module, Mux, Shape, Signal, Value, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
-from qjoule.config import AccelConfig
+from qjoule.config import MEMORY_KINDS, SPRAM_BITS, SPRAM_WORDS, AccelConfig
 from qjoule.program import bank_depth
 
-__all__ = ["ActivationBuffer", "WideBuffer", "activation_buffer_signature", "wide_buffer_signature"]
+from .pe import is_ice40
+
+__all__ = ["ActivationBuffer", "SPRAM", "SPRAMModel", "WideBuffer", "activation_buffer_signature",
+           "spram_count", "wide_buffer_signature"]
+
+#: SB_SPRAM256KA address bits (16k words).
+SPRAM_ADDR_BITS = 14
+#: What `SPRAMModel` reads out in a write cycle (the hardware's DATAOUT is undefined then).
+SPRAM_WRITE_CYCLE_DATA = (1 << SPRAM_BITS) - 1
+
+
+def spram_signature() -> wiring.Signature:
+    """SB_SPRAM256KA's ports, seen from the memory."""
+    return wiring.Signature({"addr": In(SPRAM_ADDR_BITS), "data_in": In(SPRAM_BITS), "mask": In(4), "wren": In(1),
+                             "data_out": Out(SPRAM_BITS)})
+
+
+def spram_count(width: int, depth: int) -> int:
+    """SB_SPRAM256KA blocks for a `width` × `depth` memory (at most 16k words deep)."""
+    if depth > SPRAM_WORDS:
+        raise ValueError(f"an SPRAM memory holds at most {SPRAM_WORDS} words, not {depth!r}")
+    return -(-width // SPRAM_BITS)
+
+
+class SPRAM(wiring.Component):
+    """One SB_SPRAM256KA: 16k × 16 bits, one port, registered read data (one cycle).
+
+    `wren` high writes `data_in` at `addr` under `mask` (one bit per 4-bit nibble); `wren` low
+    reads `addr` into `data_out` at the next edge. Always selected and awake.
+    """
+
+
+    def __init__(self, *, init=()):
+        """`init`: initial words, for simulation only (the hardware's SPRAM powers up undefined)."""
+        super().__init__(spram_signature())
+        self._init = [int(w) for w in init]
+
+    def elaborate(self, platform):
+        m = Module()
+        if is_ice40(platform):
+            if self._init:
+                raise ValueError("an SB_SPRAM256KA cannot be initialized; init is for simulation only")
+            m.submodules.spram = Instance(
+                "SB_SPRAM256KA",
+                i_ADDRESS=self.addr, i_DATAIN=self.data_in, i_MASKWREN=self.mask, i_WREN=self.wren,
+                i_CHIPSELECT=Const(1), i_CLOCK=ClockSignal(), i_STANDBY=Const(0), i_SLEEP=Const(0),
+                i_POWEROFF=Const(1), o_DATAOUT=self.data_out)
+        else:
+            m.submodules.model = model = SPRAMModel(init=self._init)
+            wiring.connect(m, wiring.flipped(self), model)
+        return m
+
+
+class SPRAMModel(wiring.Component):
+    """SB_SPRAM256KA's behaviour (yosys' ice40 cells_sim.v) for simulation: a read updates
+    `data_out` one cycle later; in a write cycle it becomes SPRAM_WRITE_CYCLE_DATA (undefined in
+    the hardware), so a design that reads during its own writes fails in simulation too."""
+
+
+    def __init__(self, *, init=()):
+        super().__init__(spram_signature())
+        self.memory = Memory(shape=unsigned(SPRAM_BITS), depth=SPRAM_WORDS, init=list(init))
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.memory = mem = self.memory
+        rd = mem.read_port(transparent_for=())
+        wr = mem.write_port(granularity=4)
+        written = Signal()
+        m.d.comb += [rd.addr.eq(self.addr), rd.en.eq(~self.wren),
+                     wr.addr.eq(self.addr), wr.data.eq(self.data_in), wr.en.eq(Mux(self.wren, self.mask, 0))]
+        m.d.sync += written.eq(self.wren)
+        m.d.comb += self.data_out.eq(Mux(written, SPRAM_WRITE_CYCLE_DATA, rd.data))
+        return m
 
 
 def activation_buffer_signature(cfg: AccelConfig, addr_bits: int) -> wiring.Signature:
@@ -69,10 +153,17 @@ class ActivationBuffer(wiring.Component):
         self.addr_bits = max(1, ceil_log2(self.bank_depth))
         r, d = cfg.rows, cfg.datapath
         super().__init__(activation_buffer_signature(cfg, self.addr_bits))
-        self.banks = [Memory(shape=unsigned(d), depth=2 * self.bank_depth, init=(init[b] if init else []))
-                      for b in range(r)]
+        if cfg.act_memory == "spram":
+            depth = self.bank_depth
+            self.banks = [[SPRAM(init=(init[b][h * depth:(h + 1) * depth] if init else [])) for h in range(2)]
+                          for b in range(r)]
+        else:
+            self.banks = [Memory(shape=unsigned(d), depth=2 * self.bank_depth, init=(init[b] if init else []))
+                          for b in range(r)]
 
     def elaborate(self, platform):
+        if self._cfg.act_memory == "spram":
+            return self._elaborate_spram()
         m = Module()
         cfg = self._cfg
         # A power-of-two bank depth puts the half in the top address bit (wiring, not an adder
@@ -95,20 +186,67 @@ class ActivationBuffer(wiring.Component):
             ]
         return m
 
+    def _elaborate_spram(self):
+        """One SPRAM per bank half: a write to a half takes its port, the other half reads. The
+        half read is registered with the address, so the data comes from the half asked for."""
+        m = Module()
+        cfg = self._cfg
+        q, d = cfg.q, cfg.datapath
+        # Nibble n of a word belongs to lane 4n div Q (Q is a multiple of 4); nibbles above D none.
+        lane_of = [4 * n // q if 4 * n < d else None for n in range(SPRAM_BITS // 4)]
+        rd_half_q = Signal()
+        m.d.sync += rd_half_q.eq(self.rd_half)
+        for b, halves in enumerate(self.banks):
+            outs = []
+            for h, spram in enumerate(halves):
+                m.submodules[f"bank{b}_half{h}"] = spram
+                write = Signal(name=f"write{b}_{h}")
+                m.d.comb += [
+                    write.eq((self.wr_half == h) & self.wr_en[b].any()),
+                    spram.wren.eq(write),
+                    spram.addr.eq(Mux(write, self.wr_addr[b], self.rd_addr[b])),
+                    spram.data_in.eq(self.wr_data[b]),
+                    spram.mask.eq(Cat(*[self.wr_en[b][lane] if lane is not None else Const(0) for lane in lane_of])),
+                ]
+                outs.append(spram.data_out[:d])
+            m.d.comb += self.rd_data[b].eq(Mux(rd_half_q, outs[1], outs[0]))
+        return m
+
 
 class WideBuffer(wiring.Component):
-    """One memory of `shape`-wide words: a synchronous read port and a whole-word write port."""
+    """One memory of `shape`-wide words: a synchronous read port and a whole-word write port.
 
-    def __init__(self, shape, depth: int, *, init=()):
+    `memory="spram"`: ceil(width/16) SPRAMs side by side (at most 16k words) whose one port
+    writes when `wr_en` is high and reads otherwise, so the owner must not read while writing."""
+
+    def __init__(self, shape, depth: int, *, init=(), memory: str = "bram"):
         if depth < 1:
             raise ValueError(f"depth must be >= 1, got {depth!r}")
+        if memory not in MEMORY_KINDS:
+            raise ValueError(f"memory must be one of {', '.join(map(repr, MEMORY_KINDS))}, not {memory!r}")
         self.depth = depth
         self.addr_bits = max(1, ceil_log2(depth))
+        self.kind = memory
         super().__init__(wide_buffer_signature(shape, depth))
-        self.memory = Memory(shape=shape, depth=depth, init=list(init))
+        if memory == "spram":
+            width = Shape.cast(shape).width
+            words = [int(w) for w in init]
+            self.memory = [SPRAM(init=[w >> (16 * k) & 0xFFFF for w in words]) for k in range(spram_count(width, depth))]
+        else:
+            self.memory = Memory(shape=shape, depth=depth, init=list(init))
 
     def elaborate(self, platform):
         m = Module()
+        if self.kind == "spram":
+            outs = []
+            for k, spram in enumerate(self.memory):
+                m.submodules[f"spram{k}"] = spram
+                m.d.comb += [spram.wren.eq(self.wr_en), spram.mask.eq(0b1111),
+                             spram.addr.eq(Mux(self.wr_en, self.wr_addr, self.rd_addr)),
+                             spram.data_in.eq(Value.cast(self.wr_data)[SPRAM_BITS * k:SPRAM_BITS * (k + 1)])]
+                outs.append(spram.data_out)
+            m.d.comb += self.rd_data.eq(Cat(*outs))
+            return m
         m.submodules.memory = mem = self.memory
         rd = mem.read_port()
         wr = mem.write_port()

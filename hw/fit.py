@@ -3,9 +3,9 @@ clock (`fit`), and area / Fmax / p per Q (`sweep_q`).
 
 `fit` walks a chain of array shapes, each twice the PEs of the one before ((1,1), (1,2), (2,2),
 (2,4), ...), and bisects it with real place-and-route runs: a shape passes when it fits the device
-and meets the clock. Before any run, `estimate` (block RAMs from the memories' shapes, DSPs from
-`dsp_demand`, LUTs from per-lane figures measured by bench/synth_pe_area.py) prunes shapes that
-cannot fit; a pruned shape counts as a failure without place and route. The search assumes that
+and meets the clock. Before any run, `estimate` (block RAMs and SPRAMs from the memories' shapes,
+DSPs from `dsp_demand`, LUTs from per-lane figures measured by bench/synth_pe_area.py) prunes
+shapes that cannot fit; a pruned shape counts as a failure without place and route. The search assumes that
 a larger array never fits or closes timing where a smaller one did not. Every shape tried,
 pruned or run, is in the result.
 """
@@ -60,24 +60,44 @@ def _memory_blocks(b: Board, width: int, depth: int, granularity: int) -> int:
 
 def estimate(cfg: AccelConfig, board_name: str, design: str = "accel") -> dict:
     """Rough resource demand of `design` ("accel": the whole accelerator; "datapath": the MAC array
-    and post-processing, no memories) for `cfg` on a board (for pruning)."""
-    from qjoule.program import LAYER_BITS, MAX_LAYERS, bank_depth, param_word_bits, param_words, weight_word_bits
+    and post-processing, no memories) for `cfg` on a board (for pruning). Block RAMs: the
+    activation and weight buffers unless in SPRAM (`act_memory`, `weight_memory`: one
+    SB_SPRAM256KA per bank half; ceil(C·D/16) for the weights), the param buffer and the layer
+    table (LAYER_BITS-wide entries, or 32-bit words with `layer_table` "words"); the UART host
+    link's buffers are not counted."""
+    from qjoule.gateware.buffers import spram_count
+    from qjoule.program import (LAYER_BITS, LAYER_WORDS, MAX_LAYERS, WORD_BITS, bank_depth, param_word_bits,
+                                param_words, weight_word_bits)
 
     from .synth import dsp_demand
 
     b = board(board_name)
     lanes_and_columns = cfg.parallelism * _lane_luts(b.family, cfg.q) + cfg.cols * _LUTS_PER_COLUMN
     if design == "datapath":
-        return {"luts": round(lanes_and_columns), "dsps": dsp_demand(cfg, b), "brams": 0}
-    brams = (cfg.rows * _memory_blocks(b, cfg.datapath, 2 * bank_depth(cfg), cfg.q)
-             + _memory_blocks(b, weight_word_bits(cfg), cfg.weight_words, weight_word_bits(cfg))
-             + _memory_blocks(b, param_word_bits(cfg), param_words(cfg), param_word_bits(cfg))
-             + _memory_blocks(b, LAYER_BITS, MAX_LAYERS, LAYER_BITS))
-    return {"luts": round(_LUTS_FIXED + lanes_and_columns), "dsps": dsp_demand(cfg, b), "brams": brams}
+        return {"luts": round(lanes_and_columns), "dsps": dsp_demand(cfg, b), "brams": 0, "sprams": 0}
+    brams = sprams = 0
+    if cfg.act_memory == "spram":
+        sprams += cfg.rows * 2 * spram_count(cfg.datapath, bank_depth(cfg))
+    else:
+        brams += cfg.rows * _memory_blocks(b, cfg.datapath, 2 * bank_depth(cfg), cfg.q)
+    if cfg.weight_memory == "spram":
+        sprams += spram_count(weight_word_bits(cfg), cfg.weight_words)
+    else:
+        brams += _memory_blocks(b, weight_word_bits(cfg), cfg.weight_words, weight_word_bits(cfg))
+    brams += _memory_blocks(b, param_word_bits(cfg), param_words(cfg), param_word_bits(cfg))
+    if cfg.layer_table == "words":
+        brams += _memory_blocks(b, WORD_BITS, MAX_LAYERS * LAYER_WORDS, WORD_BITS)
+    else:
+        brams += _memory_blocks(b, LAYER_BITS, MAX_LAYERS, LAYER_BITS)
+    return {"luts": round(_LUTS_FIXED + lanes_and_columns), "dsps": dsp_demand(cfg, b), "brams": brams,
+            "sprams": sprams}
 
 
 def _over(est: dict, b: Board) -> str | None:
-    """The first resource the estimate overflows by more than PRUNE_MARGIN, as a phrase."""
+    """The first resource the estimate overflows (SPRAMs: at all; block RAMs and LUTs: by more
+    than PRUNE_MARGIN), as a phrase."""
+    if est.get("sprams", 0) > b.sprams:
+        return f"estimated {est['sprams']} sprams > {b.sprams}"
     for key, avail in (("brams", b.brams), ("luts", b.luts)):
         if est[key] > PRUNE_MARGIN * avail:
             return f"estimated {est[key]} {key} > {PRUNE_MARGIN} x {avail}"

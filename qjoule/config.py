@@ -27,6 +27,18 @@ PIXEL_BITS = 8
 WEIGHT_KINDS = ("uniform", "pot")
 #: Bit-widths power-of-two weights support (= qjoule.sw.pot.POT_BITS; config stays free of sw imports).
 POT_Q = (2, 6)
+#: Where a buffer lives: "bram" (amaranth.lib.memory, inferred block RAM) or "spram" (the iCE40
+#: UP5K's SB_SPRAM256KA: 16k x 16 bits, single port, 4-bit nibble write mask).
+MEMORY_KINDS = ("bram", "spram")
+#: Words of one SB_SPRAM256KA (16 bits each).
+SPRAM_WORDS = 16384
+SPRAM_BITS = 16
+#: How the layer table stores an entry: "wide" (one LAYER_BITS word per layer), "words" (the
+#: 32-bit words of the PROGRAM section; the sequencer assembles an entry over a few cycles).
+TABLE_KINDS = ("wide", "words")
+#: Fields added after version 1 that appear in the JSON (and so in config_id) only when they are
+#: not at their default: every config written before them keeps its JSON and its Verilog.
+_OPTIONAL_FIELDS = {"act_memory": "bram", "weight_memory": "bram", "layer_table": "wide"}
 
 
 def default_datapath(q: int) -> int:
@@ -69,6 +81,15 @@ class AccelConfig:
     #: Weight lanes: "uniform" (Q-bit two's complement, multiply) or "pot" (power-of-two weights,
     #: a sign bit and a (Q−1)-bit exponent per lane, shift-and-accumulate; Q 2..6, docs/contract.md).
     weights: str = "uniform"
+    #: Where the activation buffer lives (MEMORY_KINDS). "spram": one SB_SPRAM256KA per bank and
+    #: half (each half is only read or only written during a layer, so one port suffices); its
+    #: 4-bit write mask needs Q a multiple of 4, D <= 16 and a bank half of at most 16k words.
+    act_memory: str = "bram"
+    #: Where the weight buffer lives (MEMORY_KINDS). "spram": ceil(C·D/16) SB_SPRAM256KA side by
+    #: side, at most 16k words deep (written only while the sequencer does not read it).
+    weight_memory: str = "bram"
+    #: How the layer table stores its entries (TABLE_KINDS).
+    layer_table: str = "wide"
     name: str = "default"
 
     def __post_init__(self):
@@ -100,11 +121,23 @@ class AccelConfig:
                 raise UserError(f"{field} must be >= 1, got {getattr(self, field)!r}")
         if not 2 <= self.pp_bias_bits <= 64:
             raise UserError(f"pp_bias_bits must be 2..64 (the model file stores int64 biases), got {self.pp_bias_bits!r}")
+        for field, kinds in (("act_memory", MEMORY_KINDS), ("weight_memory", MEMORY_KINDS), ("layer_table", TABLE_KINDS)):
+            if getattr(self, field) not in kinds:
+                raise UserError(f"{field} must be one of {', '.join(map(repr, kinds))}, got {getattr(self, field)!r}")
         if self.act_buffer_bits < 2 * self.datapath:
             raise UserError(f"act_buffer_bits must hold at least two {self.datapath}-bit words, got {self.act_buffer_bits!r}")
         if self.weight_buffer_bits < self.datapath * self.cols:
             raise UserError(f"weight_buffer_bits must hold at least one {self.cols}x{self.datapath}-bit word, "
                             f"got {self.weight_buffer_bits!r}")
+        if self.act_memory == "spram":
+            bank_words = self.act_half_words // self.rows
+            if self.q % 4 or self.datapath > SPRAM_BITS or not 1 <= bank_words <= SPRAM_WORDS:
+                raise UserError(f"act_memory 'spram' needs q a multiple of 4 (its write mask covers 4-bit nibbles), "
+                                f"datapath <= {SPRAM_BITS} and 1..{SPRAM_WORDS} words per bank half; got q={self.q}, "
+                                f"datapath={self.datapath}, {bank_words} words")
+        if self.weight_memory == "spram" and self.weight_words > SPRAM_WORDS:
+            raise UserError(f"weight_memory 'spram' holds at most {SPRAM_WORDS} words, got weight_buffer_bits="
+                            f"{self.weight_buffer_bits} ({self.weight_words} words of {self.cols * self.datapath} bits)")
 
     # -- derived values -----------------------------------------------------------------------
 
@@ -203,8 +236,9 @@ class AccelConfig:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"format": CONFIG_FORMAT, "version": CONFIG_VERSION,
-                **dataclasses.asdict(self), "derived": self.derived()}
+        fields = {k: v for k, v in dataclasses.asdict(self).items()
+                  if k not in _OPTIONAL_FIELDS or v != _OPTIONAL_FIELDS[k]}
+        return {"format": CONFIG_FORMAT, "version": CONFIG_VERSION, **fields, "derived": self.derived()}
 
     @classmethod
     def from_dict(cls, data: Any, source: str = "config") -> "AccelConfig":
@@ -238,9 +272,15 @@ VARIANTS: dict[str, AccelConfig] = {
     # ECP5-85F: ~3.7 Mb of block RAM; the paper's typical case M = 2 Mb (1 Mb each way).
     "ulx3s": _DEFAULT.replace(name="ulx3s", rows=8, cols=8, act_buffer_bits=1024 * 1024,
                               weight_buffer_bits=1024 * 1024),
-    # iCE40 UP5K: 1 Mb SPRAM + 120 kb BRAM, the small-memory case where DRAM traffic decides.
-    "icebreaker": _DEFAULT.replace(name="icebreaker", rows=2, cols=4, act_buffer_bits=256 * 1024,
-                                   weight_buffer_bits=512 * 1024, max_channels=256, max_height=32, max_width=32),
+    # iCE40 UP5K: 1 Mb SPRAM + 120 kb BRAM, the small-memory case where DRAM traffic decides. The
+    # whole accelerator has to fit 5,280 logic cells: one PE (its sequencer, input unit and host
+    # link are most of the logic), the activation buffer in two SPRAMs (one per half: 16k × 16
+    # each), the weights in a third, the layer table as 32-bit words (4 EBRs instead of 19), a
+    # 32-bit bias and 224 post-processing channels (256 param words of 98 bits: 7 EBRs).
+    "icebreaker": _DEFAULT.replace(name="icebreaker", rows=1, cols=1, act_buffer_bits=512 * 1024,
+                                   weight_buffer_bits=256 * 1024, max_channels=256, max_height=32, max_width=32,
+                                   pp_channels=224, pp_bias_bits=32, act_memory="spram", weight_memory="spram",
+                                   layer_table="words"),
 }
 
 
@@ -272,8 +312,14 @@ def check_board(name: str) -> str:
 #: block RAM (DP16KD), 128 blocks for the 8 banks whatever their depth (248 of the 208 blocks in
 #: all), so the weight buffer is halved to 512 kb (32 blocks instead of 64) and the param buffer
 #: holds 3,840 channels (512 words: 20 blocks of 512×36 instead of 40), 189 blocks in all.
+#: icebreaker, Q = 1 and 2: the SPRAM's 4-bit write mask cannot write 1- or 2-bit lanes alone, so
+#: the activation buffer goes to block RAM (per-bit write mask), 32 kb in 8 EBRs. Q = 8, 16: the
+#: trained digits models' biases need up to 35 bits at Q = 8 (<= 28 at Q <= 4), so the bias is
+#: 40 bits at Q = 8 and 48 at Q = 16 (param words of 106 and 114 bits: 7 and 8 EBRs).
 BOARD_Q_CHANGES: dict[str, dict[int, dict[str, Any]]] = {
     "ulx3s-85f": {1: {"weight_buffer_bits": 512 * 1024, "pp_channels": 3840}},
+    "icebreaker": {**{q: {"act_memory": "bram", "act_buffer_bits": 32 * 1024} for q in (1, 2)},
+                   8: {"pp_bias_bits": 40}, 16: {"pp_bias_bits": 48}},
 }
 
 

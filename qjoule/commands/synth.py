@@ -92,13 +92,17 @@ def _synth(args):
 def _run_one(args, cfg) -> int:
     from tqdm import tqdm
 
+    from qjoule.errors import UserError
     from qjoule.hw.synth import format_table
     from qjoule.io import staged_output, write_json
 
     key = {"board": args.board, "config": cfg.to_dict(), "clock": args.clock, "design": args.design, "top": args.top}
     with staged_output(args.out, "synth", key) as stage:
         with tqdm(total=1, desc=f"synth {args.board} q={cfg.q}", file=sys.stderr, leave=False) as bar:
-            report = _synth(args)(cfg, stage / "build")
+            try:
+                report = _synth(args)(cfg, stage / "build")
+            except UserError as e:
+                raise UserError(keep_failed_logs(stage / "build", args.out, str(e))) from None
             bar.update()
         report["bitstream"] = f"build/top.{'bit' if report['device'].startswith('LFE5') else 'bin'}"
         write_json(stage / "accel.json", cfg.to_dict())
@@ -107,6 +111,26 @@ def _run_one(args, cfg) -> int:
     print(format_table([report]))
     print(f"wrote {args.out}/report.json", file=sys.stderr)
     return _check_ok(report)
+
+
+#: What a failed build keeps: the tools' logs and reports (not the netlists).
+FAILED_LOGS = ("*.tim", "*.rpt", "*.log", "*.ys", "*.pcf", "stat.json")
+
+
+def keep_failed_logs(build, out, message: str) -> str:
+    """Copy a failed build's logs to `<out>.failed/` (the staging folder inside --out is removed,
+    so --out stays all or nothing) and return `message` pointing there instead."""
+    import shutil
+    from pathlib import Path
+
+    build, keep = Path(build), Path(f"{out}.failed")
+    if keep.exists():
+        shutil.rmtree(keep)
+    keep.mkdir(parents=True)
+    for pattern in FAILED_LOGS:
+        for path in build.glob(pattern):
+            shutil.copy2(path, keep / path.name)
+    return message.replace(str(build), str(keep))
 
 
 def _check_ok(report: dict) -> int:

@@ -93,3 +93,111 @@ def test_wide_buffer():
 
     _run(dut, bench)
     assert got == [3, (1 << 39) | 7]
+
+
+# -- SPRAM-backed buffers (act_memory / weight_memory "spram": the SB_SPRAM256KA model) ------------
+
+def test_spram_activation_buffer_matches_a_reference():
+    """Random lane writes into the output half while the input half is read, against a dict
+    reference: each read returns what the writes left there (nibble masks per lane), whatever
+    half the other port writes in the same cycle."""
+    import pytest
+
+    from qjoule.config import SPRAM_WORDS
+
+    for q, d in ((4, 16), (8, 16), (16, 16), (4, 8)):
+        cfg = AccelConfig(q=q, datapath=d, rows=2, cols=1, act_buffer_bits=2 * 2 * 64 * d, act_memory="spram")
+        s = d // q
+        rng = np.random.default_rng(q * 100 + d)
+        init = [[int(v) for v in rng.integers(0, 1 << d, size=2 * 64)] for _ in range(2)]
+        dut = ActivationBuffer(cfg, init=init)
+        assert dut.bank_depth == 64 and all(len(halves) == 2 for halves in dut.banks)
+        ref = {(b, h, a): int(init[b][h * 64 + a]) for b in range(2) for h in range(2) for a in range(64)}
+        ops = []
+        for step in range(120):
+            rd_half = step // 40 % 2  # the input half; writes go to the other one
+            ops.append((rd_half, [int(rng.integers(0, 64)) for _ in range(2)], [int(rng.integers(0, 64)) for _ in range(2)],
+                        [int(rng.integers(0, 1 << d)) for _ in range(2)], [int(rng.integers(0, 1 << s)) for _ in range(2)]))
+        expected, got = [], []
+        for rd_half, rd_addr, wr_addr, wr_data, wr_en in ops:
+            expected.append([ref[b, rd_half, rd_addr[b]] for b in range(2)])
+            for b in range(2):
+                old = ref[b, 1 - rd_half, wr_addr[b]]
+                lanes = sum(((1 << q) - 1) << (q * k) for k in range(s) if wr_en[b] >> k & 1)
+                ref[b, 1 - rd_half, wr_addr[b]] = (old & ~lanes) | (wr_data[b] & lanes)
+
+        async def bench(ctx):
+            for rd_half, rd_addr, wr_addr, wr_data, wr_en in ops:
+                ctx.set(dut.rd_half, rd_half)
+                ctx.set(dut.wr_half, 1 - rd_half)
+                for b in range(2):
+                    ctx.set(dut.rd_addr[b], rd_addr[b])
+                    ctx.set(dut.wr_addr[b], wr_addr[b])
+                    ctx.set(dut.wr_data[b], wr_data[b])
+                    ctx.set(dut.wr_en[b], wr_en[b])
+                await ctx.tick()
+                got.append([ctx.get(dut.rd_data[b]) for b in range(2)])
+            # and every word at the end, both halves
+            for b in range(2):
+                ctx.set(dut.wr_en[b], 0)
+            for h in range(2):
+                for a in range(64):
+                    ctx.set(dut.rd_half, h)
+                    for b in range(2):
+                        ctx.set(dut.rd_addr[b], a)
+                    await ctx.tick()
+                    got.append([ctx.get(dut.rd_data[b]) for b in range(2)])
+
+        _run(dut, bench)
+        final = [[ref[b, h, a] for b in range(2)] for h in range(2) for a in range(64)]
+        assert got == expected + final, (q, d)
+    assert SPRAM_WORDS == 16384
+
+
+def test_spram_config_refusals():
+    import pytest
+
+    from qjoule.errors import UserError
+
+    with pytest.raises(UserError, match="act_memory 'spram' needs q a multiple of 4.*q=2"):
+        AccelConfig(q=2, datapath=16, rows=1, cols=1, act_buffer_bits=64 * 1024, act_memory="spram")
+    with pytest.raises(UserError, match=r"act_memory 'spram'.*32768 words"):
+        AccelConfig(q=4, datapath=16, rows=1, cols=1, act_buffer_bits=1024 * 1024, act_memory="spram")
+    with pytest.raises(UserError, match="weight_memory 'spram' holds at most 16384 words"):
+        AccelConfig(q=4, datapath=16, rows=1, cols=1, weight_buffer_bits=512 * 1024, weight_memory="spram")
+    with pytest.raises(UserError, match="act_memory must be one of 'bram', 'spram', got 'dram'"):
+        AccelConfig(act_memory="dram")
+    # Defaults stay out of the JSON (existing configs keep their config_id); others round-trip.
+    assert "act_memory" not in AccelConfig().to_dict()
+    cfg = AccelConfig(q=4, datapath=16, rows=1, cols=1, act_buffer_bits=64 * 1024, act_memory="spram",
+                      layer_table="words")
+    assert AccelConfig.from_dict(cfg.to_dict()) == cfg and cfg.to_dict()["layer_table"] == "words"
+
+
+def test_spram_wide_buffer_writes_whole_words_and_reads_back():
+    """40-bit words over three SPRAMs; a write cycle's read data is not the old word (the
+    hardware's is undefined), the next read is."""
+    from qjoule.gateware.buffers import SPRAM_WRITE_CYCLE_DATA
+
+    dut = WideBuffer(40, 100, init=[1, 2, 3], memory="spram")
+    assert len(dut.memory) == 3
+    got = []
+
+    async def bench(ctx):
+        ctx.set(dut.rd_addr, 2)
+        await ctx.tick()
+        got.append(ctx.get(dut.rd_data))
+        ctx.set(dut.wr_addr, 99)
+        ctx.set(dut.wr_data, (1 << 39) | (0xBEEF << 16) | 7)
+        ctx.set(dut.wr_en, 1)
+        await ctx.tick()
+        got.append(ctx.get(dut.rd_data))
+        ctx.set(dut.wr_en, 0)
+        for a in (99, 1):
+            ctx.set(dut.rd_addr, a)
+            await ctx.tick()
+            got.append(ctx.get(dut.rd_data))
+
+    _run(dut, bench)
+    all_ones = sum(SPRAM_WRITE_CYCLE_DATA << (16 * k) for k in range(3)) & ((1 << 40) - 1)
+    assert got == [3, all_ones, (1 << 39) | (0xBEEF << 16) | 7, 2]

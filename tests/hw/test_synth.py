@@ -126,10 +126,11 @@ def test_dsp_demand_by_hand():
     assert dsp_demand(variant("ulx3s", 8), board("ulx3s-85f")) == 128 + 16
     # Q = 16: acc_bits 45, acc_hi 29 bits -> two blocks.
     assert dsp_demand(variant("ulx3s", 16), board("ulx3s-85f")) == 64 + 8 * 3
-    # icebreaker (4 columns, acc_bits 24 -> acc_hi 8 bits): lane products in LUTs at every Q.
+    # icebreaker (1 column, acc_bits 24 -> acc_hi 8 bits): lane products in LUTs at every Q.
     assert variant("icebreaker", 4).acc_bits == 24
-    assert dsp_demand(variant("icebreaker", 4), board("icebreaker")) == 4 * 2
-    assert dsp_demand(variant("icebreaker", 16), board("icebreaker")) == 4 * (1 + 2)
+    assert dsp_demand(variant("icebreaker", 4), board("icebreaker")) == 1 * 2
+    assert dsp_demand(variant("icebreaker", 4, cols=4), board("icebreaker")) == 4 * 2
+    assert dsp_demand(variant("icebreaker", 16, cols=4), board("icebreaker")) == 4 * (1 + 2)
 
 
 def test_cli_config_choice(tmp_path):
@@ -142,7 +143,7 @@ def test_cli_config_choice(tmp_path):
         return argparse.Namespace(**{**base, **kw})
 
     cfg = config_from_args(args(q=8, rows=3))
-    assert (cfg.name, cfg.q, cfg.datapath, cfg.rows, cfg.cols) == ("icebreaker", 8, 16, 3, 4)
+    assert (cfg.name, cfg.q, cfg.datapath, cfg.rows, cfg.cols) == ("icebreaker", 8, 16, 3, 1)
     path = tmp_path / "accel.json"
     path.write_text(variant("tiny", 2).to_json())
     cfg = config_from_args(args(config=str(path), cols=5))
@@ -168,6 +169,34 @@ def test_board_config_sizes_q1_to_fit_the_ulx3s():
     assert estimate(q1, "ulx3s-85f")["brams"] == 128 + 30 + 20 + 9
     assert estimate(variant("ulx3s", 1), "ulx3s-85f")["brams"] == 128 + 60 + 40 + 9 > 208
     assert board_config("ulx3s-85f", 8) == variant("ulx3s", 8)  # other Qs: the plain variant
+
+
+def test_icebreaker_board_config_fits_the_up5k_memories():
+    from qjoule.config import board_config
+    from qjoule.hw.fit import _over, estimate
+    from qjoule.program import LAYER_BITS
+
+    # Q = 4: act buffer 2 SPRAMs (one per half, 16k × 16), weights 16k × 16 in one; EBRs (iCE40:
+    # 256×16 .. 2048×2): params 256 words × 98 bits (48 meta + 18 mult + 32 bias) = 7 × 1 in
+    # 256×16; the layer table as 320 words × 32 bits = 4 × 1 in 512×8.
+    cfg = board_config("icebreaker", 4)
+    assert (cfg.act_memory, cfg.weight_memory, cfg.layer_table, cfg.rows, cfg.cols) == ("spram", "spram", "words", 1, 1)
+    est = estimate(cfg, "icebreaker")
+    assert (est["sprams"], est["brams"]) == (2 + 1, 7 + 4)
+    assert _over(est, board("icebreaker")) is None
+    # The same config with a wide table: 293-bit entries take 19 blocks of 256×16 (32 deep).
+    assert estimate(cfg.replace(layer_table="wide"), "icebreaker")["brams"] == 7 + -(-LAYER_BITS // 16)
+    # Everything in block RAM: the act buffer (2 × 16k words × 16 bits in 4-bit lanes) alone
+    # needs 2 × 64 = 128 of the 30 EBRs; more SPRAMs than the four: refused by the estimate.
+    assert estimate(cfg.replace(act_memory="bram"), "icebreaker")["brams"] == 128 + 11
+    assert "sprams > 4" in _over(estimate(cfg.replace(rows=2, cols=2), "icebreaker"), board("icebreaker"))
+    # Q = 1, 2: nibble masks cannot write 1-/2-bit lanes: the act buffer is 32 kb of block RAM
+    # (8 blocks); Q = 8: a 40-bit bias (106-bit param words: still 7 blocks); Q = 16: 48 (8).
+    q1 = board_config("icebreaker", 1)
+    assert (q1.act_memory, q1.act_buffer_bits) == ("bram", 32 * 1024)
+    assert estimate(q1, "icebreaker")["brams"] == 8 + 7 + 4 and estimate(q1, "icebreaker")["sprams"] == 1
+    assert estimate(board_config("icebreaker", 8), "icebreaker")["brams"] == 7 + 4
+    assert estimate(board_config("icebreaker", 16), "icebreaker")["brams"] == 8 + 4
 
 
 def test_shape_chain_doubles_the_pes():
@@ -285,3 +314,25 @@ def _tiny_config(tmp_path) -> str:
     path = tmp_path / "tiny.json"
     path.write_text(variant("tiny", 4).to_json())
     return str(path)
+
+
+def test_failed_build_keeps_its_logs_beside_out(tmp_path, monkeypatch, capsys):
+    """--out stays all or nothing; the failed build's logs go to <out>.failed and the one-line
+    error names that path (the staging folder it was in is gone)."""
+    import qjoule.commands.synth as synth_cmd
+
+    def failing(args):
+        def run(cfg, build):
+            build.mkdir(parents=True)
+            (build / "top.tim").write_text("Info: ICESTORM_LC: 7742/ 5280 146%\n")
+            (build / "top.json").write_text("{}")  # a netlist: not kept
+            raise UserError(f"the design does not fit iCE40UP5K; log: {str(build / 'top.tim')!r}")
+        return run
+
+    monkeypatch.setattr(synth_cmd, "_synth", failing)
+    out = tmp_path / "o"
+    assert main(["synth", "--board", "icebreaker", "--q", "4", "--out", str(out)]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if "error" in line]  # (tqdm's bar aside)
+    assert len(err) == 1 and str(tmp_path / "o.failed" / "top.tim") in err[0]
+    assert (tmp_path / "o.failed" / "top.tim").read_text().startswith("Info: ICESTORM_LC: 7742")
+    assert not (tmp_path / "o.failed" / "top.json").exists() and not out.exists()
