@@ -31,7 +31,11 @@ PRUNE_MARGIN = 1.25
 # post-processing column; the sequencer and the input unit on top.
 _LUTS_PER_LANE = {"ecp5": {1: 15, 2: 24.5, 4: 78, 8: 40, 16: 93}, "ice40": {1: 12, 2: 24, 4: 60, 8: 189, 16: 688}}
 _LUTS_PER_COLUMN = 1000
-_LUTS_FIXED = 3000
+#: The sequencer, input unit and host link on top of the lanes and columns. iCE40: logic cells
+#: (ICESTORM_LC, a LUT4 and a flip-flop each; most of this logic's flip-flops take a cell of their
+#: own), from the UP5K build of the whole accelerator with the UART link at 1×1, Q = 4: 7,742
+#: cells = 6,500 + 4 lanes × 60 + 1 column × 1,000 (docs/results.md, "This session: the UP5K").
+_LUTS_FIXED = {"ecp5": 3000, "ice40": 6500}
 
 
 def _lane_luts(family: str, q: int) -> float:
@@ -89,7 +93,7 @@ def estimate(cfg: AccelConfig, board_name: str, design: str = "accel") -> dict:
         brams += _memory_blocks(b, WORD_BITS, MAX_LAYERS * LAYER_WORDS, WORD_BITS)
     else:
         brams += _memory_blocks(b, LAYER_BITS, MAX_LAYERS, LAYER_BITS)
-    return {"luts": round(_LUTS_FIXED + lanes_and_columns), "dsps": dsp_demand(cfg, b), "brams": brams,
+    return {"luts": round(_LUTS_FIXED[b.family] + lanes_and_columns), "dsps": dsp_demand(cfg, b), "brams": brams,
             "sprams": sprams}
 
 
