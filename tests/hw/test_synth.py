@@ -130,6 +130,12 @@ def test_dsp_demand_by_hand():
     assert variant("icebreaker", 4).acc_bits == 24
     assert dsp_demand(variant("icebreaker", 4), board("icebreaker")) == 4 * 2
     assert dsp_demand(variant("icebreaker", 16), board("icebreaker")) == 4 * (1 + 2)
+    # Power-of-two lanes shift: at Q = 6 no lane block, only post-processing (acc_bits 52 ->
+    # acc_hi 36 bits -> two blocks, plus acc_lo × m), where the uniform array asks for 128 more.
+    pot = variant("ulx3s", 6, weights="pot")
+    assert pot.acc_bits == 52
+    assert dsp_demand(pot, board("ulx3s-85f")) == 8 * 3
+    assert dsp_demand(variant("ulx3s", 6), board("ulx3s-85f")) == 8 * 8 * 2 + 8 * 2
 
 
 def test_cli_config_choice(tmp_path):
