@@ -515,6 +515,17 @@ def variant_for_model(name: str, model) -> AccelConfig:
     return variant(name, q=model.q, weights=model_weights(model))
 
 
+def board_config_for_model(board: str, model, **changes: Any) -> AccelConfig:
+    """The config a board runs `model` on: the board's config at the model's Q and weight kind
+    (per-Q sizes that fit the device), with `changes` (e.g. rows, cols), sized to the model.
+    `qjoule synth --model`, the flow's generate step and `qjoule run --board` all build this one."""
+    from .config import board_config
+
+    if model.q is None:
+        raise UserError("model has per-layer Qs (mixed precision); the accelerator runs one uniform Q")
+    return size_for_model(model, board_config(board, model.q, weights=model_weights(model), **changes))
+
+
 def check_weight_kind(model, cfg: AccelConfig) -> None:
     """Every conv/dense layer's weights must be the kind the config's lanes take (`cfg.weights`)
     at the config's Q; else a one-line UserError naming the layer, its kind and bits, and the config."""
