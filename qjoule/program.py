@@ -515,6 +515,17 @@ def variant_for_model(name: str, model) -> AccelConfig:
     return variant(name, q=model.q, weights=model_weights(model))
 
 
+def board_config_for_model(board: str, model, **changes: Any) -> AccelConfig:
+    """The config a board runs `model` on: the board's config at the model's Q and weight kind
+    (per-Q sizes that fit the device), with `changes` (e.g. rows, cols), sized to the model.
+    `qjoule synth --model`, the flow's generate step and `qjoule run --board` all build this one."""
+    from .config import board_config
+
+    if model.q is None:
+        raise UserError("model has per-layer Qs (mixed precision); the accelerator runs one uniform Q")
+    return size_for_model(model, board_config(board, model.q, weights=model_weights(model), **changes))
+
+
 def check_weight_kind(model, cfg: AccelConfig) -> None:
     """Every conv/dense layer's weights must be the kind the config's lanes take (`cfg.weights`)
     at the config's Q; else a one-line UserError naming the layer, its kind and bits, and the config."""
@@ -686,8 +697,10 @@ def size_for_model(model, cfg: AccelConfig, keep: Iterable[str] = ()) -> AccelCo
     limits = {"max_channels": max(channels), "max_height": h0, "max_width": w0,
               "max_dense_inputs": max(dense_in, default=1), "max_classes": model.classes, "pp_channels": pp}
     changes = {k: v for k, v in limits.items() if k not in keep}
-    # A provisional config with room for anything tells what the model needs.
-    roomy = cfg.replace(**changes, act_buffer_bits=1 << 40, weight_buffer_bits=1 << 40)
+    # A provisional config with room for anything tells what the model needs (in block RAM: an
+    # SPRAM buffer refuses more than 16k words; the sized config below is checked again).
+    roomy = cfg.replace(**changes, act_buffer_bits=1 << 40, weight_buffer_bits=1 << 40, act_memory="bram",
+                        weight_memory="bram")
     prog = encode(model, roomy)
     maps = [prog.image] + [p.out_layout for p in prog.layers if p.out_layout is not None]
     need_bank = max(m.words_per_bank for m in maps)
