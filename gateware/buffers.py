@@ -1,6 +1,6 @@
 """On-chip SRAM buffers: the banked activation buffer, the weight buffer, the param buffer.
 
-All are `amaranth.lib.memory.Memory` with one synchronous read port (data one cycle after the
+By default all are `amaranth.lib.memory.Memory` with one synchronous read port (data one cycle after the
 address) and one write port, so one engine can read this layer's inputs while another writes its
 outputs in the same cycle.
 
@@ -65,7 +65,6 @@ class SPRAM(wiring.Component):
     reads `addr` into `data_out` at the next edge. Always selected and awake.
     """
 
-
     def __init__(self, *, init=()):
         """`init`: initial words, for simulation only (the hardware's SPRAM powers up undefined)."""
         super().__init__(spram_signature())
@@ -91,7 +90,6 @@ class SPRAMModel(wiring.Component):
     """SB_SPRAM256KA's behaviour (yosys' ice40 cells_sim.v) for simulation: a read updates
     `data_out` one cycle later; in a write cycle it becomes SPRAM_WRITE_CYCLE_DATA (undefined in
     the hardware), so a design that reads during its own writes fails in simulation too."""
-
 
     def __init__(self, *, init=()):
         super().__init__(spram_signature())
