@@ -201,3 +201,20 @@ def test_spram_wide_buffer_writes_whole_words_and_reads_back():
     _run(dut, bench)
     all_ones = sum(SPRAM_WRITE_CYCLE_DATA << (16 * k) for k in range(3)) & ((1 << 40) - 1)
     assert got == [3, all_ones, (1 << 39) | (0xBEEF << 16) | 7, 2]
+
+
+def test_spram_is_the_ice40_primitive_on_ice40_and_cannot_be_initialized():
+    import pytest
+    from amaranth.hdl import Instance
+
+    from qjoule.gateware.buffers import SPRAM, SPRAMModel
+
+    class UP5K:
+        device = "iCE40UP5K"
+
+    prim, _ = SPRAM().elaborate(UP5K())._named_submodules["spram"]
+    assert isinstance(prim, Instance) and prim.type == "SB_SPRAM256KA"
+    model, _ = SPRAM().elaborate(None)._named_submodules["model"]  # no platform: the model
+    assert isinstance(model, SPRAMModel)
+    with pytest.raises(ValueError, match="cannot be initialized"):
+        SPRAM(init=[1]).elaborate(UP5K())
