@@ -5,7 +5,8 @@ factor), i.e. it measures the schedule rather than the Q-bit datapath's pixel pe
 
 Runs random networks of the topology family through `QjouleAccel` in the Amaranth simulator
 (logits only, no debug dump), checks the logits against the golden model, and prints a table per
-network plus the whole-network figure; writes everything to JSON.
+network plus the whole-network figure; writes everything to JSON. `schedule` is what the layer's
+loop nest alone costs (`schedule_cycles`), so cycles − schedule is setup and drain overhead.
 
     .venv/bin/python bench/utilization.py [--quick] [--out bench/utilization.json]
 """
@@ -59,6 +60,7 @@ def run_case(name, base, q, shape, blocks, width, rows, cols, seed=0):
         # the first layer's 8-bit pixels need ceil(8/Q) passes through the Q-bit lanes (paper §III)
         hw_ideal = ideal * (cfg.first_layer_passes if i == 0 else 1)
         rows_out.append({"layer": plan.name, "kind": plan.kind, "macs": plan.macs, "ideal_cycles": ideal,
+                         "schedule_cycles": schedule_cycles(plan, cfg, prog.fold),
                          "ideal_cycles_with_passes": hw_ideal, "cycles": cycles, "array_cycles": mac_cycles,
                          "utilization": ideal / cycles if cycles and plan.macs else None,
                          "utilization_with_passes": hw_ideal / cycles if cycles and plan.macs else None})
@@ -76,17 +78,35 @@ def run_case(name, base, q, shape, blocks, width, rows, cols, seed=0):
             "sim_seconds": round(wall, 1)}
 
 
+def schedule_cycles(plan, cfg, fold) -> int:
+    """The layer's cycles if nothing but its schedule cost time (no setup, no drain tail): conv =
+    pixel tiles × output tiles × max(array cycles of a tile, R) (the drain post-processes one row
+    of a tile per cycle); max-pool = its read steps; dense = one cycle per position and group."""
+    e, r = plan.entry, cfg.rows
+    if plan.kind == "conv3x3":
+        taps = 9 // (fold if e["first"] else 1)
+        tile = e["passes"] * e["pass_groups"] * taps
+        return -(-e["height"] * e["width"] // r) * e["out_tiles"] * max(tile, r)
+    if plan.kind == "maxpool2x2":
+        if r % 2 == 0 and r >= 4:
+            return e["out_height"] * -(-e["out_width"] // (r // 2)) * e["groups"] * 2
+        return e["out_height"] * e["out_width"] * e["groups"] * (2 if r >= 2 else 4)
+    return e["height"] * e["width"] * e["groups"] * e["out_tiles"]
+
+
 def print_case(r):
     cfg = r["config"]
     print(f"\n{r['name']}: q={cfg['q']} D={cfg['datapath']} R={cfg['rows']} C={cfg['cols']} p={r['p']}  "
           f"logits {'match' if r['match'] else 'MISMATCH'} golden  ({r['sim_seconds']} s simulated)")
-    print(f"  {'layer':>8} {'kind':>10} {'MACs':>9} {'ideal':>9} {'cycles':>8} {'util':>7} {'util(P)':>8}")
+    print(f"  {'layer':>8} {'kind':>10} {'MACs':>9} {'ideal':>9} {'schedule':>9} {'cycles':>8} {'util':>7} {'util(P)':>8}")
     for row in r["layers"]:
         util = f"{row['utilization']:.1%}" if row["utilization"] is not None else "-"
         util_p = f"{row['utilization_with_passes']:.1%}" if row["utilization"] is not None else "-"
-        print(f"  {row['layer']:>8} {row['kind']:>10} {row['macs']:>9} {row['ideal_cycles']:>9.0f} {row['cycles']:>8} "
+        print(f"  {row['layer']:>8} {row['kind']:>10} {row['macs']:>9} {row['ideal_cycles']:>9.0f} "
+              f"{row['schedule_cycles']:>9} {row['cycles']:>8} "
               f"{util:>7} {util_p:>8}")
-    print(f"  {'network':>8} {'':>10} {'':>9} {r['total_ideal_cycles']:>9.0f} {r['total_cycles']:>8} {r['utilization']:>7.1%}")
+    print(f"  {'network':>8} {'':>10} {'':>9} {r['total_ideal_cycles']:>9.0f} "
+          f"{sum(row['schedule_cycles'] for row in r['layers']):>9} {r['total_cycles']:>8} {r['utilization']:>7.1%}")
     print(f"  image load (first-layer fold {r['fold']}): {r['image_load_cycles']} cycles before the run starts "
           f"(not in the network total; with it: {r['utilization_with_image_load']:.1%})")
 
