@@ -5,10 +5,10 @@ host encoder and the hardware decode the same bits from one definition. docs/int
 prose form of this module.
 
 Activation layout (one buffer half, R banks of D-bit words, S = D/Q lanes of Q bits): a feature
-map (C, H, W) has G = ceil(C/S) channel groups; pixel (h, w), group g lives in bank w mod R at
-address (h·ceil(W/R) + w div R)·G + g, channel g·S + s in lane s (bits [s·Q, (s+1)·Q)). Any R
-consecutive columns hit R distinct banks, which is what lets the sequencer feed R output pixels
-per cycle. The first layer's 8-bit pixels are stored as P = ceil(8/Q) chunk planes, plane j being
+map (C, H, W) has G = ceil(C/S) channel groups; pixel (h, w) has the raster index i = h·W + w, and
+its group g lives in bank i mod R at address (i div R)·G + g, channel g·S + s in lane s (bits
+[s·Q, (s+1)·Q)). Any R consecutive raster positions hit R distinct banks, even across a row end,
+which is what lets the sequencer feed R output pixels per cycle with no idle rows at row ends. The first layer's 8-bit pixels are stored as P = ceil(8/Q) chunk planes, plane j being
 G_c = ceil(C/S) extra groups at group index j·G_c + g.
 """
 
@@ -58,12 +58,17 @@ LAYER_FIELDS: tuple[tuple[str, int], ...] = (
     ("width", 16),          # input W
     ("groups", 16),         # input groups G (P·G_c for the first layer)
     ("pass_groups", 16),    # G_c
-    ("row_stride", 24),     # ceil(W/R)·G: address step of one input row
+    ("wdiv_g", 24),         # (W div R)·G: the address part of a step of one input row (W raster positions)
+    ("wmod", 16),           # W mod R: the bank part of that step
+    ("tiles", 24),          # conv: ceil(H·W/R) pixel tiles (R consecutive raster positions each)
+    ("tile_dh", 16),        # conv: R div W, the rows a pixel tile advances ...
+    ("tile_dw", 16),        # ... and R mod W, the columns (per-row position counters, no divider)
     ("out_height", 16),
     ("out_width", 16),
     ("out_groups", 16),
-    ("out_row_stride", 24), # ceil(W_out/R)·G_out
-    ("out_words", 24),      # words per bank of the output map (H_out·ceil(W_out/R)·G_out)
+    ("out_wdiv_g", 24),     # (W_out div R)·G_out
+    ("out_wmod", 16),       # W_out mod R
+    ("out_words", 24),      # words per bank of the output map (ceil(H_out·W_out/R)·G_out)
     ("out_tiles", 16),      # T = ceil(C_out/C) (conv, dense)
     ("weight_base", 24),    # weight-buffer address of tile 0
     ("weight_words", 24),   # weight-buffer words of the layer
@@ -167,21 +172,28 @@ class MapLayout:
         return self.planes * self.pass_groups
 
     @property
-    def bank_cols(self) -> int:
-        """ceil(W / R): columns of one bank."""
-        return -(-self.width // self.rows)
+    def tiles(self) -> int:
+        """ceil(H·W / R): pixel tiles of R consecutive raster positions (= words per bank per group)."""
+        return -(-self.height * self.width // self.rows)
 
     @property
-    def row_stride(self) -> int:
-        return self.bank_cols * self.groups
+    def wdiv_g(self) -> int:
+        """(W div R)·G: how far one image row (W raster positions) moves an address, less a wrap."""
+        return self.width // self.rows * self.groups
+
+    @property
+    def wmod(self) -> int:
+        """W mod R: how far one image row moves the bank (a wrap past bank R − 1 adds G to the address)."""
+        return self.width % self.rows
 
     @property
     def words_per_bank(self) -> int:
-        return self.height * self.row_stride
+        return self.tiles * self.groups
 
     def locate(self, h: int, w: int, g: int) -> tuple[int, int]:
-        """(bank, address) of pixel (h, w), group g."""
-        return w % self.rows, (h * self.bank_cols + w // self.rows) * self.groups + g
+        """(bank, address) of pixel (h, w), group g: raster index i = h·W + w in bank i mod R."""
+        i = h * self.width + w
+        return i % self.rows, i // self.rows * self.groups + g
 
 
 def pack_lanes(values: Iterable[int], q: int) -> int:
@@ -214,10 +226,10 @@ def fold_taps(fold: int) -> list[tuple[int, int]]:
 def choose_fold(channels: int, lanes: int, rows: int = 1, passes: int = 1) -> int:
     """The first-layer fold with the fewest array cycles per tile (ties: the smaller fold, fewer
     input writes). A tile takes ceil(fold·C/S) groups × 9/fold taps × P passes, but at least
-    R + 1 cycles (the feeder post-processes one of the R rows per cycle). A layer with few channels
+    R cycles (the drain post-processes one of the R rows per cycle). A layer with few channels
     (a grey or RGB image) otherwise leaves most lanes idle for 9 taps."""
     def cycles(f: int) -> int:
-        return max(groups(f * channels, lanes) * 9 // f * passes, rows + 1)
+        return max(groups(f * channels, lanes) * 9 // f * passes, rows)
     return min(FOLDS, key=lambda f: (cycles(f), f))
 
 
@@ -255,7 +267,7 @@ def layout_image(pixels, cfg: AccelConfig, fold: int = 1) -> tuple[MapLayout, li
 
 
 def _fill_banks(layout: MapLayout, planes: list[np.ndarray], cfg: AccelConfig) -> list[list[int]]:
-    per_bank = layout.bank_cols * layout.height * layout.groups
+    per_bank = layout.words_per_bank
     banks = [[0] * per_bank for _ in range(layout.rows)]
     s = layout.lanes
     for j, plane in enumerate(planes):
@@ -288,7 +300,7 @@ def read_codes(layout: MapLayout, banks, cfg: AccelConfig) -> np.ndarray:
 #: The image descriptor that follows the layer count in the PROGRAM section.
 IMAGE_FIELDS: tuple[tuple[str, int], ...] = (
     ("height", 16), ("width", 16), ("channels", 16),   # the real image (C, H, W)
-    ("pass_groups", 16), ("groups", 16), ("row_stride", 24), ("words", 24),  # its layout (virtual channels)
+    ("pass_groups", 16), ("groups", 16), ("wdiv_g", 24), ("wmod", 16), ("words", 24),  # its layout (virtual channels)
     ("fold_w", 1), ("fold_h", 1),
     # divmod(k·C, S) for copy k = 0..8: where copy k's virtual channels k·C + c start
     *((f"copy{k}_{part}", bits) for k in range(9) for part, bits in (("groups", 16), ("lanes", 8))),
@@ -482,7 +494,7 @@ def program_section(entries: Sequence[dict[str, int]], image: MapLayout, fold: i
     channels = image.channels // fold
     desc = pack_fields(IMAGE_FIELDS, {"height": image.height, "width": image.width, "channels": channels,
                                       "pass_groups": image.pass_groups, "groups": image.groups,
-                                      "row_stride": image.row_stride, "words": image.words_per_bank,
+                                      "wdiv_g": image.wdiv_g, "wmod": image.wmod, "words": image.words_per_bank,
                                       "fold_w": int(fold >= 3), "fold_h": int(fold == 9),
                                       "pixels": image.height * image.width * channels,
                                       **{f"copy{k}_groups": k * channels // image.lanes for k in range(9)},
@@ -586,7 +598,7 @@ def encode(model, cfg: AccelConfig, *, debug: bool = False) -> Program:
                  "dump": int(debug and not last), "height": hh, "width": ww, "groups": in_layout.groups,
                  "pass_groups": in_layout.pass_groups, "passes": in_layout.planes,
                  "lanes_last": in_layout.channels - (in_layout.pass_groups - 1) * cfg.lanes,
-                 "row_stride": in_layout.row_stride,
+                 "wdiv_g": in_layout.wdiv_g, "wmod": in_layout.wmod,
                  "fold_w": int(i == 0 and fold >= 3), "fold_h": int(i == 0 and fold == 9)}
         weights: list[int] = []
         params: list[int] = []
@@ -598,6 +610,7 @@ def encode(model, cfg: AccelConfig, *, debug: bool = False) -> Program:
             weight = model.arrays[layer["weight"]]
             weights = conv_weight_words(fold_weight(weight, fold) if i == 0 else weight, cfg)
             macs = out_ch * hh * ww * 9 * ch
+            entry.update({"tiles": in_layout.tiles, "tile_dh": cfg.rows // ww, "tile_dw": cfg.rows % ww})
         elif kind == "maxpool2x2":
             out_shape = (ch, hh // 2, ww // 2)
             if out_shape[1] < 1 or out_shape[2] < 1:
@@ -633,11 +646,12 @@ def encode(model, cfg: AccelConfig, *, debug: bool = False) -> Program:
         if out_layout is not None:
             _fits(f"layer {name!r} output map words per bank", out_layout.words_per_bank, depth, "act_half_words/rows")
             entry.update({"out_height": out_layout.height, "out_width": out_layout.width,
-                          "out_groups": out_layout.groups, "out_row_stride": out_layout.row_stride,
+                          "out_groups": out_layout.groups, "out_wdiv_g": out_layout.wdiv_g,
+                          "out_wmod": out_layout.wmod,
                           "out_words": out_layout.words_per_bank})
         else:
             entry.update({"out_height": 1, "out_width": 1, "out_groups": groups(out_shape[0], cfg.lanes),
-                          "out_row_stride": 0, "out_words": 0})
+                          "out_words": 0})
         plans.append(LayerPlan(name, kind, entry, in_layout, out_layout, weights, params, macs))
         if out_layout is not None:
             in_layout = out_layout

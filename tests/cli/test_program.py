@@ -9,23 +9,27 @@ from qjoule.program import (LAYER_FIELDS, MapLayout, layout_codes, layout_image,
 
 
 def test_locate_by_hand():
-    # C=5 at S=4 -> G=2; W=5 at R=2 -> 3 columns per bank.
+    # C=5 at S=4 -> G=2; H·W = 15 raster positions at R=2 -> 8 pixel tiles, 16 words per bank.
     layout = MapLayout(channels=5, height=3, width=5, rows=2, lanes=4)
-    assert layout.groups == 2 and layout.bank_cols == 3 and layout.row_stride == 6
+    assert layout.groups == 2 and layout.tiles == 8 and layout.words_per_bank == 16
+    assert (layout.wdiv_g, layout.wmod) == (4, 1)   # W = 5 = 2·R + 1
     assert layout.locate(0, 0, 0) == (0, 0)
     assert layout.locate(0, 1, 1) == (1, 1)
-    assert layout.locate(2, 4, 1) == (0, (2 * 3 + 2) * 2 + 1)
+    assert layout.locate(1, 0, 0) == (1, 4)         # i = 5: bank 1, address (5 div 2)·2
+    assert layout.locate(2, 4, 1) == (0, 7 * 2 + 1)  # i = 14
 
 
-@pytest.mark.parametrize("rows", [1, 2, 3, 4])
-def test_consecutive_columns_hit_distinct_banks(rows):
-    layout = MapLayout(channels=3, height=2, width=11, rows=rows, lanes=2)
-    for start in range(-1, 11 - rows + 1):
-        banks = {(start + r) % rows for r in range(rows)}
+@pytest.mark.parametrize("rows", [1, 2, 3, 4, 8])
+def test_consecutive_raster_positions_hit_distinct_banks(rows):
+    layout = MapLayout(channels=3, height=3, width=7, rows=rows, lanes=2)
+    pixels = [(h, w) for h in range(3) for w in range(7)]
+    for start in range(len(pixels) - rows + 1):   # windows that span a row end too
+        banks = {layout.locate(*pixels[start + r], 0)[0] for r in range(rows)}
         assert len(banks) == rows
-    # and no two pixels share (bank, address)
-    seen = {layout.locate(h, w, g) for h in range(2) for w in range(11) for g in range(layout.groups)}
-    assert len(seen) == 2 * 11 * layout.groups
+    # and no two pixels share (bank, address), all inside the words per bank
+    seen = {layout.locate(h, w, g) for h, w in pixels for g in range(layout.groups)}
+    assert len(seen) == 3 * 7 * layout.groups
+    assert max(addr for _, addr in seen) < layout.words_per_bank
 
 
 def test_pack_lanes_twos_complement():
@@ -80,12 +84,15 @@ def test_folded_first_layer_equals_the_conv(fold):
 
 def test_choose_fold():
     from qjoule.program import choose_fold
+    # R = 8 (the drain takes R cycles a tile), Q = 8 (S = 2, P = 1): fold 1 = 9 cycles, fold 3 =
+    # 2 groups x 3 taps = 6 -> 8, fold 9 = 5 groups x 1 tap = 5 -> 8: the smaller of the tie
+    assert choose_fold(1, 2, rows=8, passes=1) == 3
     assert choose_fold(1, 4) == 3      # 1 group x 3 taps beats 1 x 9; 3 groups x 1 tap ties -> smaller
     assert choose_fold(1, 16) == 9     # 9 of 16 lanes, one tap
     assert choose_fold(1, 1) == 1      # no lanes to fill
     assert choose_fold(3, 4) == 9      # 27 channels: 7 groups x 1 tap < 9 x 1 or 3 x 3
     assert choose_fold(16, 16) == 1
-    # 8 rows take 9 cycles to post-process: fold 3's 6-cycle tiles (2 passes) gain nothing over
+    # 8 rows take 8 cycles to post-process: fold 3's 6-cycle tiles (2 passes) gain nothing over
     # fold 9's, and fold 1's 18 cycles lose
     assert choose_fold(1, 4, rows=8, passes=2) == 3
     assert choose_fold(1, 16, rows=8, passes=8) == 9
@@ -150,7 +157,7 @@ def test_fold_falls_back_when_the_folded_image_does_not_fit():
         return AccelConfig(q=4, datapath=16, rows=2, cols=2, act_buffer_bits=2 * 2 * words * 16,
                            weight_buffer_bits=8192, max_channels=16, max_height=8, max_width=8,
                            max_dense_inputs=256, max_classes=10)
-    # image words per bank: 8 rows x 4 bank columns x 2 planes x ceil(fold*3/4) groups
+    # image words per bank: 64 pixels / R = 32 pixel tiles x 2 planes x ceil(fold*3/4) groups
     assert encode(model, cfg(448)).fold == 9      # 7 groups: 448 words
     assert encode(model, cfg(447)).fold == 3      # 3 groups: 192
     assert encode(model, cfg(191)).fold == 1      # 1 group: 64
