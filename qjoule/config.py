@@ -275,7 +275,7 @@ VARIANTS: dict[str, AccelConfig] = {
     # iCE40 UP5K: 1 Mb SPRAM + 120 kb BRAM, the small-memory case where DRAM traffic decides. The
     # whole accelerator has to fit 5,280 logic cells: one PE (its sequencer, input unit and host
     # link are most of the logic), the activation buffer in two SPRAMs (one per half: 16k × 16
-    # each), the weights in a third, the layer table as 32-bit words (4 EBRs instead of 19), a
+    # each), the weights in a third, the layer table as 32-bit words (4 EBRs instead of 24), a
     # 32-bit bias and 224 post-processing channels (256 param words of 98 bits: 7 EBRs).
     "icebreaker": _DEFAULT.replace(name="icebreaker", rows=1, cols=1, act_buffer_bits=512 * 1024,
                                    weight_buffer_bits=256 * 1024, max_channels=256, max_height=32, max_width=32,

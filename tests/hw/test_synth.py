@@ -191,19 +191,21 @@ def test_cli_config_from_a_model(tmp_path):
 def test_board_config_sizes_q1_to_fit_the_ulx3s():
     from qjoule.config import board_config
     from qjoule.hw.fit import estimate
+    from qjoule.program import LAYER_BITS
 
     # Block RAMs by hand (DP16KD: 16k×1 .. 512×36, byte enables only at 18/36 wide).
     # Q = 4: act 8 banks × 8192×16 in 4-bit lanes = 8 × (4 lanes × 2 blocks of 4096×4) = 64;
     # weights 8192×128 as 2048×9 = 15 × 4 = 60; params 544×704 as 512×36 = 20 × 2 = 40;
-    # layer table 32×293 = 9 blocks of 512×36.
-    assert estimate(board_config("ulx3s-85f", 4), "ulx3s-85f")["brams"] == 64 + 60 + 40 + 9
+    # layer table 32×381 = 11 blocks of 512×36.
+    assert LAYER_BITS == 381
+    assert estimate(board_config("ulx3s-85f", 4), "ulx3s-85f")["brams"] == 64 + 60 + 40 + 11
     # Q = 1: every bit lane of a bank is its own 16k×1 block (8 × 16 = 128 at any depth), so
     # the board config halves the weights (4096×128: 15 × 2 = 30) and fits the params in 512
-    # words (20 blocks): 187 of 208.
+    # words (20 blocks): 189 of 208.
     q1 = board_config("ulx3s-85f", 1)
     assert (q1.q, q1.datapath, q1.weight_buffer_bits, q1.pp_channels) == (1, 16, 512 * 1024, 3840)
-    assert estimate(q1, "ulx3s-85f")["brams"] == 128 + 30 + 20 + 9
-    assert estimate(variant("ulx3s", 1), "ulx3s-85f")["brams"] == 128 + 60 + 40 + 9 > 208
+    assert estimate(q1, "ulx3s-85f")["brams"] == 128 + 30 + 20 + 11
+    assert estimate(variant("ulx3s", 1), "ulx3s-85f")["brams"] == 128 + 60 + 40 + 11 > 208
     assert board_config("ulx3s-85f", 8) == variant("ulx3s", 8)  # other Qs: the plain variant
 
 
@@ -214,7 +216,7 @@ def test_icebreaker_board_config_fits_the_up5k_memories():
 
     # Q = 4: act buffer 2 SPRAMs (one per half, 16k × 16), weights 16k × 16 in one; EBRs (iCE40:
     # 256×16 .. 2048×2): params 256 words × 98 bits (48 meta + 18 mult + 32 bias) = 7 × 1 in
-    # 256×16; the layer table as 320 words × 32 bits = 4 × 1 in 512×8.
+    # 256×16; the layer table as 32 × 12 = 384 words × 32 bits = 4 × 1 in 512×8.
     cfg = board_config("icebreaker", 4)
     assert (cfg.act_memory, cfg.weight_memory, cfg.layer_table, cfg.rows, cfg.cols) == ("spram", "spram", "words", 1, 1)
     est = estimate(cfg, "icebreaker")
