@@ -149,12 +149,26 @@ def check_cells(cfg: AccelConfig, scan_bits: int, report: dict) -> dict:
     return checks
 
 
+def check_sprams(cfg: AccelConfig, b: Board) -> None:
+    """Refuse, before any tool runs, a config whose SPRAM buffers the device cannot hold (the
+    count is exact: one SB_SPRAM256KA per activation bank half, ceil(C·D/16) for the weights)."""
+    from .fit import estimate
+
+    needed = estimate(cfg, b.name)["sprams"]
+    if needed > b.sprams:
+        raise UserError(f"the design does not fit {b.device}: {needed} SB_SPRAM256KA needed (act_memory="
+                        f"{cfg.act_memory!r}, weight_memory={cfg.weight_memory!r}), {b.sprams} available "
+                        f"({needed - b.sprams} too many)")
+
+
 def synthesize(cfg: AccelConfig, board_name: str, build_dir: Path, *, clock_mhz: float | None = None,
                design: str = "accel", top: str = "host") -> dict:
     b = board(board_name)
     clock_mhz = float(b.default_mhz if clock_mhz is None else clock_mhz)
     if not 1 <= clock_mhz <= 1000:
         raise UserError(f"clock must be 1..1000 MHz, got {clock_mhz!r}")
+    if design == "accel":
+        check_sprams(cfg, b)
     platform = platform_for(b, clock_mhz)
     # The datapath alone has no host link: it always goes through the scan registers.
     top = "scan" if design == "datapath" else top

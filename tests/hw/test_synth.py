@@ -377,3 +377,16 @@ def test_failed_build_keeps_its_logs_beside_out(tmp_path, monkeypatch, capsys):
     assert len(err) == 1 and str(tmp_path / "o.failed" / "top.tim") in err[0]
     assert (tmp_path / "o.failed" / "top.tim").read_text().startswith("Info: ICESTORM_LC: 7742")
     assert not (tmp_path / "o.failed" / "top.json").exists() and not out.exists()
+
+
+def test_too_many_sprams_is_refused_before_any_tool_runs(tmp_path):
+    """2×2 PEs: 2 banks × 2 halves = 4 SPRAMs + 2 for the 32-bit weight words, of the UP5K's 4;
+    the ULX3S has none. One line, by how much, and no build folder."""
+    from qjoule.config import board_config
+
+    cfg = board_config("icebreaker", 4).replace(rows=2, cols=2, act_buffer_bits=2 * 2 * 1024 * 16)
+    with pytest.raises(UserError, match=r"does not fit iCE40UP5K: 6 SB_SPRAM256KA needed .*4 available \(2 too many\)"):
+        synthesize(cfg, "icebreaker", tmp_path / "build")
+    with pytest.raises(UserError, match=r"does not fit LFE5U-85F: 3 SB_SPRAM256KA needed .*0 available"):
+        synthesize(board_config("icebreaker", 4), "ulx3s-85f", tmp_path / "build")
+    assert not (tmp_path / "build").exists()
