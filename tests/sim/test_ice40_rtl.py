@@ -1,5 +1,5 @@
-"""The icebreaker (iCE40 UP5K) board config in Icarus against the golden model, exact equality,
-every layer: activation and weight buffers in SPRAM (the SB_SPRAM256KA model), the layer table
+"""The icebreaker (iCE40 UP5K) board config at Q = 4 and 8 in Icarus against the golden model,
+exact equality, every layer: activation and weight buffers in SPRAM (the SB_SPRAM256KA model), the layer table
 as 32-bit words assembled by the sequencer. Random valid/ready gaps and backpressure as in
 test_accel_rtl.py."""
 
@@ -14,10 +14,11 @@ from qjoule.sw import intmodel
 pytestmark = pytest.mark.rtl
 
 
-def test_icebreaker_q4_network_every_layer(tmp_path):
-    cfg = board_config("icebreaker", 4)
+@pytest.mark.parametrize("q", [4, 8])
+def test_icebreaker_network_every_layer(tmp_path, q):
+    cfg = board_config("icebreaker", q)
     assert (cfg.act_memory, cfg.weight_memory, cfg.layer_table) == ("spram", "spram", "words")
-    model = intmodel.random_model((1, 8, 8), 10, 2, 8, 4, seed=11)  # 6 conv, 3 max-pool, dense
+    model = intmodel.random_model((1, 8, 8), 10, 2, 8, q, seed=11)  # 6 conv, 3 max-pool, dense
     path = tmp_path / "model.qjm"
     intmodel.save(model, path)
     images = np.random.default_rng(4).integers(0, 256, size=(2, 1, 8, 8), dtype=np.uint8)
