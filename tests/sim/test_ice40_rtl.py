@@ -1,7 +1,7 @@
 """The icebreaker (iCE40 UP5K) board config at Q = 4 and 8 in Icarus against the golden model,
-exact equality, every layer: activation and weight buffers in SPRAM (the SB_SPRAM256KA model), the layer table
-as 32-bit words assembled by the sequencer. Random valid/ready gaps and backpressure as in
-test_accel_rtl.py."""
+exact equality, every layer: activation and weight buffers in SPRAM (the SB_SPRAM256KA model),
+the layer table as 32-bit words assembled by the sequencer. Random valid/ready gaps and
+backpressure as in test_accel_rtl.py."""
 
 import numpy as np
 import pytest
