@@ -5,7 +5,8 @@ address) and one write port, so one engine can read this layer's inputs while an
 outputs in the same cycle.
 
 - `ActivationBuffer`: R banks of D-bit words, each bank holding both halves (half h at addresses
-  h·bank_depth ...). Writes have Q-bit granularity (one enable per lane), so a tile of output
+  h·bank_depth ...). Writes have Q-bit granularity (one enable per lane; with per-layer modes
+  the gcd of the modes, `cfg.write_granularity`, so every mode's lanes are whole enables), so a tile of output
   channels that fills only part of a word leaves the other lanes alone. The layout of a feature
   map over the banks is `qjoule.program.MapLayout`.
 - `WideBuffer`: one memory of wide words (weight buffer: C·D bits, one D-bit word per column;
@@ -28,7 +29,7 @@ __all__ = ["ActivationBuffer", "WideBuffer", "activation_buffer_signature", "wid
 
 def activation_buffer_signature(cfg: AccelConfig, addr_bits: int) -> wiring.Signature:
     """The activation buffer's ports, seen from the buffer (addresses in, read data out)."""
-    r, d, s = cfg.rows, cfg.datapath, cfg.lanes
+    r, d, s = cfg.rows, cfg.datapath, cfg.write_lanes  # S enables, finer with per-layer modes
     return wiring.Signature({
         "rd_half": In(1),
         "rd_addr": In(data.ArrayLayout(unsigned(addr_bits), r)),
@@ -85,7 +86,7 @@ class ActivationBuffer(wiring.Component):
         for b, mem in enumerate(self.banks):
             m.submodules[f"bank{b}"] = mem
             rd = mem.read_port()
-            wr = mem.write_port(granularity=cfg.q)
+            wr = mem.write_port(granularity=cfg.write_granularity)
             m.d.comb += [
                 rd.addr.eq(address(self.rd_addr[b], self.rd_half)),
                 self.rd_data[b].eq(rd.data),

@@ -60,7 +60,7 @@ class QjouleAccel(wiring.Component):
         m.submodules.act = act = ActivationBuffer(cfg)
         m.submodules.weights = wbuf = WideBuffer(unsigned(weight_word_bits(cfg)), cfg.weight_words)
         m.submodules.params = pbuf = WideBuffer(unsigned(param_word_bits(cfg)), param_words(cfg))
-        m.submodules.table = tbuf = WideBuffer(unsigned(layer_layout().size), MAX_LAYERS)
+        m.submodules.table = tbuf = WideBuffer(unsigned(layer_layout(cfg).size), MAX_LAYERS)
         m.submodules.seq = seq = Sequencer(cfg, act.addr_bits, cfg.weight_words)
         self.sequencer = seq  # for simulation probes
 
@@ -190,16 +190,25 @@ class QjouleAccel(wiring.Component):
                          regs["lane"].eq(lane), regs["valid"].eq(img_writing & valid)]
         in_addr = [Signal(act.addr_bits, name=f"in_wr_addr{b}") for b in range(R)]
         in_data = [Signal(cfg.datapath, name=f"in_wr_data{b}") for b in range(R)]
-        in_en = [Signal(S, name=f"in_wr_en{b}") for b in range(R)]
+        in_en = [Signal(cfg.write_lanes, name=f"in_wr_en{b}") for b in range(R)]
+        # Per-layer modes: the image is written at mode q, whose lanes are `per` finer write
+        # enables each (the buffer's granularity is the gcd of the modes).
+        per = Q // cfg.write_granularity
         for b in range(R):
             with m.If(clearing):
-                m.d.sync += [in_addr[b].eq(clr_addr), in_data[b].eq(0), in_en[b].eq((1 << S) - 1)]
+                m.d.sync += [in_addr[b].eq(clr_addr), in_data[b].eq(0), in_en[b].eq((1 << cfg.write_lanes) - 1)]
             with m.Else():
                 m.d.sync += [in_data[b].eq(Cat(*[s1_chunk] * S)), in_en[b].eq(0)]
                 for regs in s1:
                     with m.If(regs["valid"] & (regs["bank"] == b)):
-                        m.d.sync += [in_addr[b].eq(regs["row"] + regs["group"]),
-                                     in_en[b].eq(Const(1, S) << regs["lane"])]
+                        m.d.sync += in_addr[b].eq(regs["row"] + regs["group"])
+                        if per == 1:
+                            m.d.sync += in_en[b].eq(Const(1, S) << regs["lane"])
+                        else:
+                            with m.Switch(regs["lane"]):
+                                for lane in range(S):
+                                    with m.Case(lane):
+                                        m.d.sync += in_en[b].eq(((1 << per) - 1) << (lane * per))
             with m.If(running):
                 m.d.comb += [act.wr_addr[b].eq(seq.act.wr_addr[b]), act.wr_data[b].eq(seq.act.wr_data[b]),
                              act.wr_en[b].eq(seq.act.wr_en[b])]
