@@ -610,7 +610,7 @@ def encode(model, cfg: AccelConfig, *, debug: bool = False) -> Program:
         check_weight_kind(model, cfg)
         modes = layer_modes(model, cfg.q)
         for layer, q in zip(layers, modes):
-            if q not in cfg.modes:
+            if q not in cfg.modes and layer["kind"] != "maxpool2x2":  # (a pool runs at the next layer's mode)
                 raise UserError(f"layer {layer['name']!r} runs at Q={q} (q_in={layer['q_in']}, q_w={layer.get('q_w')}), "
                                 f"which is not one of the config's q_modes {list(cfg.modes)}")
     if len(layers) > MAX_LAYERS:
