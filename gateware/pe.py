@@ -127,9 +127,14 @@ class ProcessingElement(wiring.Component):
             # that is not selected sees lane_valid = 0, so its product flops hold 0 (they do not
             # toggle), and the lane sum adds every mode's tree: only the selected one is non-zero.
             sums = []
+            selected = Signal(len(self._cfg.modes))  # one-hot of `mode`
+            with m.Switch(self.mode):
+                for k in range(len(self._cfg.modes)):
+                    with m.Case(k):
+                        m.d.comb += selected[k].eq(1)
             for k, mq in enumerate(self._cfg.modes):
                 valid = Signal(self._cfg.datapath // mq, name=f"m{mq}_lane_valid")
-                m.d.comb += valid.eq(Mux(self.mode == k, self.lane_valid[:len(valid)], 0))
+                m.d.comb += valid.eq(Mux(selected[k], self.lane_valid[:len(valid)], 0))
                 mode_luts = self._lut_products
                 if mode_luts is None:
                     mode_luts = mq <= LUT_PRODUCT_MAX_Q or is_ice40(platform)

@@ -196,6 +196,8 @@ class PostProcess(wiring.Component):
                         for k in range(2, cfg.code_bits + 1):
                             with m.Case(k):
                                 m.d.comb += code.eq(Mux(negative, 0, Mux(t[k:].any(), (1 << k) - 1, t[:k])))
+                        with m.Default():  # (relu never has q_out < 2)
+                            m.d.comb += code.eq(0)
             with m.Case(PostAct.SIGN):
                 m.d.comb += code.eq(~negative)
             with m.Default():

@@ -134,3 +134,19 @@ def test_widest_mode_sets_the_width_and_one_bit_fewer_wraps():
     assert value < -(1 << (cfg.acc_bits - 2))  # mode 8's extreme needs every bit
     assert run_pe(ProcessingElement(cfg), cycles)[-1] == value
     assert run_pe(ProcessingElement(cfg, acc_bits=cfg.acc_bits - 1), cycles)[-1] != value
+
+
+@pytest.mark.parametrize("q,modes", [(4, MODES), (3, (3, 5))])
+def test_multi_mode_datapath_is_lint_clean_and_deterministic(q, modes):
+    """The multi-mode PE, array and post-processing pass Verilator -Wall (as the single-Q ones do,
+    tests/hw/test_verilog.py), and the same config gives the same text."""
+    from qjoule.gateware.array import MacArray
+    from qjoule.gateware.postproc import PostProcess
+    from qjoule.hw.verilog import emit_verilog, lint_verilog
+
+    cfg = variant("tiny", q, q_modes=modes, rows=2, cols=3)
+    for component in (ProcessingElement, MacArray, PostProcess):
+        text = emit_verilog(component(cfg), "dut")
+        result = lint_verilog(text, "dut")
+        assert result.errors == () and result.warnings == (), (component.__name__, result.warnings[:3])
+    assert emit_verilog(MacArray(cfg), "dut") == emit_verilog(MacArray(cfg), "dut")
