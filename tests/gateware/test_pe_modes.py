@@ -4,10 +4,12 @@ into a mode's lanes (as `program.weight_lane` packs them), and the shared accumu
 mode's extremes.
 """
 
+import json
+
 import numpy as np
 import pytest
 
-from qjoule.config import variant
+from qjoule.config import AccelConfig, variant
 from qjoule.gateware.pe import ProcessingElement
 from qjoule.program import weight_lane
 from qjoule.sw import golden
@@ -34,6 +36,15 @@ def test_config_modes():
     assert cfg.max_lanes == 16 and cfg.write_granularity == 1 and cfg.code_bits == 8
     # the accumulator is the widest mode's
     assert cfg.acc_bits == max(variant("tiny", q).acc_bits for q in MODES)
+    # JSON round trip; a uniform config's JSON has no q_modes (its config_id is unchanged), and
+    # listing only q is the uniform config itself
+    assert AccelConfig.from_dict(json.loads(cfg.to_json())) == cfg
+    assert json.loads(cfg.to_json())["q_modes"] == list(MODES)
+    assert "q_modes" not in json.loads(variant("tiny", 4).to_json())
+    assert variant("tiny", 4, q_modes=[4]) == variant("tiny", 4)
+    # the default datapath is a multiple of every mode
+    assert variant("tiny", 3, q_modes=(3, 5)).datapath == 15
+    assert variant("tiny", 8, q_modes=(3, 8)).datapath == 24
 
 
 @pytest.mark.parametrize("products", ["lut", "multiply"])

@@ -61,7 +61,7 @@ def test_encode_packs_each_map_at_the_next_layers_container():
     assert (entries["B.pool"]["mode_q"], entries["B.pool"]["out_q"]) == (8, 8)
     # B1's 8 output channels in 2 lanes per word: 4 groups; its 8 inputs in 4 lanes: 2 groups
     assert entries["B1"]["out_groups"] == 4 and entries["B1"]["groups"] == 2
-    # C1's weights (8 bits) at 2 lanes per word: 4 tiles·(C=2) ... words = tiles·groups·9
+    # C1 (8 in, 8 out channels) at mode 8: 2 lanes per word, so 4 input groups; 8 / C = 4 tiles
     assert len(program.layers[4].weights) == (8 // cfg.cols) * 4 * 9
     # a uniform config's entries leave the mode fields 0 (its table does not hold them)
     uniform = intmodel.random_model((1, 8, 8), 10, 1, 8, 4, seed=0)
