@@ -133,6 +133,10 @@ class PostProcess(wiring.Component):
         # shift-and-add in LUTs (a DSP for a 2-bit operand would waste one of the UP5K's eight).
         dsp_width = self._dsp_width or (16 if is_ice40(platform) else 18)
         acc, mult = s1["acc"], s1["mult"]
+        if len(acc) <= 16:  # a narrow accumulator still splits at bit 16: sign-extend it past it
+            wide = Signal(signed(17), name="acc_wide")
+            m.d.comb += wide.eq(acc)
+            acc = wide
         acc_lo, acc_hi = acc[:16], acc[16:].as_signed()
         if dsp_width >= PP_MULT_BITS:
             partials = {"p_lo": (acc_lo * mult, 0), "p_hi": (acc_hi * mult, 16)}

@@ -42,24 +42,31 @@ def check_divisor(divisor: int) -> int:
     return divisor
 
 
-class UARTRx(wiring.Component):
+class _BaudTimed(wiring.Component):
+    """A component timed by a fixed baud divisor, checked once here."""
+
+    def __init__(self, divisor: int, members: dict):
+        self._divisor = check_divisor(divisor)
+        super().__init__(members)
+
+    @property
+    def divisor(self) -> int:
+        return self._divisor
+
+
+class UARTRx(_BaudTimed):
     """Receiver: `rx` pin in (synchronised here), bytes out on `o`.
 
     The start bit's falling edge starts a timer; every bit is sampled in its middle.
     """
 
     def __init__(self, divisor: int):
-        self._divisor = check_divisor(divisor)
-        super().__init__({
+        super().__init__(divisor, {
             "rx": In(1, init=1),
             "o": Out(stream.Signature(8)),
             "framing_error": Out(1),
             "overrun": Out(1),
         })
-
-    @property
-    def divisor(self) -> int:
-        return self._divisor
 
     def elaborate(self, platform):
         m = Module()
@@ -112,19 +119,14 @@ class UARTRx(wiring.Component):
         return m
 
 
-class UARTTx(wiring.Component):
+class UARTTx(_BaudTimed):
     """Transmitter: bytes in on `i`, `tx` pin out (registered, idle high)."""
 
     def __init__(self, divisor: int):
-        self._divisor = check_divisor(divisor)
-        super().__init__({
+        super().__init__(divisor, {
             "i": In(stream.Signature(8)),
             "tx": Out(1, init=1),
         })
-
-    @property
-    def divisor(self) -> int:
-        return self._divisor
 
     def elaborate(self, platform):
         m = Module()

@@ -10,7 +10,7 @@ design can be optimized away, and the wrapper adds only flip-flops and one 2:1 m
 from __future__ import annotations
 
 from amaranth.hdl import Cat, Elaboratable, Module, Signal, Value
-from amaranth.lib import wiring
+from amaranth.lib import io, wiring
 
 __all__ = ["ScanWrapper", "port_values"]
 
@@ -59,6 +59,8 @@ class ScanWrapper(Elaboratable):
         m.d.comb += self.sdo.eq(scan_out[0])
 
         if platform is not None:
-            uart = platform.request("uart", 0)
-            m.d.comb += [self.sdi.eq(uart.rx.i), uart.tx.o.eq(self.sdo)]
+            uart = platform.request("uart", 0, dir="-")
+            m.submodules.rx_pin = rx_pin = io.Buffer("i", uart.rx)
+            m.submodules.tx_pin = tx_pin = io.Buffer("o", uart.tx)
+            m.d.comb += [self.sdi.eq(rx_pin.i), tx_pin.o.eq(self.sdo)]
         return m

@@ -39,15 +39,13 @@ def _check_train(ctx: FlowContext, outputs: dict[str, Any]) -> None:
 
 
 def _generate(ctx: FlowContext, stage: Path) -> dict[str, Any]:
-    from .config import board_config
     from .gateware.top import QjouleAccel
     from .hw.verilog import emit_verilog
-    from .program import model_weights, size_for_model
+    from .program import board_config_for_model
     from .sw import intmodel
 
     model = intmodel.load(ctx.outputs["train"]["model"])
-    # The board's config at the model's Q (per-Q sizes that fit the device), sized to the model.
-    cfg = size_for_model(model, board_config(ctx.params["board"], model.q, weights=model_weights(model)))
+    cfg = board_config_for_model(ctx.params["board"], model)
     (stage / "qjoule_accel.v").write_text(emit_verilog(QjouleAccel(cfg), "qjoule_accel"))
     (stage / "accel.json").write_text(cfg.to_json())
     folder = ctx.step_dir("generate")

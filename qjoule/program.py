@@ -580,6 +580,19 @@ def layer_modes(model, first_q: int | None = None) -> list[int]:
     return modes
 
 
+def board_config_for_model(board: str, model, **changes: Any) -> AccelConfig:
+    """The config a board runs `model` on: the board's config at the model's Q and weight kind
+    (per-Q sizes that fit the device), with `changes` (e.g. rows, cols), sized to the model.
+    `qjoule synth --model`, the flow's generate step and `qjoule run --board` all build this one."""
+    from .config import board_config
+
+    if model.q is None:  # per-layer Qs: the modes its layers run at (layer_modes), first layer's as q
+        modes = layer_modes(model)
+        changes = {"q_modes": tuple(sorted(set(modes))), **changes}
+        return size_for_model(model, board_config(board, modes[0], weights=model_weights(model), **changes))
+    return size_for_model(model, board_config(board, model.q, weights=model_weights(model), **changes))
+
+
 def check_weight_kind(model, cfg: AccelConfig) -> None:
     """Every conv/dense layer's weights must be the kind the config's lanes take (`cfg.weights`)
     at the config's Q; else a one-line UserError naming the layer, its kind and bits, and the config."""

@@ -1,7 +1,8 @@
 """The inference energy model of Moons et al. (2017), eq. 3-5, vectorized over networks x Q x memory.
 
     E_inf  = E_HW + E_DRAM,   E_HW = E_C + E_W + E_A
-    E_C    = E_MAC · (N_c + 3·A_s)        (the 3 is the profile's post_ops)
+    E_C    = E_MAC · (N_c + 3·A_s)        (the 3 is the profile's post_ops; N_c of a layer with
+                                           power-of-two weights weighs the profile's pot_mac_rel)
     E_W    = E_M · N_s   + E_L · N_c / sqrt(p)
     E_A    = 2·E_M · A_s + E_L · N_c / sqrt(p)
     E_DRAM = E_D · (s_x²·c·f + 2·f_s + w_s)
@@ -53,6 +54,13 @@ class NetArrays:
     activations: np.ndarray      # (N, L) A_s per layer
     out_values: np.ndarray       # (N, L) values each layer writes on chip
     input_values: np.ndarray     # (N,) c·s_x² pixels of the image
+    pot: np.ndarray | None = None  # (N, L) 1.0 on layers with power-of-two weights (w_kind "pot")
+
+    def mac_scale(self, profile: Profile) -> np.ndarray:
+        """(N, L) factor on each layer's MAC energy: the profile's pot_mac_rel on PoT layers, else 1."""
+        if self.pot is None:
+            return np.ones_like(self.macs)
+        return 1.0 + self.pot * (profile.pot_mac_rel - 1.0)
 
     def __len__(self) -> int:
         return self.macs.shape[0]
@@ -61,11 +69,13 @@ class NetArrays:
         idx = np.atleast_1d(np.asarray(index))
         return NetArrays(names=[self.names[i] for i in idx], macs=self.macs[idx], first=self.first[idx],
                          weights_and_biases=self.weights_and_biases[idx], activations=self.activations[idx],
-                         out_values=self.out_values[idx], input_values=self.input_values[idx])
+                         out_values=self.out_values[idx], input_values=self.input_values[idx],
+                         pot=None if self.pot is None else self.pot[idx])
 
 
 def net_arrays(layer_lists: Sequence[Sequence[dict]]) -> NetArrays:
     """Counts of each network (layer dicts as from describe_topology or a .qjm header)."""
+    layer_lists = [list(layers) for layers in layer_lists]
     stats = [network_stats(layers, None) for layers in layer_lists]
     if not stats:
         raise UserError("no networks to evaluate")
@@ -78,8 +88,12 @@ def net_arrays(layer_lists: Sequence[Sequence[dict]]) -> NetArrays:
         arrays["weights_and_biases"][i, :n] = [l.weights_and_biases for l in s.layers]
         arrays["activations"][i, :n] = [l.activations for l in s.layers]
         arrays["out_values"][i, :n] = [l.out_values for l in s.layers]
+    pot = np.zeros((len(stats), width))
+    for i, layers in enumerate(layer_lists):
+        pot[i, :len(layers)] = [float(layer.get("w_kind", "uniform") == "pot") for layer in layers]
     return NetArrays(names=[[l.name for l in s.layers] for s in stats],
-                     input_values=np.array([s.total.input_values for s in stats], dtype=float), **arrays)
+                     input_values=np.array([s.total.input_values for s in stats], dtype=float),
+                     pot=pot if pot.any() else None, **arrays)
 
 
 def bits_of(q: int | None) -> int:
@@ -129,7 +143,8 @@ def evaluate(nets: NetArrays, bits: Any, memory_mb: Any, profile: Profile, per_l
 
     # Idle lanes (utilization u < 1) cost e_idle per lane-cycle: N_c·(1/u − 1) of them. Both are
     # calibrated quantities; uncalibrated profiles have e_idle = 0, u = 1 (the paper's model).
-    compute = e_mac * (macs + profile.post_ops * acts) + profile.e_idle(b) * macs * (1.0 / profile.utilization(b) - 1.0)
+    mac_scale = per_net(nets.mac_scale(profile))
+    compute = e_mac * (macs * mac_scale + profile.post_ops * acts) + profile.e_idle(b) * macs * (1.0 / profile.utilization(b) - 1.0)
     local_w = e_l * macs / reuse_w
     local_a = e_l * macs / reuse_a
     main_w = e_m * wb
@@ -199,7 +214,8 @@ def mixed_network_energy(layers: Sequence[dict], memory_mb: float, profile: Prof
     macs = nets.macs[0] * (1.0 + nets.first[0] * (passes - 1.0))
     acts, wb, outs = nets.activations[0], nets.weights_and_biases[0], nets.out_values[0]
     e_mac, e_l, e_m, e_d = profile.e_mac(b), profile.e_local(b), profile.e_main(b), profile.e_dram(b)
-    compute = e_mac * (macs + profile.post_ops * acts) + profile.e_idle(b) * macs * (1.0 / profile.utilization(b) - 1.0)
+    compute = e_mac * (macs * nets.mac_scale(profile)[0] + profile.post_ops * acts) \
+        + profile.e_idle(b) * macs * (1.0 / profile.utilization(b) - 1.0)
     local = e_l * macs / profile.reuse_w(b) + e_l * macs / profile.reuse_a(b)
     main_w, main_a = e_m * wb, 2.0 * e_m * acts
     fmap_overflow = np.maximum(0.0, outs - np.floor(act_memory * MB_BITS / 2.0 / b))

@@ -18,6 +18,8 @@ parameters (all required, see docs/energy.md):
     dram_rel    E_D(16) / E_MAC16   (off-chip DRAM access)
     mem_alpha   E_X(Q) = X_rel · e_mac16 · (Q/16)^mem_alpha for X in L, M, D (one Q-bit word)
     post_ops    (optional, default 3) E_MAC-priced operations per activation: E_C = E_MAC (N_c + post_ops A_s)
+    pot_mac_rel (optional, default 1) energy of a power-of-two weight's shift-and-accumulate MAC over
+                the uniform MAC at the same Q (applied to N_c of layers whose weights are PoT)
 
 Calibrated profiles may add per-Q tables that replace a law at the Qs they list (other Qs fall
 back to the law): `e_mac_table`, `p_table`, `reuse_w_table`, `reuse_a_table` (the measured local
@@ -45,11 +47,11 @@ PROFILE_FORMAT = "qjoule-energy-profile"
 PROFILE_VERSION = 1
 SCALARS = ("e_mac16", "alpha", "p16", "p_exponent", "local_rel", "main_rel", "dram_rel", "mem_alpha")
 #: Scalars a profile may leave out, with the paper's value.
-OPTIONAL_SCALARS = {"post_ops": 3.0}
+OPTIONAL_SCALARS = {"post_ops": 3.0, "pot_mac_rel": 1.0}
 TABLES = ("e_mac_table", "p_table", "reuse_w_table", "reuse_a_table", "local_table", "main_table", "dram_table",
           "idle_table", "utilization_table")
 #: Parameters that must be > 0 (exponents may be any finite number).
-POSITIVE = ("e_mac16", "p16", "local_rel", "main_rel", "dram_rel")
+POSITIVE = ("e_mac16", "p16", "local_rel", "main_rel", "dram_rel", "pot_mac_rel")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,6 +71,12 @@ class Profile:
     def post_ops(self) -> float:
         """MAC-priced operations per activation (bias, batch norm, activation: the paper's 3)."""
         return float(self["post_ops"]) if self.has("post_ops") else OPTIONAL_SCALARS["post_ops"]
+
+    @property
+    def pot_mac_rel(self) -> float:
+        """A PoT shift-and-accumulate MAC over a uniform MAC at the same Q (1 unless set: see the
+        profiles' sources; the PoT paper's >= 1.4x efficiency would be 1/1.4)."""
+        return float(self["pot_mac_rel"]) if self.has("pot_mac_rel") else OPTIONAL_SCALARS["pot_mac_rel"]
 
     # -- the laws, vectorized over the bits per value (Q, or 32 for float) ------------------------
 

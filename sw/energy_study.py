@@ -119,8 +119,9 @@ def parse_record(record: Any, index: int, error_field: str = "test_error") -> di
         raise UserError(f"{where} is a mixed-precision network (q_per_layer {record.get('q_per_layer')!r}); "
                         "qjoule energy prices uniform-Q networks only (per-layer Q assignments are priced by qjoule search)")
     if record.get("w_kind", "uniform") != "uniform":
-        raise UserError(f"{where} has w_kind={record['w_kind']!r}; qjoule energy prices uniform weights only (the "
-                        "energy model has no shift-and-accumulate MAC cost: bench/pot_area.py compares PoT by area)")
+        raise UserError(f"{where} has w_kind={record['w_kind']!r}; qjoule energy compares uniform-weight networks "
+                        "per Q (power-of-two networks are priced, with the profile's pot_mac_rel, by qjoule search "
+                        "--weights pot)")
     if q in (None, "float"):
         q = None
     elif isinstance(q, bool) or not isinstance(q, int) or not 1 <= q <= 16:

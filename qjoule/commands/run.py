@@ -14,8 +14,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--images", default="10", metavar="N", help="number of test images (default 10)")
     p.add_argument("--first-image", default="0", metavar="I", help="index of the first test image (default 0)")
     p.add_argument("--dataset", default=None, help="data set of the test images (default: the model's)")
-    p.add_argument("--config", default=None, metavar="FILE",
-                   help="accelerator config the bitstream was built from (accel.json); default: tiny at the model's Q")
+    built = p.add_mutually_exclusive_group(required=True)
+    built.add_argument("--board", default=None, metavar="BOARD",
+                       help="the board the bitstream was built for by `qjoule synth --board BOARD --model` "
+                            "(or the flow): its config at the model's Q, sized to the model")
+    built.add_argument("--config", default=None, metavar="FILE",
+                       help="accelerator config the bitstream was built from (the accel.json `qjoule synth` writes)")
     p.add_argument("--baud", default="115200", metavar="B", help="baud rate (default 115200)")
     p.add_argument("--timeout", default="1.0", metavar="S", help="seconds of silence before a frame is sent again (default 1)")
     p.add_argument("--retries", default="8", metavar="N", help="times a frame is sent again before giving up (default 8)")
@@ -42,10 +46,10 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from qjoule.argtypes import integer
-    from qjoule.config import AccelConfig
+    from qjoule.config import AccelConfig, check_board
     from qjoule.errors import UserError
     from qjoule.io import staged_output, write_json
-    from qjoule.program import encode, variant_for_model
+    from qjoule.program import board_config_for_model, encode
     from qjoule.sw import data, golden, hostlink, intmodel
 
     count = integer(args.images, "--images", 1)
@@ -56,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     model = intmodel.load(args.model)
     if model.q is None:
         raise UserError(f"model {args.model!r} has per-layer Qs; the accelerator runs one uniform Q")
-    cfg = AccelConfig.load(args.config) if args.config else variant_for_model("tiny", model)
+    cfg = AccelConfig.load(args.config) if args.config else board_config_for_model(check_board(args.board), model)
     program = encode(model, cfg)  # one line if the model does not fit the config
     dataset = args.dataset or (model.header.get("source") or {}).get("dataset")
     if not dataset:

@@ -21,7 +21,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rows", type=int, default=None, metavar="R", help="array rows (default: the board variant's)")
     parser.add_argument("--cols", type=int, default=None, metavar="C", help="array columns (default: the board variant's)")
     parser.add_argument("--datapath", type=int, default=None, metavar="D", help="operand word bits (default: the largest multiple of Q <= 16)")
-    parser.add_argument("--config", default=None, metavar="FILE", help="an accel.json config instead of the board variant")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--config", default=None, metavar="FILE", help="an accel.json config instead of the board variant")
+    source.add_argument("--model", default=None, metavar="INT_MODEL",
+                        help="size the board's config to this integer model (.qjm) at its Q and weight kind: "
+                             "the bitstream `qjoule run --board` expects")
     parser.add_argument("--clock", type=float, default=None, metavar="MHZ",
                         help="target clock (default: 100 for ulx3s-85f, 42 for icebreaker)")
     parser.add_argument("--design", default="accel", choices=("accel", "datapath"),
@@ -52,12 +56,21 @@ def _sweep_qs(text: str) -> list[int]:
 
 def config_from_args(args: argparse.Namespace, q: int | None = None):
     """The config to build: --config FILE, else the board's config at Q (per-Q sizes included),
-    with --rows/--cols/--datapath on top."""
+    with --rows/--cols/--datapath on top; with --model, that config at the model's Q sized to it."""
     from qjoule.config import AccelConfig, board_config, default_datapath
+    from qjoule.errors import UserError
 
     check_board(args.board)
     q = args.q if q is None else q
     changes = {k: getattr(args, k) for k in ("rows", "cols", "datapath") if getattr(args, k) is not None}
+    if getattr(args, "model", None) is not None:
+        from qjoule.program import board_config_for_model
+        from qjoule.sw import intmodel
+
+        model = intmodel.load(args.model)
+        if q is not None and q != model.q:
+            raise UserError(f"--q {q} does not match the model's Q={model.q!r} ({args.model})")
+        return board_config_for_model(args.board, model, **changes)
     if args.config is not None:
         cfg = AccelConfig.load(args.config)
         if q is not None and q != cfg.q:
@@ -72,9 +85,14 @@ def run(args: argparse.Namespace) -> int:
     check_board(args.board)
     if args.fit and (args.rows is not None or args.cols is not None):
         raise UserError("--fit searches rows and cols itself; drop --rows/--cols")
+    if args.fit and args.model is not None:
+        raise UserError("--fit searches the board config's array shapes, --model sizes one config to a model; "
+                        "drop one (synthesize the shape --fit found with --rows/--cols --model)")
     if args.sweep_q is not None:
         if args.q is not None:
             raise UserError("--sweep-q gives the Qs; drop --q")
+        if args.model is not None:
+            raise UserError("--model fixes Q (the model's); drop --sweep-q or --model")
         return _run_sweep(args, _sweep_qs(args.sweep_q))
     cfg = config_from_args(args)
     if args.fit:

@@ -177,3 +177,14 @@ def test_encode_refuses_a_bias_wider_than_the_hardware(model_builder):
     with pytest.raises(UserError, match=r"layer 'L0': pp_bias too wide for pp_bias_bits=32"):
         encode(model, cfg)
     encode(model, variant("tiny", 4))  # the 64-bit default takes it
+
+
+@pytest.mark.parametrize("dsp_width", [18, 16])
+def test_accumulator_narrower_than_the_product_split(dsp_width):
+    """A config whose accumulator is under 17 bits (one input channel, one dense input) still
+    splits the product at bit 16: the accumulator is sign-extended past it, results exact."""
+    cfg = variant("tiny", 1, max_channels=1, max_dense_inputs=1)
+    assert cfg.acc_bits <= 16
+    items = random_items(cfg, random.Random(5), 80)
+    received, _ = run_stream(cfg, items, seed=5, dsp_width=dsp_width)
+    assert received == [expected_output(cfg, item) for item in items]

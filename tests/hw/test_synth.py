@@ -130,6 +130,12 @@ def test_dsp_demand_by_hand():
     assert variant("icebreaker", 4).acc_bits == 24
     assert dsp_demand(variant("icebreaker", 4), board("icebreaker")) == 4 * 2
     assert dsp_demand(variant("icebreaker", 16), board("icebreaker")) == 4 * (1 + 2)
+    # Power-of-two lanes shift: at Q = 6 no lane block, only post-processing (acc_bits 52 ->
+    # acc_hi 36 bits -> two blocks, plus acc_lo × m), where the uniform array asks for 128 more.
+    pot = variant("ulx3s", 6, weights="pot")
+    assert pot.acc_bits == 52
+    assert dsp_demand(pot, board("ulx3s-85f")) == 8 * 3
+    assert dsp_demand(variant("ulx3s", 6), board("ulx3s-85f")) == 8 * 8 * 2 + 8 * 2
 
 
 def test_cli_config_choice(tmp_path):
@@ -138,7 +144,8 @@ def test_cli_config_choice(tmp_path):
     from qjoule.commands.synth import config_from_args
 
     def args(**kw):
-        base = {"board": "icebreaker", "q": None, "rows": None, "cols": None, "datapath": None, "config": None}
+        base = {"board": "icebreaker", "q": None, "rows": None, "cols": None, "datapath": None, "config": None,
+                "model": None}
         return argparse.Namespace(**{**base, **kw})
 
     cfg = config_from_args(args(q=8, rows=3))
@@ -149,6 +156,35 @@ def test_cli_config_choice(tmp_path):
     assert (cfg.name, cfg.q, cfg.cols) == ("tiny", 2, 5)
     with pytest.raises(UserError, match="datapath must be a positive multiple of q=3"):
         config_from_args(args(q=3, datapath=16))
+
+
+def test_cli_config_from_a_model(tmp_path):
+    """--model: the board's config at the model's Q and weight kind, sized to it (the config the
+    flow and `qjoule run --board` use); --q must agree with the model."""
+    import argparse
+
+    from qjoule.commands.synth import config_from_args
+    from qjoule.program import size_for_model
+    from qjoule.sim.cases import build_model
+    from qjoule.sw import intmodel
+
+    model = build_model(2, (1, 8, 8), [("conv3x3", 8), ("maxpool2x2", None), ("dense", 10)], seed=3)
+    path = tmp_path / "m.qjm"
+    intmodel.save(model, path)
+    base = {"board": "ulx3s-85f", "q": None, "rows": None, "cols": None, "datapath": None, "config": None,
+            "model": str(path)}
+    cfg = config_from_args(argparse.Namespace(**base))
+    assert cfg == size_for_model(model, variant("ulx3s", 2))
+    assert cfg.act_buffer_bits < variant("ulx3s", 2).act_buffer_bits  # sized down to the small net
+    cfg = config_from_args(argparse.Namespace(**{**base, "cols": 4}))
+    assert (cfg.q, cfg.rows, cfg.cols) == (2, 8, 4)
+    with pytest.raises(UserError, match=r"--q 4 does not match the model's Q=2"):
+        config_from_args(argparse.Namespace(**{**base, "q": 4}))
+    for argv, message in ((["--fit"], "--fit searches the board config's array shapes"),
+                          (["--sweep-q", "2,4"], "--model fixes Q")):
+        assert main(["synth", "--board", "ulx3s-85f", "--model", str(path), *argv,
+                     "--out", str(tmp_path / "o")]) == 2
+    assert not (tmp_path / "o").exists()
 
 
 def test_board_config_sizes_q1_to_fit_the_ulx3s():

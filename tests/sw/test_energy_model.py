@@ -84,6 +84,24 @@ def test_post_ops_replaces_the_paper_3(profile):
     assert r["E_C"] == 0.25 * (1248 + 10 * 35)
 
 
+def test_power_of_two_layers_weigh_their_macs_by_pot_mac_rel(profile):
+    """Only the MACs of a PoT layer change (post-processing, memories and DRAM are the same words)."""
+    from qjoule.sw.energy_model import mixed_network_energy
+
+    pot_fc = [TWO_LAYERS[0], {**TWO_LAYERS[1], "w_kind": "pot"}]
+    cheap = profile.with_overrides({"pot_mac_rel": 0.5})
+    r, uniform = network_energy(pot_fc, 2, 2.0, cheap), network_energy(TWO_LAYERS, 2, 2.0, cheap)
+    assert r["E_C"] == 0.25 * (288 * 4 + 0.5 * 96 + 3 * 35)               # 313.25
+    assert uniform["E_C"] == 0.25 * (1248 + 3 * 35)
+    assert {k: r[k] for k in ("E_W", "E_A", "E_DRAM")} == {k: uniform[k] for k in ("E_W", "E_A", "E_DRAM")}
+    # At the default 1 a PoT layer costs what a uniform one does; the per-layer (mixed) model agrees.
+    assert network_energy(pot_fc, 2, 2.0, profile)["E_inf"] == network_energy(TWO_LAYERS, 2, 2.0, profile)["E_inf"]
+    qs = [{**layer, "q_in": 8 if i == 0 else 2, "q_w": 2, "q_out": 2} for i, layer in enumerate(pot_fc)]
+    assert mixed_network_energy(qs, 2.0, cheap)["E_C"] == r["E_C"]
+    with pytest.raises(UserError, match="pot_mac_rel"):
+        profile.with_overrides({"pot_mac_rel": 0.0})
+
+
 def test_float_is_32_bits(profile):
     r = network_energy(TWO_LAYERS, None, 2.0, profile)
     # E_MAC(32) = 2*2 = 4, one pass, image in 8/32 words per pixel, E_D(32) = 50*2*4 = 400.

@@ -3,6 +3,7 @@ docs/interface.md), the driver's retries against an in-memory board, and `qjoule
 on that board (the serial port replaced by the fake)."""
 
 import binascii
+import contextlib
 import json
 
 import numpy as np
@@ -202,11 +203,16 @@ def _patch_board(monkeypatch, board):
 
 
 def test_run_matches_and_writes_run_json(monkeypatch, tmp_path, digits_model):
+    """--board: the board's config sized to the model, the one `qjoule synth --model` builds."""
+    from qjoule.program import board_config_for_model
+
     model, path = digits_model
-    board = FakeBoard(model, variant("tiny", q=4), corrupt={3})
+    cfg = board_config_for_model("ulx3s-85f", model)
+    assert (cfg.name, cfg.q) == ("ulx3s", 4)
+    board = FakeBoard(model, cfg, corrupt={3})
     opened = _patch_board(monkeypatch, board)
-    assert main(["run", "--port", "/dev/ttyFAKE", "--model", str(path), "--images", "3", "--first-image", "5",
-                 "--baud", "921600", "--out", str(tmp_path / "r")]) == 0
+    assert main(["run", "--port", "/dev/ttyFAKE", "--model", str(path), "--board", "ulx3s-85f", "--images", "3",
+                 "--first-image", "5", "--baud", "921600", "--out", str(tmp_path / "r")]) == 0
     assert opened == [("/dev/ttyFAKE", 921600)]
     result = json.loads((tmp_path / "r" / "run.json").read_text())
     from qjoule.sw import data
@@ -216,13 +222,17 @@ def test_run_matches_and_writes_run_json(monkeypatch, tmp_path, digits_model):
     assert result["predictions"] == [int(np.argmax(row)) for row in expected]
     assert [row["logits"] for row in result["per_image"]] == expected.tolist()
     assert [row["label"] for row in result["per_image"]] == ds.test_y[5:8].tolist()
-    assert result["board_status"]["config_id"] == config_id(variant("tiny", q=4))
+    assert result["board_status"]["config_id"] == config_id(cfg)
 
 
 def test_run_reports_a_mismatch(monkeypatch, tmp_path, digits_model, capsys):
+    """--config: the accel.json the bitstream was built from."""
     model, path = digits_model
+    config = tmp_path / "accel.json"
+    config.write_text(variant("tiny", q=4).to_json())
     _patch_board(monkeypatch, FakeBoard(model, variant("tiny", q=4), offset_logit=1))
-    assert main(["run", "--port", "p", "--model", str(path), "--images", "1", "--out", str(tmp_path / "r")]) == 1
+    assert main(["run", "--port", "p", "--model", str(path), "--config", str(config), "--images", "1",
+                 "--out", str(tmp_path / "r")]) == 1
     result = json.loads((tmp_path / "r" / "run.json").read_text())
     assert result["match"] is False and result["per_image"][0]["match"] is False
     assert "first mismatch: image 0" in capsys.readouterr().err
@@ -237,7 +247,15 @@ def test_run_bad_input_is_one_line(tmp_path, digits_model, capsys):
         (["--port", "p", "--first-image", "359", "--images", "2"], "images 359..360 are out of range"),
     ]
     for extra, message in cases:
-        assert main(["run", "--model", str(path), "--out", str(tmp_path / "x"), *extra]) == 2
+        assert main(["run", "--model", str(path), "--board", "ulx3s-85f", "--out", str(tmp_path / "x"), *extra]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, err
+    for argv, message in ((["--board", "de10"], "unknown board 'de10'; known: ulx3s-85f, icebreaker"),
+                          ([], "one of the arguments --board --config is required")):
+        with pytest.raises(SystemExit) if not argv else contextlib.nullcontext() as stop:
+            assert main(["run", "--port", "p", "--model", str(path), "--out", str(tmp_path / "x"), *argv]) == 2
+        if stop is not None:
+            assert stop.value.code == 2
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1, err
     assert not (tmp_path / "x").exists()
