@@ -167,3 +167,35 @@ def test_random_assignments_on_one_build(tmp_path):
 @pytest.mark.slow
 def test_random_assignments_campaign(tmp_path):
     assert _run_random_assignments(range(100, 140), tmp_path) == 41
+
+
+# -- the CLI -------------------------------------------------------------------------------------
+
+def _cli(*args):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "qjoule", *map(str, args)], capture_output=True, text=True, timeout=900)
+
+
+@pytest.mark.rtl
+def test_generate_and_simulate_pick_the_modes_from_the_model(tmp_path):
+    """`qjoule generate --model` builds the modes the layers need; `qjoule simulate` runs the
+    per-layer-Q model on them and matches; a config file without a needed mode is one line."""
+    import json
+
+    _, path = _random_mixed((2, 4, 2, 4), 5, tmp_path)
+    r = _cli("generate", "--model", path, "--variant", "tiny", "--out", tmp_path / "g")
+    assert r.returncode == 0, r.stderr[-2000:]
+    accel = json.loads((tmp_path / "g" / "accel.json").read_text())
+    assert (accel["config"]["q"], accel["config"]["q_modes"]) == (2, [2, 4])
+    r = _cli("simulate", "--model", path, "--images", "1", "--out", tmp_path / "s")
+    assert r.returncode == 0, r.stderr[-2000:]
+    result = json.loads((tmp_path / "s" / "result.json").read_text())
+    assert result["match"] is True and result["config"]["q_modes"] == [2, 4]
+    narrow = tmp_path / "narrow.json"
+    narrow.write_text(variant("tiny", 2, q_modes=(1, 2)).to_json())
+    r = _cli("simulate", "--model", path, "--images", "1", "--config", narrow, "--out", tmp_path / "n")
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == ["qjoule: error: layer 'B1' runs at Q=4 (q_in=2, q_w=4), which is not one "
+                                             "of the config's q_modes [1, 2]"]
