@@ -4,7 +4,8 @@ exact equality at every layer (the debug dump compares each layer's codes, then 
 Networks: trained digits networks with Q per layer (4, 2, 8, 4) and (2, 4, 2, 4) (max-pools
 between layers of different Q), random topology-family networks with Q = 3/5 containers
 (D = 15), a 1-bit (XNOR) layer pair behind a 4-bit layer, three modes on a 24-bit datapath, a
-uniform model on multi-mode hardware, and random per-layer assignments from seeds on one build.
+uniform model on multi-mode hardware, random per-layer assignments from seeds on one build, and
+the other pool engines (R = 4: R/2 words per step; R = 1: four cycles per word).
 Plus the one-line refusals (no simulation) and the encoder's per-layer packing.
 """
 
@@ -161,6 +162,20 @@ def _run_random_assignments(seeds, tmp_path):
 @pytest.mark.rtl
 def test_random_assignments_on_one_build(tmp_path):
     assert _run_random_assignments(range(4), tmp_path) == 5
+
+
+@pytest.mark.rtl
+@pytest.mark.parametrize("rows,cols", [(4, 3), (1, 1)])
+def test_mixed_networks_on_other_array_shapes(tmp_path, rows, cols):
+    """Even R >= 4 pools R/2 output words per step (a mode mux per half-row of lanes), R = 1 pools
+    in four cycles: both with the modes switching between layers."""
+    cfg = variant("tiny", 4, q_modes=(1, 2, 4, 8), rows=rows, cols=cols)
+    jobs = []
+    for seed, qs in enumerate([(4, 2, 8, 4), (2, 4, 2, 4), (4, 1, 1, 1), (4, 8, 2, 2)]):
+        _, path = _random_mixed(qs, seed, tmp_path)
+        jobs.append({"model": path, "images": _images(seed, 1)})
+    tb, outcome, _ = run_jobs(jobs, cfg, tmp_path / "sim", seed=rows)
+    _assert_all_match(tb, outcome)
 
 
 @pytest.mark.rtl
