@@ -1,33 +1,42 @@
 """The sequencer: runs the layer program over the buffers with its own address generation.
 
-For each layer it reads one layer-table entry (`qjoule.program.LAYER_FIELDS`) and runs one of
+Maps are stored in raster order (`qjoule.program.MapLayout`): pixel (h, w) at raster index i =
+h·W + w lives in bank i mod R at address (i div R)·G + g. For each layer it reads one layer-table
+entry (`qjoule.program.LAYER_FIELDS`) and runs one of
 
-- **conv3x3** (padding 1): for each output row h, each tile of R output pixels (columns w0 ..
-  w0+R−1), each tile of C output channels, for each pass j (first layer only), group g, tap
-  (kh, kw): one array cycle. The R activation words of a tap come from R consecutive input columns,
-  so from R distinct banks in one cycle; a rotation by kw−1 gives row r its pixel. Positions
-  outside the image clear `row_valid`; lanes past the last channel clear `lane_valid`. The weight
-  address simply counts up through the layer's words, (tile·G_c + g)·9 + tap, back to the tile
-  start for each first-layer pass.
-- **dense**: for each tile of C outputs, for each input pixel (h, w) and group g: one array cycle
-  on row 0 only (the weight word is shared by the rows, so the rows cannot split one dot product;
-  dense layers run at 1/R utilization, see docs/interface.md).
-- **maxpool2x2**: a lane-wise max of the codes of four input words per output word, reading as
-  many banks per cycle as the layout allows (R/2 output words per two cycles for even R >= 4).
+- **conv3x3** (padding 1): for each pixel tile t (the R consecutive raster positions t·R ..
+  t·R + R − 1, which may span row ends), each tile of C output channels, for each pass j (first
+  layer only), group g, tap (kh, kw): one array cycle. Row r reads raster position t·R + r + off,
+  off = (kh − 1)·W + kw − 1 = q·R + s: R consecutive positions, so R distinct banks; bank b's
+  address is (t + q)·G + gg, plus G for the banks b < s, and a rotation by s gives row r its
+  pixel. q·G, (q + 1)·G and s of the nine taps are layer constants registered at SETUP (from
+  `wdiv_g` = (W div R)·G and `wmod` = W mod R). Each row keeps its own output position (h_r, w_r),
+  stepped per tile by divmod(R, W) (`tile_dh`, `tile_dw`) with a wrap at W, no divider: a tap
+  outside the map (the zero padding) or a row past the map's end clears `row_valid`. Lanes past
+  the last channel clear `lane_valid`. The weight address counts up through the layer's words,
+  (tile·G_c + g)·9 + tap, back to the tile start for each first-layer pass.
+- **dense**: for each tile of C outputs, for each input position i (raster order) and group g:
+  one array cycle on row 0 only. The C weight words of a cycle are shared by all rows, and with
+  one image each weight is used once, so no other row has a product to form: dense layers run at
+  1/R utilization (docs/interface.md).
+- **maxpool2x2**: a lane-wise max of the codes of four input words per output word. Even R >= 4:
+  R/2 output words of one output row per two cycles (the R consecutive input positions of one
+  input row per cycle); otherwise one word per two cycles (R = 2 or odd) or four (R = 1).
+  Positions are (address, bank) pairs stepped by additions with a wrap.
 
 A first layer folded by the input unit (`fold_w`/`fold_h`, see `qjoule.program.fold_image`)
 issues only the centre column (or centre) of taps. A finished tile's R·C accumulators are
 captured into one of two hold registers (so the array goes straight on with the next tiles) and
-drained through C `PostProcess` units, one row per cycle; the codes are written into the output
-half with lane write-enables, one word per bank and cycle, all R pixels of the tile at once (they
-sit in R distinct banks). The last layer instead sends its logits to
-the output stream as int64 (two 32-bit words, low first). A layer with `dump` set copies its
-output map to the output stream afterwards (debug mode).
+drained through C `PostProcess` units, one row per cycle, back to back (R cycles a conv tile); the
+codes are written into the output half with lane write-enables, one word per bank and cycle, all
+R pixels of the tile at once (raster positions t·R + r: bank r, one address). The last layer
+instead sends its logits to the output stream as int64 (two 32-bit words, low first). A layer
+with `dump` set copies its output map to the output stream afterwards (debug mode).
 
-For Fmax, no address needs a multiplier (products such as h·row_stride are running sums kept
-next to their counters; the nine conv tap offsets are layer constants set up front), and both
-activation-buffer ports are registered: the read address one cycle after the issue (the array's
-controls are delayed to match) and each write one cycle after it is formed.
+For Fmax, no address needs a multiplier (products such as t·G are running sums kept next to their
+counters; the nine conv tap offsets are layer constants set up front), and both activation-buffer
+ports are registered: the read address one cycle after the issue (the array's controls are
+delayed to match) and each write one cycle after it is formed.
 """
 
 from __future__ import annotations
@@ -119,25 +128,33 @@ class Sequencer(wiring.Component):
                     m.d.comb += out_idx.eq(k)
 
         # -- counters shared by conv and dense issue -------------------------------------------
-        h = Signal(16)
+        # A raster position i (of the input map) is kept as the pair (i div R)·G, i mod R: the
+        # address part and the bank. Steps of it are pair additions (`_pair_add`), no divider.
+        h = Signal(16)          # dense: input row
         kh = Signal(2)
         kw = Signal(2)
         # Folded first layer: the input unit stored the kw (and kh) neighbours in extra lanes, so
-        # only the centre column (row) of taps is issued.
+        # only the centre column (or centre) of taps is issued.
         kh0, kh1, kw0, kw1 = Signal(2), Signal(2), Signal(2), Signal(2)
         g = Signal(16)          # group within the pass
         gg = Signal(16)         # group within the input map (j·G_c + g)
         j = Signal(4)           # first-layer pass
         to = Signal(16)         # output tile
-        wt = Signal(16)         # pixel tile (conv) / bank column w div R (dense)
-        w0 = Signal(16)         # first column of the pixel tile (conv) / w (dense)
-        wr = Signal(range(R))   # w mod R (dense)
-        wtGo = Signal(A)        # wt·G_out
-        rowbase = Signal(A)     # h·row_stride
-        rowbase_o = Signal(A)   # h·out_row_stride
-        row_wt = Signal(A)      # rowbase + wt·G (the tile's first input column), a running sum
+        t = Signal(24)          # conv: pixel tile (raster positions t·R .. t·R + R − 1)
+        w0 = Signal(16)         # dense: input column
+        wr = Signal(range(R))   # dense: bank of the input position (i mod R)
+        tG = Signal(A)          # conv: t·G_in; dense: (i div R)·G_in
+        tGo = Signal(A)         # conv: t·G_out, the output address of the tile's pixels
         wcount = Signal(24)     # weight address
         wtile = Signal(24)      # weight address of the current tile's first word
+        # conv: per-row position (h_r, w_r) of the tile's output pixel t·R + r, stepped by
+        # (tile_dh, tile_dw) = divmod(R, W) per tile (set up by counting in INIT); rows past the end
+        # of the map have h_r >= H.
+        pos_h = [Signal(16, name=f"pos_h{r}") for r in range(R)]
+        pos_w = [Signal(16, name=f"pos_w{r}") for r in range(R)]
+        init_k = Signal(range(R + 1))
+        # layer constants registered at SETUP (no path from the latched entry into the issue logic)
+        h_last, w_last = Signal(16), Signal(16)
 
         # -- hold registers and in-flight tracking -----------------------------------------------
         # Two hold slots used in turn: tile ends are issued, captured (capture_delay cycles
@@ -149,8 +166,9 @@ class Sequencer(wiring.Component):
         last_line = Signal(capture_delay)
         hold_acc = [Signal.like(array.acc, name=f"hold_acc{k}") for k in range(2)]
         hold_valid = Signal(2)
-        # obase = rowbase_o + wtGo: the output address of the tile's pixel column, summed at issue
-        meta_layout = data.StructLayout({"to": unsigned(16), "w0": unsigned(16), "obase": unsigned(A)})
+        # obase: the output address of the tile's pixels (all R in distinct banks, same address);
+        # rows: which of its R pixels exist (the last tile of a map may be partial)
+        meta_layout = data.StructLayout({"to": unsigned(16), "rows": unsigned(R), "obase": unsigned(A)})
         pending = [Signal(meta_layout, name=f"pending{k}") for k in range(2)]  # per slot, from its issue
         iss_ptr, cap_ptr, rd_ptr = Signal(), Signal(), Signal()
         inflight = Signal()
@@ -177,12 +195,10 @@ class Sequencer(wiring.Component):
         shift_a, shift_d = Signal(4), Signal(4)
         rowv_a, rowv_d = Signal(R), Signal(R)
         lanev_a, lanev_d = Signal(cfg.max_lanes), Signal(cfg.max_lanes)
-        rot_a, rot_d = Signal(2), Signal(2)       # conv: kw; dense: unused
-        wr_a, wr_d = Signal(range(R)), Signal(range(R))
+        rot_a, rot_d = Signal(range(R)), Signal(range(R))  # row r takes bank (r + rot) mod R
         wcount_a = Signal(24)
         m.d.sync += [en_d.eq(en_a), clear_d.eq(clear_a), shift_d.eq(shift_a), rowv_d.eq(rowv_a),
-                     lanev_d.eq(lanev_a), rot_d.eq(rot_a), wr_d.eq(wr_a), wcount_a.eq(wcount)]
-        dense_d = Signal()
+                     lanev_d.eq(lanev_a), rot_d.eq(rot_a), wcount_a.eq(wcount)]
         lanes_mask = Signal(cfg.max_lanes)
         if not cfg.mixed:
             m.d.comb += lanes_mask.eq(Mux(L.lanes_last >= S, (1 << S) - 1,
@@ -197,7 +213,6 @@ class Sequencer(wiring.Component):
                     with m.Case(k):
                         m.d.comb += full_mask.eq((1 << (D // mq)) - 1)
 
-        m.d.comb += dense_d.eq(L.kind == KIND_DENSE)  # L is constant while a layer runs
         m.d.sync += last_line.eq(Cat(issue & tile_last, last_line[:-1]))
         with m.If(last_line[-1]):
             m.d.sync += cap_ptr.eq(~cap_ptr)
@@ -205,15 +220,15 @@ class Sequencer(wiring.Component):
                 with m.If(cap_ptr == k):
                     m.d.sync += [hold_acc[k].eq(array.acc), hold_valid[k].eq(1)]
 
-        # array inputs
+        # array inputs: a rotation of the R bank words (conv: by the tap's bank offset; dense: row
+        # 0 takes the input position's bank)
         rotated = []
         for r in range(R):
-            choices = [self.act.rd_data[(r + dk) % R] for dk in (-1, 0, 1)]
             word = Signal(D, name=f"act_row{r}")
-            with m.If(dense_d):
-                m.d.comb += word.eq(self.act.rd_data[0] if R == 1 else Array(self.act.rd_data)[wr_d])
-            with m.Else():
-                m.d.comb += word.eq(Array(choices)[rot_d])
+            if R == 1:
+                m.d.comb += word.eq(self.act.rd_data[0])
+            else:
+                m.d.comb += word.eq(Array(self.act.rd_data[(r + k) % R] for k in range(R))[rot_d])
             rotated.append(word)
         m.d.comb += [
             array.act.eq(Cat(*rotated)),
@@ -229,112 +244,135 @@ class Sequencer(wiring.Component):
         if cfg.mixed:
             m.d.comb += array.mode.eq(mode_idx)  # a layer constant (the array drains before the next)
 
-        # row validity of a conv tap, per row
+        # row validity of a conv tap, per row: its output pixel exists and the tap's input pixel
+        # (h_r + kh − 1, w_r + kw − 1) is inside the map (else the zero padding)
         conv_rowv = Signal(R)
-        hvalid = Signal()
-        m.d.comb += hvalid.eq(~(((kh == 0) & (h == 0)) | ((kh == 2) & (h == L.height - 1))))
+        exists = Signal(R)
         for r in range(R):
-            col = Signal(signed(18), name=f"col{r}")
-            m.d.comb += col.eq(w0 + r + kw - 1)
-            m.d.comb += conv_rowv[r].eq(hvalid & (col >= 0) & (col < L.width))
+            top, bottom = pos_h[r] == 0, pos_h[r] == h_last
+            left, right = pos_w[r] == 0, pos_w[r] == w_last
+            m.d.comb += exists[r].eq(pos_h[r] <= h_last)
+            m.d.comb += conv_rowv[r].eq(exists[r] & ~((kh == 0) & top) & ~((kh == 2) & bottom)
+                                        & ~((kw == 0) & left) & ~((kw == 2) & right))
 
-        # conv read addresses: bank b holds column w0 + kw − 1 + ((b − (kw − 1)) mod R), which is in
-        # bank column wt + step(b, kw) with step ∈ {−1, 0, +1} known at elaboration time.
-        # The nine tap offsets (kh − 1)·row_stride + step·G, step ∈ {−1, 0, +1}, are layer constants
-        # set in SETUP, so a bank's address is two adds: row_wt + gg, plus its tap's offset.
-        tap_off = {(dkh, step): Signal(signed(A + 2), name=f"tap_off_{dkh + 1}_{step + 1}")
-                   for dkh in (-1, 0, 1) for step in (-1, 0, 1)}
+        # conv read addresses. Tap (kh, kw) of row r reads raster position t·R + r + off, off =
+        # (kh − 1)·W + kw − 1 = q·R + s (0 <= s < R): bank (r + s) mod R, address (t + q)·G + gg,
+        # plus G for the banks b < s (their row wrapped past bank R − 1). Per tap, q·G ("lo"),
+        # (q + 1)·G ("hi") and s are layer constants computed at SETUP.
+        tap_lo = {(a, b): Signal(signed(A + 2), name=f"tap_lo_{a}_{b}") for a in range(3) for b in range(3)}
+        tap_hi = {(a, b): Signal(signed(A + 2), name=f"tap_hi_{a}_{b}") for a in range(3) for b in range(3)}
+        tap_s = {(a, b): Signal(range(R), name=f"tap_s_{a}_{b}") for a in range(3) for b in range(3)}
+        cur_lo, cur_hi, cur_s = Signal(signed(A + 2)), Signal(signed(A + 2)), Signal(range(R))
+        with m.Switch(Cat(kw, kh)):
+            for (a, b) in tap_lo:
+                with m.Case(b | a << 2):
+                    m.d.comb += [cur_lo.eq(tap_lo[a, b]), cur_hi.eq(tap_hi[a, b]), cur_s.eq(tap_s[a, b])]
         row_g = Signal(A + 2)
-        m.d.comb += row_g.eq(row_wt + gg)
+        m.d.comb += row_g.eq(tG + gg)
         conv_addr = []
         for b in range(R):
             addr = Signal(signed(A + 2), name=f"conv_addr{b}")
-            with m.Switch(Cat(kw, kh)):
-                for kh_ in range(3):
-                    for k, dk in enumerate((-1, 0, 1)):
-                        step = (dk + (b - dk) % R) // R
-                        with m.Case(k | kh_ << 2):
-                            m.d.comb += addr.eq(row_g + tap_off[(kh_ - 1, step)])
+            m.d.comb += addr.eq(row_g + Mux(cur_s > b, cur_hi, cur_lo))
             conv_addr.append(addr)
-
+        # the SETUP values of the tap constants (from the latched entry, registered once)
+        tap_setup = []
+        for a in range(3):
+            if a == 1:
+                base_q, base_s = Const(0, signed(A + 2)), Const(0, range(R + 1))
+            elif a == 2:   # + W
+                base_q, base_s = L.wdiv_g, L.wmod
+            else:          # − W, normalised to 0 <= s < R
+                base_q = Mux(L.wmod == 0, -L.wdiv_g, -L.wdiv_g - L.groups)
+                base_s = Mux(L.wmod == 0, 0, R - L.wmod)
+            for b in range(3):
+                s_sum = Signal(signed(18), name=f"tap_sum_{a}_{b}")
+                m.d.comb += s_sum.eq(base_s + (b - 1))
+                lo = Mux(s_sum < 0, base_q - L.groups, Mux(s_sum >= R, base_q + L.groups, base_q))
+                s_val = Mux(s_sum < 0, s_sum + R, Mux(s_sum >= R, s_sum - R, s_sum))
+                tap_setup += [tap_lo[a, b].eq(lo), tap_hi[a, b].eq(lo + L.groups), tap_s[a, b].eq(s_val)]
         # -- pool engine ---------------------------------------------------------------------------
-        # Per output word (ho, wo, g): with R >= 2 the two input columns 2·wo, 2·wo + 1 sit in two
-        # banks, so each cycle reads both (k = dy, 2 cycles per word); with R = 1 one word per
-        # cycle (k = 2·dy + dx, 4 cycles). A lane-wise max of the codes, written on the last k.
+        # Output pixel (ho, wo) reads raster positions (2·ho + dy)·W + 2·wo + dx. Positions are
+        # (address part, bank) pairs stepped by pair additions: rs0, rs1 = the starts of input rows
+        # 2·ho and 2·ho + 1 (+ 2W per output row), o = the output position (+ 1 per output word,
+        # or + R/2 per step of the vector engine), orow = the output row's start (+ W_out).
+        # Generic engine (R = 1, 2 or odd): one output word (ho, wo, g) at a time; each cycle (k =
+        # dy) reads the two positions 2·wo, 2·wo + 1 of one input row (consecutive: two banks), or
+        # at R = 1 one word (k = 2·dy + dx). A lane-wise max of the codes, written on the last k.
         two_cols = R >= 2
         k_last = 1 if two_cols else 3
-        p_ho, p_wo, p_g, p_k = Signal(16), Signal(16), Signal(16), Signal(2)
-        p_q2, p_r2 = Signal(16), Signal(range(R))  # divmod(2·wo, R)
-        p_woq, p_wor = Signal(16), Signal(range(R))
-        p_issue = Signal()
-        p_dy = Signal()
-        p_q1, p_r1 = Signal(16), Signal(range(R))  # divmod(2·wo + 1, R)
-        if R == 1:
-            m.d.comb += [p_dy.eq(p_k[1]), p_r1.eq(0), p_q1.eq(p_q2 + p_k[0])]
-        else:
-            m.d.comb += p_dy.eq(p_k[0])
-            with m.If(p_r2 == R - 1):
-                m.d.comb += [p_r1.eq(0), p_q1.eq(p_q2 + 1)]
-            with m.Else():
-                m.d.comb += [p_r1.eq(p_r2 + 1), p_q1.eq(p_q2)]
-        # Address products kept as running sums (no multiplier in the address path): 2·ho·row_stride,
-        # ho·out_row_stride, q2·G and wo div R·G step with their counters.
-        p_ho_rs, p_ho_ors, p_q2g, p_woqg = Signal(A + 8), Signal(A + 8), Signal(A + 8), Signal(A + 8)
-        p_q1g = Signal(A + 8)   # q1·G
-        if R == 1:
-            m.d.comb += p_q1g.eq(p_q2g + Mux(p_k[0], L.groups, 0))
-        else:
-            m.d.comb += p_q1g.eq(p_q2g + Mux(p_r2 == R - 1, L.groups, 0))
-        p_rowaddr = Signal(A + 8)
-        m.d.comb += p_rowaddr.eq(p_ho_rs + Mux(p_dy, L.row_stride, 0) + p_g)
-        p_addr0, p_addr1 = Signal(A + 8), Signal(A + 8)
-        m.d.comb += [p_addr0.eq(p_rowaddr + p_q2g), p_addr1.eq(p_rowaddr + p_q1g)]
-        # `_a`: the cycle the registered read address is at the buffer; `_d`: its data is back.
-        p_valid_a, p_first_a, p_last_a = Signal(), Signal(), Signal()
-        p_r0_a, p_r1_a, p_wor_a = Signal(range(R)), Signal(range(R)), Signal(range(R))
-        p_waddr_a = Signal(A + 8)
-        p_valid_d, p_first_d, p_last_d = Signal(), Signal(), Signal()
-        p_r0_d, p_r1_d, p_wor_d = Signal(range(R)), Signal(range(R)), Signal(range(R))
-        p_waddr_d = Signal(A + 8)
-        p_max = Signal(D)
-        p_new = Signal(D)
-        words = [Array(self.act.rd_data)[p_r1_d]] if R == 1 else [Array(self.act.rd_data)[p_r0_d],
-                                                                   Array(self.act.rd_data)[p_r1_d]]
-
-        _lane_max(m, cfg, mode_idx, p_first_d, p_new, words, p_max)
-        m.d.sync += [p_valid_a.eq(p_issue), p_first_a.eq(p_k == 0), p_last_a.eq(p_k == k_last),
-                     p_r0_a.eq(p_r2), p_r1_a.eq(p_r1), p_wor_a.eq(p_wor),
-                     p_waddr_a.eq(p_ho_ors + p_woqg + p_g)]
-        m.d.sync += [p_valid_d.eq(p_valid_a), p_first_d.eq(p_first_a), p_last_d.eq(p_last_a),
-                     p_r0_d.eq(p_r0_a), p_r1_d.eq(p_r1_a), p_wor_d.eq(p_wor_a), p_waddr_d.eq(p_waddr_a)]
-        with m.If(p_valid_d):
-            m.d.sync += p_max.eq(p_new)
-        pool_writing = Signal()
-        m.d.comb += pool_writing.eq(p_valid_d & p_last_d)
-
-        # Even R >= 4: a whole tile of R/2 output columns per step. Input columns 2·wo0 .. 2·wo0 +
-        # R − 1 (wo0 = t·R/2) are exactly bank column t of every bank, so all R banks read the
-        # same address; output columns wo0 .. wo0 + R/2 − 1 are banks 0 .. R/2 − 1 (t even) or
-        # R/2 .. R − 1 (t odd) of bank column t div 2. Two cycles (dy) per R/2 output words.
         vec = R % 2 == 0 and R >= 4
         half = R // 2
-        p_t, p_wo0 = Signal(16), Signal(16)
-        p_tg, p_thg = Signal(A + 8), Signal(A + 8)  # t·G and (t div 2)·G, running sums
-        v_addr = Signal(A + 8)
-        m.d.comb += v_addr.eq(p_ho_rs + Mux(p_k[0], L.row_stride, 0) + p_tg + p_g)
-        v_waddr_a, v_odd_a, v_mask_a = Signal(A + 8), Signal(), Signal(max(1, half))
-        v_waddr_d, v_odd_d, v_mask_d = Signal(A + 8), Signal(), Signal(max(1, half))
-        v_max = [Signal(D, name=f"v_max{k}") for k in range(half)]
-        v_new = [Signal(D, name=f"v_new{k}") for k in range(half)]
+        AP = A + 8
+        p_ho, p_wo, p_g, p_k = Signal(16), Signal(16), Signal(16), Signal(2)
+        p_issue = Signal()
+        p_dy = Signal()
+        m.d.comb += p_dy.eq(p_k[0] if two_cols else p_k[1])
+
+        def pos(name):
+            return Signal(AP, name=f"{name}_q"), Signal(range(R), name=f"{name}_s")
+
+        rs0, rs1, p_in0, p_in1, p_o, p_orow, p_w2 = (pos(n) for n in ("p_rs0", "p_rs1", "p_in0", "p_in1", "p_o",
+                                                                     "p_orow", "p_w2"))
+        p_t, p_wo0 = Signal(16), Signal(16)   # vector engine: step t of the row, wo0 = t·R/2
+        p_tG = Signal(AP)                     # t·G (R input positions per step: one bank column)
+        # the position read this cycle, and its address per bank (banks below its bank wrapped)
+        rd_q, rd_s = Signal(AP), Signal(range(R))
         if vec:
-            m.d.sync += [v_waddr_a.eq(p_ho_ors + p_thg + p_g), v_odd_a.eq(p_t[0]),
-                         v_mask_a.eq(Cat(*[p_wo0 + k < L.out_width for k in range(half)]))]
-            m.d.sync += [v_waddr_d.eq(v_waddr_a), v_odd_d.eq(v_odd_a), v_mask_d.eq(v_mask_a)]
-            for k in range(half):
-                _lane_max(m, cfg, mode_idx, p_first_d, v_new[k], [self.act.rd_data[2 * k], self.act.rd_data[2 * k + 1]],
-                          v_max[k])
-                with m.If(p_valid_d):
-                    m.d.sync += v_max[k].eq(v_new[k])
+            m.d.comb += [rd_q.eq(Mux(p_dy, rs1[0], rs0[0]) + p_tG), rd_s.eq(Mux(p_dy, rs1[1], rs0[1]))]
+        else:
+            m.d.comb += [rd_q.eq(Mux(p_dy, p_in1[0], p_in0[0])), rd_s.eq(Mux(p_dy, p_in1[1], p_in0[1]))]
+        pool_addr = []
+        for b in range(R):
+            addr = Signal(AP, name=f"pool_addr{b}")
+            if R == 1:
+                m.d.comb += addr.eq(rd_q + p_g + Mux(p_k[0], L.groups, 0))
+            else:
+                m.d.comb += addr.eq(rd_q + p_g + Mux(rd_s > b, L.groups, 0))
+            pool_addr.append(addr)
+        # `_a`: the cycle the registered read address is at the buffer; `_d`: its data is back.
+        p_valid_a, p_first_a, p_last_a, p_s_a = Signal(), Signal(), Signal(), Signal(range(R))
+        p_valid_d, p_first_d, p_last_d, p_s_d = Signal(), Signal(), Signal(), Signal(range(R))
+        p_waddr_a, p_os_a, p_mask_a = Signal(AP), Signal(range(R)), Signal(max(1, half))
+        p_waddr_d, p_os_d, p_mask_d = Signal(AP), Signal(range(R)), Signal(max(1, half))
+        m.d.sync += [p_valid_a.eq(p_issue), p_first_a.eq(p_k == 0), p_last_a.eq(p_k == k_last), p_s_a.eq(rd_s),
+                     p_waddr_a.eq(p_o[0] + p_g), p_os_a.eq(p_o[1])]
+        if vec:
+            m.d.sync += p_mask_a.eq(Cat(*[p_wo0 + k < L.out_width for k in range(half)]))
+        m.d.sync += [p_valid_d.eq(p_valid_a), p_first_d.eq(p_first_a), p_last_d.eq(p_last_a), p_s_d.eq(p_s_a),
+                     p_waddr_d.eq(p_waddr_a), p_os_d.eq(p_os_a), p_mask_d.eq(p_mask_a)]
+        # the input words in raster order: in_words[k] is position (read position) + k
+        in_words = []
+        for k in range(R if vec else min(R, 2)):
+            word = Signal(D, name=f"pool_in{k}")
+            if R == 1:
+                m.d.comb += word.eq(self.act.rd_data[0])
+            else:
+                m.d.comb += word.eq(Array(self.act.rd_data[(k + o) % R] for o in range(R))[p_s_d])
+            in_words.append(word)
+        n_out = half if vec else 1
+        p_max = [Signal(D, name=f"p_max{k}") for k in range(n_out)]
+        p_new = [Signal(D, name=f"p_new{k}") for k in range(n_out)]
+        for k in range(n_out):
+            _lane_max(m, cfg, mode_idx, p_first_d, p_new[k],
+                      [in_words[2 * k], in_words[2 * k + 1]] if two_cols else [in_words[0]], p_max[k])
+            with m.If(p_valid_d):
+                m.d.sync += p_max[k].eq(p_new[k])
+        pool_writing = Signal()
+        m.d.comb += pool_writing.eq(p_valid_d & p_last_d)
+        # per bank: the write (enable, data, address) of the written output word(s)
+        pool_wen, pool_wdata, pool_waddr = [], [], []
+        for b in range(R):
+            en, wd, wa = Signal(name=f"pool_wen{b}"), Signal(D, name=f"pool_wdata{b}"), Signal(AP, name=f"pool_waddr{b}")
+            if vec:
+                rel = [(b - o) % R for o in range(R)]  # output word k' = (b − o) mod R lands in bank b
+                m.d.comb += [en.eq(Array(p_mask_d[k] if k < half else 0 for k in rel)[p_os_d]),
+                             wd.eq(Array(p_new[k] if k < half else 0 for k in rel)[p_os_d])]
+            else:
+                m.d.comb += [en.eq(p_os_d == b), wd.eq(p_new[0])]
+            m.d.comb += wa.eq(p_waddr_d + Mux(p_os_d > b, L.groups, 0))
+            pool_wen.append(en)
+            pool_wdata.append(wd)
+            pool_waddr.append(wa)
 
         # -- drain: hold -> feeder -> PostProcess -> collector -> writer ------------------------
         # Three decoupled stages so a tile drains while the array computes the next ones: the
@@ -398,7 +436,7 @@ class Sequencer(wiring.Component):
                         m.d.comb += [d_wen[r].eq(wen_m[r]) for r in range(R)]
         rows_ok = Signal(R)
         for r in range(R):
-            m.d.comb += rows_ok[r].eq(Mux(L.kind == KIND_DENSE, r == 0, W.t.w0 + r < L.out_width))
+            m.d.comb += rows_ok[r].eq(W.t.rows[r])
 
         # feeder
         # the next slot's tile parameters, read ahead (its pending meta is stable from its issue)
@@ -406,7 +444,14 @@ class Sequencer(wiring.Component):
         m.d.comb += rd_meta.eq(Mux(rd_ptr, pending[1], pending[0]))
         m.d.comb += self.params.rd_addr.eq(L.param_base + rd_meta.to)
         feeder_idle = Signal()
-        m.d.comb += copying.eq(feeder_idle & hold_valid.bit_select(rd_ptr, 1) & meta_fifo.w_rdy)
+        # The feeder takes the next hold slot in the cycle its last row enters the units (R
+        # cycles a tile, not R + 1), except where the param read-ahead would not have settled: a
+        # dense tile feeds one row, and at R = 1 a conv tile too.
+        feed_last = Signal()
+        chain_ok = Signal()
+        m.d.comb += chain_ok.eq((L.kind != KIND_DENSE) if R >= 2 else 0)
+        m.d.comb += copying.eq((feeder_idle | (feed_last & chain_ok)) & hold_valid.bit_select(rd_ptr, 1)
+                               & meta_fifo.w_rdy)
         pp_ready = Signal()
         m.d.comb += pp_ready.eq(pps[0].i.ready)
         for c, pp in enumerate(pps):
@@ -421,39 +466,52 @@ class Sequencer(wiring.Component):
                 m.d.comb += pp.i.payload.q_out.eq(L.clamp_q)
         params_now = Signal(param_layout(cfg))
         m.d.comb += params_now.eq(self.params.rd_data)
+
+        def take_hold():
+            m.d.comb += [meta_fifo.w_en.eq(1),
+                         meta_fifo.w_data.eq(Cat(params_now.as_value()[:PARAM_META_BITS], rd_meta))]
+            m.d.sync += [P.eq(params_now), feed_acc.eq(Mux(rd_ptr, hold_acc[1], hold_acc[0])),
+                         rd_ptr.eq(~rd_ptr), feed_row.eq(0)]
+            for k in range(2):
+                with m.If(rd_ptr == k):
+                    m.d.sync += hold_valid[k].eq(0)
+
         with m.FSM(name="feeder"):
             with m.State("IDLE"):
                 m.d.comb += feeder_idle.eq(1)
                 with m.If(copying):
-                    m.d.comb += [meta_fifo.w_en.eq(1),
-                                 meta_fifo.w_data.eq(Cat(params_now.as_value()[:PARAM_META_BITS], rd_meta))]
-                    m.d.sync += [P.eq(params_now), feed_acc.eq(Mux(rd_ptr, hold_acc[1], hold_acc[0])),
-                                 rd_ptr.eq(~rd_ptr), feed_row.eq(0)]
-                    for k in range(2):
-                        with m.If(rd_ptr == k):
-                            m.d.sync += hold_valid[k].eq(0)
+                    take_hold()
                     m.next = "FEED"
             with m.State("FEED"):
                 for pp in pps:
                     m.d.comb += pp.i.valid.eq(1)
+                m.d.comb += feed_last.eq(pp_ready & (feed_row == n_rows - 1))
                 with m.If(pp_ready):
                     m.d.sync += feed_row.eq(feed_row + 1)
-                    with m.If(feed_row == n_rows - 1):
-                        m.next = "IDLE"
+                with m.If(copying):
+                    take_hold()
+                with m.Elif(feed_last):
+                    m.next = "IDLE"
 
         # collector
+        # A full `codes` takes the next tile's first row in the cycle the writer copies it out
+        # (the writer samples the old values at the same edge), so a tile costs R cycles here too.
         codes_full = Signal()
-        m.d.comb += codes_full.eq(coll_row == n_rows)
+        writer_take = Signal()
+        coll_at = Signal(range(R + 1))
+        m.d.comb += [codes_full.eq(coll_row == n_rows), coll_at.eq(Mux(codes_full, 0, coll_row))]
+        coll_accept = Signal()
+        m.d.comb += coll_accept.eq(pps[0].o.valid & (~codes_full | writer_take))
         for pp in pps:
-            m.d.comb += pp.o.ready.eq(~codes_full)
-        with m.If(pps[0].o.valid & ~codes_full):
+            m.d.comb += pp.o.ready.eq(~codes_full | writer_take)
+        with m.If(coll_accept):
             for c, pp in enumerate(pps):
-                with m.Switch(coll_row):
+                with m.Switch(coll_at):
                     for r in range(R):
                         with m.Case(r):
                             m.d.sync += codes[r][c].eq(pp.o.payload.code)
                 m.d.sync += logits[c].eq(pp.o.payload.logit)
-            m.d.sync += coll_row.eq(coll_row + 1)
+        m.d.sync += coll_row.eq(Mux(writer_take, 0, coll_row) + coll_accept)
 
         # writer
         writer_idle = Signal()
@@ -464,8 +522,8 @@ class Sequencer(wiring.Component):
             with m.State("IDLE"):
                 m.d.comb += writer_idle.eq(1)
                 with m.If(codes_full):
-                    m.d.comb += meta_fifo.r_en.eq(1)
-                    m.d.sync += [W.eq(meta_fifo.r_data), coll_row.eq(0), wk.eq(0), ek.eq(0)]
+                    m.d.comb += [meta_fifo.r_en.eq(1), writer_take.eq(1)]
+                    m.d.sync += [W.eq(meta_fifo.r_data), wk.eq(0), ek.eq(0)]
                     m.d.sync += [wcodes[r][c].eq(codes[r][c]) for r in range(R) for c in range(C)]
                     m.d.sync += [wlogits[c].eq(logits[c]) for c in range(C)]
                     with m.If(L.last):
@@ -513,12 +571,7 @@ class Sequencer(wiring.Component):
                 with m.Case(1):
                     m.d.sync += self.act.rd_addr[b].eq(row_g)
                 with m.Case(2):
-                    if vec:
-                        m.d.sync += self.act.rd_addr[b].eq(v_addr)
-                    elif R == 1:
-                        m.d.sync += self.act.rd_addr[b].eq(p_addr1)
-                    else:
-                        m.d.sync += self.act.rd_addr[b].eq(Mux(p_r2 == b, p_addr0, p_addr1))
+                    m.d.sync += self.act.rd_addr[b].eq(pool_addr[b])
                 with m.Case(3):
                     m.d.sync += self.act.rd_addr[b].eq(dump_addr)
         m.d.sync += self.act.wr_half.eq(~L.in_half)
@@ -526,37 +579,61 @@ class Sequencer(wiring.Component):
         m.d.comb += wr_pending.eq(Cat(*[self.act.wr_en[b] for b in range(R)]).any())
         for b in range(R):
             with m.If(pool_writing):
-                if vec:
-                    m.d.sync += [self.act.wr_addr[b].eq(v_waddr_d), self.act.wr_data[b].eq(v_new[b % half]),
-                                 self.act.wr_en[b].eq(Mux((v_odd_d == b // half) & v_mask_d[b % half], (1 << cfg.write_lanes) - 1, 0))]
-                else:
-                    m.d.sync += [self.act.wr_addr[b].eq(p_waddr_d), self.act.wr_data[b].eq(p_new),
-                                 self.act.wr_en[b].eq(Mux(p_wor_d == b, (1 << cfg.write_lanes) - 1, 0))]
+                m.d.sync += [self.act.wr_addr[b].eq(pool_waddr[b]), self.act.wr_data[b].eq(pool_wdata[b]),
+                             self.act.wr_en[b].eq(Mux(pool_wen[b], (1 << cfg.write_lanes) - 1, 0))]
             with m.Else():
                 m.d.sync += [self.act.wr_addr[b].eq(d_waddr), self.act.wr_data[b].eq(d_wdata[b]),
                              self.act.wr_en[b].eq(Mux(drain_writing & rows_ok[b], d_wen[b], 0))]
 
         # -- issue bookkeeping common to conv/dense -----------------------------------------------
+        rot_now = Signal(range(R))   # conv: the tap's bank offset s; dense: the position's bank
+        tile_rows = Signal(R)        # the tile's existing pixels (conv), row 0 (dense)
         m.d.sync += [en_a.eq(issue), clear_a.eq(issue & tile_first)]
         with m.If(issue):
-            m.d.sync += [shift_a.eq(j), rot_a.eq(kw), wr_a.eq(wr),
+            m.d.sync += [shift_a.eq(j), rot_a.eq(rot_now),
                          lanev_a.eq(Mux(g == L.pass_groups - 1, lanes_mask, full_mask)),
                          wcount.eq(wcount + 1)]
             with m.If(tile_last):
                 m.d.sync += iss_ptr.eq(~iss_ptr)
                 for k in range(2):
                     with m.If(iss_ptr == k):
-                        m.d.sync += [pending[k].to.eq(to), pending[k].w0.eq(w0),
-                                     pending[k].obase.eq(rowbase_o + wtGo)]
+                        m.d.sync += [pending[k].to.eq(to), pending[k].rows.eq(tile_rows),
+                                     pending[k].obase.eq(tGo)]
         m.d.sync += self.mac_cycles.eq(self.mac_cycles + en_d)
         with m.If(self.busy):
             m.d.sync += self.layer_cycles.eq(self.layer_cycles + 1)
 
-        # handles for simulation-only probes (tests, bench)
+        # handles for simulation-only probes (tests, bench, formal harnesses); `rot`: row r of the
+        # issued cycle reads bank (r + rot) mod R
         self.probes = {"issue": issue, "tile_last": tile_last, "hold_valid": hold_valid, "inflight": inflight,
                        "feeder_idle": feeder_idle, "writer_idle": writer_idle, "codes_full": codes_full,
                        "kh": kh, "kw": kw, "to": to, "fifo_rdy": meta_fifo.r_rdy, "copying": copying, "j": j,
-                       "en": en_d, "row_valid": rowv_d, "lane_valid": lanev_d}
+                       "en": en_d, "row_valid": rowv_d, "lane_valid": lanev_d, "rot": rot_now}
+
+        def step(k):
+            """A constant step of k raster positions as (address part, bank part)."""
+            cq = {0: 0, 1: L.groups, 2: L.groups << 1}[k // R]
+            return cq, k % R
+
+        def advance(pair, cq, cs):
+            """pair += (cq, cs) with the bank wrapping into the address (cs < R)."""
+            q, s = pair
+            total = s + cs
+            wrap = total >= R
+            return [q.eq(q + cq + Mux(wrap, L.groups, 0)), s.eq(Mux(wrap, total - R, total))]
+
+        def added(pair, cq, cs, name):
+            """pair + (cq, cs), combinational (two signals)."""
+            q, s = pair
+            nq, ns = Signal.like(q, name=f"{name}_q"), Signal.like(s, name=f"{name}_s")
+            total = s + cs
+            wrap = total >= R
+            m.d.comb += [nq.eq(q + cq + Mux(wrap, L.groups, 0)), ns.eq(Mux(wrap, total - R, total))]
+            return nq, ns
+
+        rs0_next = added(rs0, p_w2[0], p_w2[1], "p_rs0_next")
+        rs1_next = added(rs1, p_w2[0], p_w2[1], "p_rs1_next")
+        orow_next = added(p_orow, L.out_wdiv_g, L.out_wmod, "p_orow_next")
 
         # -- main FSM ------------------------------------------------------------------------------
         gc_last = Signal()
@@ -580,22 +657,41 @@ class Sequencer(wiring.Component):
                     m.next = "SETUP"
             with m.State("SETUP"):
                 m.d.comb += self.busy.eq(1)
-                m.d.sync += [h.eq(0), kh.eq(kh0), kw.eq(kw0), g.eq(0), gg.eq(0), j.eq(0), to.eq(0), wt.eq(0),
-                             w0.eq(0), wr.eq(0), wtGo.eq(0), rowbase.eq(0), rowbase_o.eq(0), row_wt.eq(0),
-                             *[off.eq(_signed_sum((dkh, L.row_stride), (step, L.groups)))
-                               for (dkh, step), off in tap_off.items()],
+                w2_total = L.wmod << 1
+                w2_wrap = w2_total >= R
+                m.d.sync += [h.eq(0), kh.eq(kh0), kw.eq(kw0), g.eq(0), gg.eq(0), j.eq(0), to.eq(0), t.eq(0),
+                             w0.eq(0), wr.eq(0), tG.eq(0), tGo.eq(0), *tap_setup,
+                             h_last.eq(L.height - 1), w_last.eq(L.width - 1),
+                             pos_h[0].eq(0), pos_w[0].eq(0), init_k.eq(0),
                              wcount.eq(L.weight_base), wtile.eq(L.weight_base),
-                             p_ho.eq(0), p_wo.eq(0), p_g.eq(0), p_k.eq(0), p_q2.eq(0), p_r2.eq(0),
-                             p_woq.eq(0), p_wor.eq(0), p_t.eq(0), p_wo0.eq(0), dump_addr.eq(0), dump_k.eq(0),
-                             p_ho_rs.eq(0), p_ho_ors.eq(0), p_q2g.eq(0), p_woqg.eq(0), p_tg.eq(0), p_thg.eq(0)]
-                with m.If(L.external):
-                    m.next = "WEIGHTS"
-                with m.Elif(L.kind == KIND_POOL):
+                             p_ho.eq(0), p_wo.eq(0), p_g.eq(0), p_k.eq(0), p_t.eq(0), p_wo0.eq(0), p_tG.eq(0),
+                             rs0[0].eq(0), rs0[1].eq(0), rs1[0].eq(L.wdiv_g), rs1[1].eq(L.wmod),
+                             p_in0[0].eq(0), p_in0[1].eq(0), p_in1[0].eq(L.wdiv_g), p_in1[1].eq(L.wmod),
+                             p_o[0].eq(0), p_o[1].eq(0), p_orow[0].eq(0), p_orow[1].eq(0),
+                             p_w2[0].eq((L.wdiv_g << 1) + Mux(w2_wrap, L.groups, 0)),
+                             p_w2[1].eq(Mux(w2_wrap, w2_total - R, w2_total)),
+                             dump_addr.eq(0), dump_k.eq(0)]
+                with m.If(L.kind == KIND_POOL):
                     m.next = "POOL"
                 with m.Elif(L.kind == KIND_DENSE):
-                    m.next = "DENSE"
+                    with m.If(L.external):
+                        m.next = "WEIGHTS"
+                    with m.Else():
+                        m.next = "DENSE"
                 with m.Else():
-                    m.next = "CONV"
+                    m.next = "INIT"
+            with m.State("INIT"):
+                # conv: row r's position = row r − 1's plus one raster step (settled after R − 1 cycles)
+                m.d.comb += self.busy.eq(1)
+                for r in range(1, R):
+                    wrap = pos_w[r - 1] == w_last
+                    m.d.sync += [pos_w[r].eq(Mux(wrap, 0, pos_w[r - 1] + 1)), pos_h[r].eq(pos_h[r - 1] + wrap)]
+                m.d.sync += init_k.eq(init_k + 1)
+                with m.If(init_k >= max(0, R - 2)):
+                    with m.If(L.external):
+                        m.next = "WEIGHTS"
+                    with m.Else():
+                        m.next = "CONV"
             with m.State("WEIGHTS"):
                 m.d.comb += [self.busy.eq(1), self.need_weights.eq(1)]
                 with m.If(self.weights_loaded):
@@ -605,7 +701,8 @@ class Sequencer(wiring.Component):
                         m.next = "CONV"
 
             with m.State("CONV"):
-                m.d.comb += [self.busy.eq(1), rd_sel.eq(0), issue.eq(can_issue),
+                m.d.comb += [self.busy.eq(1), rd_sel.eq(0), issue.eq(can_issue), rot_now.eq(cur_s),
+                             tile_rows.eq(exists),
                              tile_first.eq((j == 0) & (gg == 0) & (kh == kh0) & (kw == kw0)),
                              tile_last.eq((j == L.passes - 1) & gc_last & (kh == kh1) & (kw == kw1))]
                 with m.If(issue):
@@ -622,20 +719,20 @@ class Sequencer(wiring.Component):
                                     m.d.sync += [j.eq(0), gg.eq(0), to.eq(to + 1),
                                                  wcount.eq(wcount + 1), wtile.eq(wcount + 1)]
                                     with m.If(to == L.out_tiles - 1):
+                                        # pixel tile done: the next R raster positions
                                         m.d.sync += [to.eq(0), wcount.eq(L.weight_base), wtile.eq(L.weight_base),
-                                                     wt.eq(wt + 1), w0.eq(w0 + R), row_wt.eq(row_wt + L.groups),
-                                                     wtGo.eq(wtGo + L.out_groups)]
-                                        with m.If(w0 + R >= L.width):
-                                            m.d.sync += [wt.eq(0), w0.eq(0), wtGo.eq(0), h.eq(h + 1),
-                                                         rowbase.eq(rowbase + L.row_stride),
-                                                         row_wt.eq(rowbase + L.row_stride),
-                                                         rowbase_o.eq(rowbase_o + L.out_row_stride)]
-                                            with m.If(h == L.height - 1):
-                                                m.next = "FINISH"
+                                                     t.eq(t + 1), tG.eq(tG + L.groups), tGo.eq(tGo + L.out_groups)]
+                                        for r in range(R):
+                                            nw = pos_w[r] + L.tile_dw
+                                            wrap = nw > w_last
+                                            m.d.sync += [pos_w[r].eq(Mux(wrap, nw - L.width, nw)),
+                                                         pos_h[r].eq(pos_h[r] + L.tile_dh + wrap)]
+                                        with m.If(t == L.tiles - 1):
+                                            m.next = "FINISH"
 
             with m.State("DENSE"):
-                # positions (h, w) with w = w0, bank wr, bank column wt; groups g innermost
-                m.d.comb += [self.busy.eq(1), rd_sel.eq(1), issue.eq(can_issue),
+                # input positions i = h·W + w in raster order (bank wr, address part tG); groups innermost
+                m.d.comb += [self.busy.eq(1), rd_sel.eq(1), issue.eq(can_issue), rot_now.eq(wr), tile_rows.eq(1),
                              tile_first.eq((h == 0) & (w0 == 0) & (gg == 0)),
                              tile_last.eq((h == L.height - 1) & (w0 == L.width - 1) & gc_last)]
                 with m.If(issue):
@@ -643,59 +740,42 @@ class Sequencer(wiring.Component):
                     with m.If(gc_last):
                         m.d.sync += [g.eq(0), gg.eq(0), w0.eq(w0 + 1), wr.eq(wr + 1)]
                         if R == 1:
-                            m.d.sync += [wr.eq(0), row_wt.eq(row_wt + L.groups)]
+                            m.d.sync += [wr.eq(0), tG.eq(tG + L.groups)]
                         else:
                             with m.If(wr == R - 1):
-                                m.d.sync += [wr.eq(0), row_wt.eq(row_wt + L.groups)]
+                                m.d.sync += [wr.eq(0), tG.eq(tG + L.groups)]
                         with m.If(w0 == L.width - 1):
-                            m.d.sync += [w0.eq(0), wr.eq(0), h.eq(h + 1),
-                                         rowbase.eq(rowbase + L.row_stride), row_wt.eq(rowbase + L.row_stride)]
+                            m.d.sync += [w0.eq(0), h.eq(h + 1)]
                             with m.If(h == L.height - 1):
-                                m.d.sync += [h.eq(0), rowbase.eq(0), row_wt.eq(0), to.eq(to + 1)]
+                                m.d.sync += [h.eq(0), wr.eq(0), tG.eq(0), to.eq(to + 1)]
                                 with m.If(to == L.out_tiles - 1):
                                     m.next = "FINISH"
 
             with m.State("POOL"):
                 m.d.comb += [self.busy.eq(1), rd_sel.eq(2), p_issue.eq(1)]
                 m.d.sync += p_k.eq(p_k + 1)
-                if vec:
-                    with m.If(p_k == 1):
-                        m.d.sync += [p_k.eq(0), p_g.eq(p_g + 1)]
-                        with m.If(p_g == L.groups - 1):
-                            m.d.sync += [p_g.eq(0), p_t.eq(p_t + 1), p_wo0.eq(p_wo0 + half),
-                                         p_tg.eq(p_tg + L.groups), p_thg.eq(p_thg + Mux(p_t[0], L.groups, 0))]
-                            with m.If(p_wo0 + half >= L.out_width):
-                                m.d.sync += [p_t.eq(0), p_wo0.eq(0), p_ho.eq(p_ho + 1), p_tg.eq(0), p_thg.eq(0),
-                                             p_ho_rs.eq(p_ho_rs + (L.row_stride << 1)),
-                                             p_ho_ors.eq(p_ho_ors + L.out_row_stride)]
-                                with m.If(p_ho == L.out_height - 1):
-                                    m.next = "FINISH"
-                with m.If((p_k == k_last) & (not vec)):
-                    m.d.sync += p_k.eq(0)
-                    m.d.sync += p_g.eq(p_g + 1)
+                with m.If(p_k == k_last):
+                    m.d.sync += [p_k.eq(0), p_g.eq(p_g + 1)]
                     with m.If(p_g == L.groups - 1):
-                        m.d.sync += [p_g.eq(0), p_wo.eq(p_wo + 1)]
-                        # divmod(wo, R) and divmod(2·wo, R), incrementally
-                        if R == 1:
-                            m.d.sync += [p_woq.eq(p_woq + 1), p_q2.eq(p_q2 + 2),
-                                         p_woqg.eq(p_woqg + L.groups), p_q2g.eq(p_q2g + (L.groups << 1))]
+                        m.d.sync += p_g.eq(0)
+                        if vec:
+                            # next step of R/2 output words; at the row's end, the next row pair
+                            m.d.sync += [p_t.eq(p_t + 1), p_wo0.eq(p_wo0 + half), p_tG.eq(p_tG + L.groups),
+                                         *advance(p_o, *step(half))]
+                            row_end = p_wo0 + half >= L.out_width
                         else:
-                            with m.If(p_wor == R - 1):
-                                m.d.sync += [p_wor.eq(0), p_woq.eq(p_woq + 1), p_woqg.eq(p_woqg + L.groups)]
-                            with m.Else():
-                                m.d.sync += p_wor.eq(p_wor + 1)
-                            if R == 2:
-                                m.d.sync += [p_q2.eq(p_q2 + 1), p_q2g.eq(p_q2g + L.groups)]
-                            else:
-                                with m.If(p_r2 >= R - 2):
-                                    m.d.sync += [p_r2.eq(p_r2 + 2 - R), p_q2.eq(p_q2 + 1), p_q2g.eq(p_q2g + L.groups)]
-                                with m.Else():
-                                    m.d.sync += p_r2.eq(p_r2 + 2)
-                        with m.If(p_wo == L.out_width - 1):
-                            m.d.sync += [p_wo.eq(0), p_woq.eq(0), p_wor.eq(0), p_q2.eq(0), p_r2.eq(0),
-                                         p_woqg.eq(0), p_q2g.eq(0), p_ho.eq(p_ho + 1),
-                                         p_ho_rs.eq(p_ho_rs + (L.row_stride << 1)),
-                                         p_ho_ors.eq(p_ho_ors + L.out_row_stride)]
+                            m.d.sync += [p_wo.eq(p_wo + 1), *advance(p_in0, *step(2)), *advance(p_in1, *step(2)),
+                                         *advance(p_o, *step(1))]
+                            row_end = p_wo == L.out_width - 1
+                        with m.If(row_end):
+                            m.d.sync += [p_ho.eq(p_ho + 1), p_wo.eq(0), p_t.eq(0), p_wo0.eq(0), p_tG.eq(0),
+                                         rs0[0].eq(rs0_next[0]), rs0[1].eq(rs0_next[1]),
+                                         rs1[0].eq(rs1_next[0]), rs1[1].eq(rs1_next[1]),
+                                         p_in0[0].eq(rs0_next[0]), p_in0[1].eq(rs0_next[1]),
+                                         p_in1[0].eq(rs1_next[0]), p_in1[1].eq(rs1_next[1])]
+                            if vec:
+                                m.d.sync += [p_orow[0].eq(orow_next[0]), p_orow[1].eq(orow_next[1]),
+                                             p_o[0].eq(orow_next[0]), p_o[1].eq(orow_next[1])]
                             with m.If(p_ho == L.out_height - 1):
                                 m.next = "FINISH"
 
@@ -758,14 +838,3 @@ def _lane_max(m, cfg: AccelConfig, mode_idx, first, target, words, old) -> None:
         for k, value in enumerate(per_mode):
             with m.Case(k):
                 m.d.comb += target.eq(value)
-
-
-def _signed_sum(*terms):
-    """Σ sign·value for sign ∈ {−1, 0, +1}, written as adds and subtracts (no multiplier)."""
-    total = Const(0, 1)
-    for sign, value in terms:
-        if sign > 0:
-            total = total + value
-        elif sign < 0:
-            total = total - value
-    return total

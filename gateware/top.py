@@ -12,14 +12,14 @@ layer dumps in debug mode).
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from qjoule.config import AccelConfig
-from qjoule.program import (IMAGE_FIELDS, IMAGE_WORDS, LAYER_WORDS, MAX_LAYERS, SECTION_IMAGE, SECTION_PARAMS,
-                            SECTION_PROGRAM, SECTION_WEIGHTS, WORD_BITS, chunks, param_word_bits, param_words,
-                            weight_word_bits)
+from qjoule.program import (IMAGE_FIELDS, IMAGE_WORDS, MAX_LAYERS, SECTION_IMAGE, SECTION_PARAMS,
+                            SECTION_PROGRAM, SECTION_WEIGHTS, WORD_BITS, chunks, layer_words, param_word_bits,
+                            param_words, weight_word_bits)
 
 from .buffers import ActivationBuffer, WideBuffer
 from .sequencer import Sequencer, layer_layout
@@ -83,7 +83,8 @@ class QjouleAccel(wiring.Component):
         n_layers = Signal(range(MAX_LAYERS + 1))
         image = Signal(data.StructLayout({name: unsigned(bits) for name, bits in IMAGE_FIELDS}))
         image_words = Signal(IMAGE_WORDS * WORD_BITS)
-        wide_bits = max(LAYER_WORDS, chunks(weight_word_bits(cfg)), chunks(param_word_bits(cfg))) * WORD_BITS
+        entry_words = layer_words(cfg)  # (one more with per-layer modes)
+        wide_bits = max(entry_words, chunks(weight_word_bits(cfg)), chunks(param_word_bits(cfg))) * WORD_BITS
         assembly = Signal(wide_bits)
         chunk = Signal(range(wide_bits // WORD_BITS + 1))
         index = Signal(24)       # payload word index within the section
@@ -93,7 +94,7 @@ class QjouleAccel(wiring.Component):
         n_chunks = Signal.like(chunk)
         with m.Switch(kind):
             with m.Case(SECTION_PROGRAM):
-                m.d.comb += n_chunks.eq(LAYER_WORDS)
+                m.d.comb += n_chunks.eq(entry_words)
             with m.Case(SECTION_PARAMS):
                 m.d.comb += n_chunks.eq(chunks(param_word_bits(cfg)))
             with m.Default():
@@ -113,9 +114,9 @@ class QjouleAccel(wiring.Component):
         px_c = Signal(16)
         px_h = Signal(16)
         px_w = Signal(16)
-        px_wr = Signal(range(R))
-        px_wqG = Signal(24)
-        px_rowbase = Signal(24)
+        # the pixel's raster position i = h·W + w as (i div R)·G and i mod R (its bank)
+        px_q = Signal(24)
+        px_s = Signal(range(R))
         # Copies of one kh row are written in parallel when their banks differ: the kw = 0, 1, 2
         # copies go to columns w + 1, w, w − 1, three distinct banks when R >= 3; R = 2 needs two
         # phases ({0, 1}, {2}) and R = 1 three.
@@ -134,9 +135,24 @@ class QjouleAccel(wiring.Component):
         with m.Else():
             m.d.comb += active.eq(0b010)
         plane_groups = Signal(24)  # plane·G_v, a running sum (no multiplier in the address path)
-        t_rowbase = Signal(26)
-        m.d.comb += t_rowbase.eq(Mux(ckh == 0, px_rowbase + image.row_stride,
-                                     Mux(ckh == 2, px_rowbase - image.row_stride, px_rowbase)))
+        # The copies of row ckh go to output pixels (h + 1 − ckh, w + 1 − kw): raster positions
+        # i + (1 − ckh)·W + (1 − kw). The centre i ± W first, as (address part, bank) with a wrap.
+        c_q, c_s = Signal(signed(27)), Signal(range(R))
+        up_sum = Signal(range(2 * R + 1))           # s + W mod R
+        down_diff = Signal(signed(18))              # s − W mod R
+        m.d.comb += [up_sum.eq(px_s + image.wmod), down_diff.eq(px_s - image.wmod)]
+        with m.If(ckh == 0):
+            with m.If(up_sum >= R):
+                m.d.comb += [c_q.eq(px_q + image.wdiv_g + image.groups), c_s.eq(up_sum - R)]
+            with m.Else():
+                m.d.comb += [c_q.eq(px_q + image.wdiv_g), c_s.eq(up_sum)]
+        with m.Elif(ckh == 2):
+            with m.If(down_diff < 0):
+                m.d.comb += [c_q.eq(px_q - image.wdiv_g - image.groups), c_s.eq(down_diff + R)]
+            with m.Else():
+                m.d.comb += [c_q.eq(px_q - image.wdiv_g), c_s.eq(down_diff)]
+        with m.Else():
+            m.d.comb += [c_q.eq(px_q), c_s.eq(px_s)]
         h_ok = Signal()
         m.d.comb += h_ok.eq(~((ckh == 0) & (px_h == image.height - 1)) & ~((ckh == 2) & (px_h == 0)))
         copy_groups = Array(image[f"copy{k}_groups"] for k in range(9))
@@ -154,19 +170,19 @@ class QjouleAccel(wiring.Component):
                 m.d.comb += [cur_l.eq(lane_sum - S), cur_g.eq(px_c_group + off_g + 1)]
             with m.Else():
                 m.d.comb += [cur_l.eq(lane_sum), cur_g.eq(px_c_group + off_g)]
-            qG, bank = Signal(26, name=f"t_qG{kw}"), Signal(range(R), name=f"t_bank{kw}")
+            qG, bank = Signal(signed(27), name=f"t_qG{kw}"), Signal(range(R), name=f"t_bank{kw}")
             if kw == 1 or R == 1:
                 step = {0: 1, 1: 0, 2: -1}[kw]
-                m.d.comb += [qG.eq(px_wqG + step * image.groups if step else px_wqG), bank.eq(0 if R == 1 else px_wr)]
-            elif kw == 0:   # column w + 1
-                m.d.comb += [qG.eq(Mux(px_wr == R - 1, px_wqG + image.groups, px_wqG)),
-                             bank.eq(Mux(px_wr == R - 1, 0, px_wr + 1))]
-            else:           # column w − 1
-                m.d.comb += [qG.eq(Mux(px_wr == 0, px_wqG - image.groups, px_wqG)),
-                             bank.eq(Mux(px_wr == 0, R - 1, px_wr - 1))]
+                m.d.comb += [qG.eq(c_q + step * image.groups if step else c_q), bank.eq(0 if R == 1 else c_s)]
+            elif kw == 0:   # position + 1
+                m.d.comb += [qG.eq(Mux(c_s == R - 1, c_q + image.groups, c_q)),
+                             bank.eq(Mux(c_s == R - 1, 0, c_s + 1))]
+            else:           # position − 1
+                m.d.comb += [qG.eq(Mux(c_s == 0, c_q - image.groups, c_q)),
+                             bank.eq(Mux(c_s == 0, R - 1, c_s - 1))]
             w_ok = {0: px_w != image.width - 1, 1: 1, 2: px_w != 0}[kw]
             row_part, group_part = Signal(26, name=f"img_row{kw}"), Signal(26, name=f"img_group{kw}")
-            m.d.comb += [row_part.eq(t_rowbase + qG), group_part.eq(plane_groups + cur_g)]
+            m.d.comb += [row_part.eq(qG), group_part.eq(plane_groups + cur_g)]
             valid = Signal(name=f"img_valid{kw}")
             m.d.comb += valid.eq(active[kw] & h_ok & w_ok)
             targets.append((bank, row_part, group_part, cur_l, valid))
@@ -236,7 +252,7 @@ class QjouleAccel(wiring.Component):
                         m.d.sync += [pix_left.eq(0), plane.eq(0), clr_addr.eq(0),
                                      pix_count.eq(image.pixels), plane_groups.eq(0),
                                      px_c_lane.eq(0), px_c_group.eq(0), px_c.eq(0), px_h.eq(0), px_w.eq(0),
-                                     px_wr.eq(0), px_wqG.eq(0), px_rowbase.eq(0),
+                                     px_q.eq(0), px_s.eq(0),
                                      ckh.eq(kh_first), ph.eq(0)]
                         with m.If(word[:24] == 0):
                             m.d.comb += start.eq(1)  # an empty IMAGE runs on the buffer as it is
@@ -288,8 +304,7 @@ class QjouleAccel(wiring.Component):
                         with m.Else():
                             m.d.sync += [ph.eq(0), ckh.eq(kh_first),
                                          pix.eq(pix >> 8), pix_left.eq(pix_left - 1), pix_count.eq(pix_count - 1)]
-                            _next_pixel(m, cfg, image, px_c_lane, px_c_group, px_c, px_h, px_w, px_wr, px_wqG,
-                                        px_rowbase)
+                            _next_pixel(m, cfg, image, px_c_lane, px_c_group, px_c, px_h, px_w, px_q, px_s)
                 with m.Else():
                     # this word is done: take the next one, or end the section and start the run
                     m.d.comb += self.i.ready.eq(remaining != 0)
@@ -335,8 +350,8 @@ def _assemble(m, assembly, chunk, word):
     m.d.sync += chunk.eq(chunk + 1)
 
 
-def _next_pixel(m, cfg, image, lane, group, c, h, w, wr, wqG, rowbase):
-    """Advance the (h, w, c) pixel walk of the image writer."""
+def _next_pixel(m, cfg, image, lane, group, c, h, w, q, bank):
+    """Advance the (h, w, c) pixel walk of the image writer (and its raster position (q, bank))."""
     S, R = cfg.lanes, cfg.rows
     m.d.sync += [c.eq(c + 1), lane.eq(lane + 1)]
     if S == 1:
@@ -345,11 +360,11 @@ def _next_pixel(m, cfg, image, lane, group, c, h, w, wr, wqG, rowbase):
         with m.If(lane == S - 1):
             m.d.sync += [lane.eq(0), group.eq(group + 1)]
     with m.If(c == image.channels - 1):
-        m.d.sync += [c.eq(0), lane.eq(0), group.eq(0), w.eq(w + 1), wr.eq(wr + 1)]
+        m.d.sync += [c.eq(0), lane.eq(0), group.eq(0), w.eq(w + 1), bank.eq(bank + 1)]
         if R == 1:
-            m.d.sync += [wr.eq(0), wqG.eq(wqG + image.groups)]
+            m.d.sync += [bank.eq(0), q.eq(q + image.groups)]
         else:
-            with m.If(wr == R - 1):
-                m.d.sync += [wr.eq(0), wqG.eq(wqG + image.groups)]
+            with m.If(bank == R - 1):
+                m.d.sync += [bank.eq(0), q.eq(q + image.groups)]
         with m.If(w == image.width - 1):
-            m.d.sync += [w.eq(0), wr.eq(0), wqG.eq(0), h.eq(h + 1), rowbase.eq(rowbase + image.row_stride)]
+            m.d.sync += [w.eq(0), h.eq(h + 1)]

@@ -3,7 +3,7 @@
 A *check* is a small harness component (free inputs = its ports, properties written with
 `amaranth.hdl.Assert`/`Assume`) plus how to prove it: `prove` (k-induction, a proof for every
 trace length) or `bmc` (bounded: every trace up to `depth` cycles). The harnesses live in
-hw/formal_pe.py, formal_postproc.py, formal_streams.py and formal_sequencer.py; this module lists
+hw/formal_pe.py, formal_pot.py, formal_postproc.py, formal_streams.py and formal_sequencer.py; this module lists
 them and runs `yowasp-sby` on each in its own folder, keeping the counterexample trace of a failure.
 
 SymbiYosys calls plain `yosys`, `yosys-smtbmc` and `boolector`; scripts/setup.sh links those
@@ -116,7 +116,7 @@ def run_check(check: Check, folder: Path, *, timeout: int | None = 1200) -> Outc
     try:
         stdout, _ = proc.communicate()
     except BaseException:
-        os.killpg(proc.pid, signal.SIGTERM)
+        _kill_tree(proc.pid)
         proc.wait()
         raise
     seconds = round(time.monotonic() - start, 2)
@@ -134,6 +134,33 @@ def run_check(check: Check, folder: Path, *, timeout: int | None = 1200) -> Outc
     shutil.rmtree(sby_dir, ignore_errors=True)
     status, detail = _classify(raw, check, stdout)
     return Outcome(check.name, check.group, status, seconds, check.mode, check.depth, trace, detail)
+
+
+def _kill_tree(pid: int) -> None:
+    """SIGTERM sby's process group and every process below it (sby starts its engines, smtbmc and
+    boolector, in process groups of their own, so killing the group alone leaves them running)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    below, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            below.append(child)
+            todo.append(child)
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    for child in below:
+        try:
+            os.kill(child, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
 
 
 def _classify(raw: str, check: Check, log: str) -> tuple[str, str]:
@@ -161,7 +188,9 @@ def checks(cfg: AccelConfig, *, qs: list[int] | None = None, groups: tuple[str, 
     found: list[Check] = []
     if "pe" in groups:
         from .formal_pe import pe_checks
+        from .formal_pot import pot_checks
         found += pe_checks(cfg, qs)
+        found += pot_checks(cfg, qs)
     if "postproc" in groups:
         from .formal_postproc import postproc_checks
         found += postproc_checks(cfg, qs)

@@ -50,8 +50,13 @@ PE_DEPTH = 5
 RANGE_DEPTH = 2
 
 
-def weight_magnitudes(q: int) -> tuple[int, int]:
-    """(largest |w| of a negative weight, largest positive w): ±1 at Q = 1, −2^(Q−1)..2^(Q−1)−1."""
+def weight_magnitudes(cfg: AccelConfig) -> tuple[int, int]:
+    """(largest |w| of a negative weight, largest positive w): ±1 at Q = 1, −2^(Q−1)..2^(Q−1)−1
+    uniform, ±2^K power-of-two (K = 2^(Q−1) − 2, docs/contract.md)."""
+    q = cfg.q
+    if getattr(cfg, "weights", "uniform") == "pot":
+        k_max = (1 << (q - 1)) - 2
+        return 1 << k_max, 1 << k_max
     return (1, 1) if q == 1 else (1 << (q - 1), (1 << (q - 1)) - 1)
 
 
@@ -65,7 +70,7 @@ def activation_bound(cfg: AccelConfig) -> int:
 
 def required_acc_bits(cfg: AccelConfig) -> int:
     """The narrowest signed width that holds every admitted sum, from the bounds alone."""
-    w_neg, w_pos = weight_magnitudes(cfg.q)
+    w_neg, w_pos = weight_magnitudes(cfg)
     low, high = -w_neg * activation_bound(cfg), w_pos * activation_bound(cfg)
     bits = 1
     while not (-(1 << (bits - 1)) <= low and high <= (1 << (bits - 1)) - 1):
@@ -97,11 +102,45 @@ class PEHarness(wiring.Component):
             "en": In(1), "clear": In(1), "shift": In(range(8)), "pixel_mode": In(1),
         })
 
+    def build_pe(self):
+        """The PE under test (subclasses: other options, weakened twins)."""
+        return ProcessingElement(self._cfg, acc_bits=self._acc_bits)
+
+    def pe_fragment(self, m: Module, pe, platform):
+        """What the harness adds as the PE (subclasses elaborate it here to assert lemmas on its
+        parts)."""
+        return pe
+
+    def lane_product(self, a, w, pixel_mode):
+        """(product, |activation| counted for the width bound) of one lane, from docs/contract.md."""
+        q = self._cfg.q
+        if q == 1:
+            w_pm1 = Mux(w, 1, -1)                       # bit 1 <-> +1, bit 0 <-> -1
+            return Mux(pixel_mode, Mux(a, w_pm1, 0), Mux(a, 1, -1) * w_pm1), Mux(pixel_mode, a, 1)
+        if q <= LUT_PRODUCT_MAX_Q:
+            return sum(Mux(a[k], w.as_signed() << k, 0) for k in range(q)), a
+        return w.as_signed() * a, a
+
+    def reference_step(self, d: dict):
+        """(what one enabled cycle adds to the reference sum, the activations it counts) from the
+        inputs `d` as the accumulator stage sees them: the masked lane products, each shifted for
+        its first-layer pass."""
+        q, passes = self._cfg.q, self._cfg.first_layer_passes
+        products, magnitudes = [], []
+        for i in range(self._cfg.lanes):
+            a = d["act"][i * q:(i + 1) * q]
+            w = d["weight"][i * q:(i + 1) * q]
+            product, magnitude = self.lane_product(a, w, d["pixel_mode"])
+            products.append(Mux(d["lane_valid"][i], _pass_shifted(product, d["shift"], q, passes), 0))
+            magnitudes.append(Mux(d["lane_valid"][i], _pass_shifted(magnitude, d["shift"], q, passes), 0))
+        return sum(products), sum(magnitudes)
+
     def elaborate(self, platform):
         m = Module()
         cfg = self._cfg
-        q, lanes, passes = cfg.q, cfg.lanes, cfg.first_layer_passes
-        m.submodules.pe = pe = ProcessingElement(cfg, acc_bits=self._acc_bits)
+        q, lanes = cfg.q, cfg.lanes
+        pe = self.build_pe()
+        m.submodules.pe = self.pe_fragment(m, pe, platform)
         inputs = ("act", "weight", "lane_valid", "en", "clear", "shift", "pixel_mode")
         for name in inputs:
             m.d.comb += getattr(pe, name).eq(getattr(self, name))
@@ -114,27 +153,11 @@ class PEHarness(wiring.Component):
             m.d.sync += [regs[name].eq(value) for name, value in d.items()]
             d = regs
 
-        products, magnitudes = [], []
-        for i in range(lanes):
-            a = d["act"][i * q:(i + 1) * q]
-            w = d["weight"][i * q:(i + 1) * q]
-            if q == 1:
-                w_pm1 = Mux(w, 1, -1)                       # bit 1 <-> +1, bit 0 <-> -1
-                product = Mux(d["pixel_mode"], Mux(a, w_pm1, 0), Mux(a, 1, -1) * w_pm1)
-                magnitude = Mux(d["pixel_mode"], a, 1)
-            elif q <= LUT_PRODUCT_MAX_Q:
-                product = sum(Mux(a[k], w.as_signed() << k, 0) for k in range(q))
-                magnitude = a
-            else:
-                product = w.as_signed() * a
-                magnitude = a
-            products.append(Mux(d["lane_valid"][i], _pass_shifted(product, d["shift"], q, passes), 0))
-            magnitudes.append(Mux(d["lane_valid"][i], _pass_shifted(magnitude, d["shift"], q, passes), 0))
-
+        step, step_units = self.reference_step(d)
         if not self._exact:
             ref = Signal(signed(self._acc_bits))     # wraps like the accumulator
             with m.If(d["en"]):
-                m.d.sync += ref.eq(Mux(d["clear"], 0, ref) + sum(products))
+                m.d.sync += ref.eq(Mux(d["clear"], 0, ref) + step)
             m.d.comb += Assert(pe.acc == ref)
             return m
 
@@ -142,8 +165,8 @@ class PEHarness(wiring.Component):
         units = Signal(range(bound + lanes * (1 << (8 + q)) + 1))
         ref = Signal(signed(cfg.acc_bits + 8))       # wider than any admitted sum: cannot wrap
         with m.If(d["en"]):
-            m.d.sync += [ref.eq(Mux(d["clear"], 0, ref) + sum(products)),
-                         units.eq(Mux(d["clear"], 0, units) + sum(magnitudes))]
+            m.d.sync += [ref.eq(Mux(d["clear"], 0, ref) + step),
+                         units.eq(Mux(d["clear"], 0, units) + step_units)]
         m.d.comb += [Assume(units <= bound), Assert(pe.acc == ref)]
         return m
 
@@ -156,7 +179,7 @@ class AccRangeHarness(wiring.Component):
         self._cfg = cfg
         self._acc_bits = cfg.acc_bits if acc_bits is None else acc_bits
         q = cfg.q
-        w_neg, _ = weight_magnitudes(q)
+        w_neg, _ = weight_magnitudes(cfg)
         self._product_bits = (w_neg * 255 << 8).bit_length() + q + 2
         super().__init__({
             "product": In(data.ArrayLayout(signed(self._product_bits), cfg.lanes)),
@@ -167,7 +190,7 @@ class AccRangeHarness(wiring.Component):
         m = Module()
         cfg = self._cfg
         q, lanes, passes = cfg.q, cfg.lanes, cfg.first_layer_passes
-        w_neg, w_pos = weight_magnitudes(q)
+        w_neg, w_pos = weight_magnitudes(cfg)
         m.d.comb += Assume(~ResetSignal())
         bound = activation_bound(cfg)
 
@@ -224,7 +247,7 @@ def pe_checks(cfg: AccelConfig, qs: list[int] | None = None) -> list[Check]:
     """Datapath and width proofs at each Q with 4 lanes (cfg's layer bounds, uniform weights), and at
     cfg itself when its weights are uniform."""
     configs = [small_lane_config(cfg, q) for q in (range(1, 17) if qs is None else qs)]
-    # (power-of-two weight lanes, cfg.weights == "pot", have other products: not covered here)
+    # (a config with power-of-two weight lanes, cfg.weights == "pot": hw/formal_pot.py)
     if (qs is None or cfg.q in qs) and getattr(cfg, "weights", "uniform") == "uniform":
         configs.append(cfg)
     found = []

@@ -5,10 +5,10 @@ host encoder and the hardware decode the same bits from one definition. docs/int
 prose form of this module.
 
 Activation layout (one buffer half, R banks of D-bit words, S = D/Q lanes of Q bits): a feature
-map (C, H, W) has G = ceil(C/S) channel groups; pixel (h, w), group g lives in bank w mod R at
-address (h·ceil(W/R) + w div R)·G + g, channel g·S + s in lane s (bits [s·Q, (s+1)·Q)). Any R
-consecutive columns hit R distinct banks, which is what lets the sequencer feed R output pixels
-per cycle. The first layer's 8-bit pixels are stored as P = ceil(8/Q) chunk planes, plane j being
+map (C, H, W) has G = ceil(C/S) channel groups; pixel (h, w) has the raster index i = h·W + w, and
+its group g lives in bank i mod R at address (i div R)·G + g, channel g·S + s in lane s (bits
+[s·Q, (s+1)·Q)). Any R consecutive raster positions hit R distinct banks, even across a row end,
+which is what lets the sequencer feed R output pixels per cycle with no idle rows at row ends. The first layer's 8-bit pixels are stored as P = ceil(8/Q) chunk planes, plane j being
 G_c = ceil(C/S) extra groups at group index j·G_c + g.
 """
 
@@ -58,12 +58,17 @@ LAYER_FIELDS: tuple[tuple[str, int], ...] = (
     ("width", 16),          # input W
     ("groups", 16),         # input groups G (P·G_c for the first layer)
     ("pass_groups", 16),    # G_c
-    ("row_stride", 24),     # ceil(W/R)·G: address step of one input row
+    ("wdiv_g", 24),         # (W div R)·G: the address part of a step of one input row (W raster positions)
+    ("wmod", 16),           # W mod R: the bank part of that step
+    ("tiles", 24),          # conv: ceil(H·W/R) pixel tiles (R consecutive raster positions each)
+    ("tile_dh", 16),        # conv: R div W, the rows a pixel tile advances ...
+    ("tile_dw", 16),        # ... and R mod W, the columns (per-row position counters, no divider)
     ("out_height", 16),
     ("out_width", 16),
     ("out_groups", 16),
-    ("out_row_stride", 24), # ceil(W_out/R)·G_out
-    ("out_words", 24),      # words per bank of the output map (H_out·ceil(W_out/R)·G_out)
+    ("out_wdiv_g", 24),     # (W_out div R)·G_out
+    ("out_wmod", 16),       # W_out mod R
+    ("out_words", 24),      # words per bank of the output map (ceil(H_out·W_out/R)·G_out)
     ("out_tiles", 16),      # T = ceil(C_out/C) (conv, dense)
     ("weight_base", 24),    # weight-buffer address of tile 0
     ("weight_words", 24),   # weight-buffer words of the layer
@@ -76,17 +81,26 @@ LAYER_FIELDS: tuple[tuple[str, int], ...] = (
 )
 #: The fields only a per-layer-mode config's layer table holds (the last ones of LAYER_FIELDS).
 MIXED_LAYER_FIELDS = ("mode_q", "out_q", "clamp_q")
-LAYER_BITS = sum(bits for _, bits in LAYER_FIELDS)
+#: Bits and stream words of a single-Q config's entry (a per-layer-mode entry: `layer_words(cfg)`).
+LAYER_BITS = sum(bits for name, bits in LAYER_FIELDS if name not in MIXED_LAYER_FIELDS)
 LAYER_WORDS = -(-LAYER_BITS // WORD_BITS)
 
 
 def layer_fields(cfg: AccelConfig) -> tuple[tuple[str, int], ...]:
     """The entry fields `cfg`'s layer table holds: all of them with per-layer modes, else all but
-    MIXED_LAYER_FIELDS (so a single-Q design is the one it was before they existed). The stream
-    format is the same either way (LAYER_WORDS words per entry)."""
+    MIXED_LAYER_FIELDS (so a single-Q design and its program are the ones they were before the
+    modes existed)."""
     if cfg.mixed:
         return LAYER_FIELDS
     return tuple(f for f in LAYER_FIELDS if f[0] not in MIXED_LAYER_FIELDS)
+
+
+_SINGLE_Q = AccelConfig()
+
+
+def layer_words(cfg: AccelConfig) -> int:
+    """Stream words of one layer entry on `cfg` (LAYER_WORDS, one more with per-layer modes)."""
+    return -(-sum(bits for _, bits in layer_fields(cfg)) // WORD_BITS)
 
 #: Per-output-tile metadata at the bottom of a param word, then C × (mult, bias).
 PARAM_META_FIELDS: tuple[tuple[str, int], ...] = (
@@ -183,21 +197,28 @@ class MapLayout:
         return self.planes * self.pass_groups
 
     @property
-    def bank_cols(self) -> int:
-        """ceil(W / R): columns of one bank."""
-        return -(-self.width // self.rows)
+    def tiles(self) -> int:
+        """ceil(H·W / R): pixel tiles of R consecutive raster positions (= words per bank per group)."""
+        return -(-self.height * self.width // self.rows)
 
     @property
-    def row_stride(self) -> int:
-        return self.bank_cols * self.groups
+    def wdiv_g(self) -> int:
+        """(W div R)·G: how far one image row (W raster positions) moves an address, less a wrap."""
+        return self.width // self.rows * self.groups
+
+    @property
+    def wmod(self) -> int:
+        """W mod R: how far one image row moves the bank (a wrap past bank R − 1 adds G to the address)."""
+        return self.width % self.rows
 
     @property
     def words_per_bank(self) -> int:
-        return self.height * self.row_stride
+        return self.tiles * self.groups
 
     def locate(self, h: int, w: int, g: int) -> tuple[int, int]:
-        """(bank, address) of pixel (h, w), group g."""
-        return w % self.rows, (h * self.bank_cols + w // self.rows) * self.groups + g
+        """(bank, address) of pixel (h, w), group g: raster index i = h·W + w in bank i mod R."""
+        i = h * self.width + w
+        return i % self.rows, i // self.rows * self.groups + g
 
 
 def pack_lanes(values: Iterable[int], q: int) -> int:
@@ -271,7 +292,7 @@ def layout_image(pixels, cfg: AccelConfig, fold: int = 1) -> tuple[MapLayout, li
 
 
 def _fill_banks(layout: MapLayout, planes: list[np.ndarray], cfg: AccelConfig) -> list[list[int]]:
-    per_bank = layout.bank_cols * layout.height * layout.groups
+    per_bank = layout.words_per_bank
     banks = [[0] * per_bank for _ in range(layout.rows)]
     s = layout.lanes
     for j, plane in enumerate(planes):
@@ -307,7 +328,7 @@ def read_codes(layout: MapLayout, banks, cfg: AccelConfig, q: int | None = None)
 #: The image descriptor that follows the layer count in the PROGRAM section.
 IMAGE_FIELDS: tuple[tuple[str, int], ...] = (
     ("height", 16), ("width", 16), ("channels", 16),   # the real image (C, H, W)
-    ("pass_groups", 16), ("groups", 16), ("row_stride", 24), ("words", 24),  # its layout (virtual channels)
+    ("pass_groups", 16), ("groups", 16), ("wdiv_g", 24), ("wmod", 16), ("words", 24),  # its layout (virtual channels)
     ("fold_w", 1), ("fold_h", 1),
     # divmod(k·C, S) for copy k = 0..8: where copy k's virtual channels k·C + c start
     *((f"copy{k}_{part}", bits) for k in range(9) for part, bits in (("groups", 16), ("lanes", 8))),
@@ -503,18 +524,21 @@ def params_section(words: Sequence[int], cfg: AccelConfig) -> list[int]:
     return section(SECTION_PARAMS, [0] + [c for w in words for c in split_words(w, bits)])
 
 
-def program_section(entries: Sequence[dict[str, int]], image: MapLayout, fold: int) -> list[int]:
+def program_section(entries: Sequence[dict[str, int]], image: MapLayout, fold: int,
+                    cfg: AccelConfig | None = None) -> list[int]:
     channels = image.channels // fold
     desc = pack_fields(IMAGE_FIELDS, {"height": image.height, "width": image.width, "channels": channels,
                                       "pass_groups": image.pass_groups, "groups": image.groups,
-                                      "row_stride": image.row_stride, "words": image.words_per_bank,
+                                      "wdiv_g": image.wdiv_g, "wmod": image.wmod, "words": image.words_per_bank,
                                       "fold_w": int(fold >= 3), "fold_h": int(fold == 9),
                                       "pixels": image.height * image.width * channels,
                                       **{f"copy{k}_groups": k * channels // image.lanes for k in range(9)},
                                       **{f"copy{k}_lanes": k * channels % image.lanes for k in range(9)}})
     payload = [len(entries)] + split_words(desc, IMAGE_WORDS * WORD_BITS)
     for e in entries:
-        payload += split_words(pack_fields(LAYER_FIELDS, e), LAYER_WORDS * WORD_BITS)
+        # (cfg None or single-Q: the single-Q entry, LAYER_WORDS words)
+        fields = LAYER_FIELDS if cfg is not None and cfg.mixed else layer_fields(cfg or _SINGLE_Q)
+        payload += split_words(pack_fields(fields, e), -(-sum(bits for _, bits in fields) // WORD_BITS) * WORD_BITS)
     return section(SECTION_PROGRAM, payload)
 
 
@@ -666,7 +690,7 @@ def encode(model, cfg: AccelConfig, *, debug: bool = False) -> Program:
                  "dump": int(debug and not last), "height": hh, "width": ww, "groups": in_layout.groups,
                  "pass_groups": in_layout.pass_groups, "passes": in_layout.planes,
                  "lanes_last": in_layout.channels - (in_layout.pass_groups - 1) * in_layout.lanes,
-                 "row_stride": in_layout.row_stride,
+                 "wdiv_g": in_layout.wdiv_g, "wmod": in_layout.wmod,
                  "fold_w": int(i == 0 and fold >= 3), "fold_h": int(i == 0 and fold == 9)}
         weights: list[int] = []
         params: list[int] = []
@@ -678,6 +702,7 @@ def encode(model, cfg: AccelConfig, *, debug: bool = False) -> Program:
             weight = model.arrays[layer["weight"]]
             weights = conv_weight_words(fold_weight(weight, fold) if i == 0 else weight, cfg, mode)
             macs = out_ch * hh * ww * 9 * ch
+            entry.update({"tiles": in_layout.tiles, "tile_dh": cfg.rows // ww, "tile_dw": cfg.rows % ww})
         elif kind == "maxpool2x2":
             out_shape = (ch, hh // 2, ww // 2)
             if out_shape[1] < 1 or out_shape[2] < 1:
@@ -717,11 +742,12 @@ def encode(model, cfg: AccelConfig, *, debug: bool = False) -> Program:
         if out_layout is not None:
             _fits(f"layer {name!r} output map words per bank", out_layout.words_per_bank, depth, "act_half_words/rows")
             entry.update({"out_height": out_layout.height, "out_width": out_layout.width,
-                          "out_groups": out_layout.groups, "out_row_stride": out_layout.row_stride,
+                          "out_groups": out_layout.groups, "out_wdiv_g": out_layout.wdiv_g,
+                          "out_wmod": out_layout.wmod,
                           "out_words": out_layout.words_per_bank})
         else:
             entry.update({"out_height": 1, "out_width": 1, "out_groups": groups(out_shape[0], cfg.lanes),
-                          "out_row_stride": 0, "out_words": 0})
+                          "out_words": 0})
         plans.append(LayerPlan(name, kind, entry, in_layout, out_layout, weights, params, macs,
                                out_q if cfg.mixed else 0))
         if out_layout is not None:
@@ -729,7 +755,7 @@ def encode(model, cfg: AccelConfig, *, debug: bool = False) -> Program:
         shape = out_shape
     _fits("param words (output tiles)", param_base, param_words(cfg), "param_words (pp_channels/cols + 32)")
     external = _place_weights(plans, cfg)
-    setup = program_section([p.entry for p in plans], image, fold)
+    setup = program_section([p.entry for p in plans], image, fold, cfg)
     setup += params_section([w for p in plans for w in p.params], cfg)
     for i, plan in enumerate(plans):
         if plan.weights and i not in external:

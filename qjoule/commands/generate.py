@@ -100,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
                     "bank_depth": program.bank_depth(cfg), "param_words": program.param_words(cfg),
                     "param_word_bits": program.param_word_bits(cfg),
                     "weight_word_bits": program.weight_word_bits(cfg),
-                    "layer_words": program.LAYER_WORDS, "max_layers": program.MAX_LAYERS,
+                    "layer_words": program.layer_words(cfg), "max_layers": program.MAX_LAYERS,
                     "image_words": program.IMAGE_WORDS},
         "ports": port_list(verilog),
     }

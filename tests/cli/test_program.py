@@ -9,23 +9,27 @@ from qjoule.program import (LAYER_FIELDS, MapLayout, layout_codes, layout_image,
 
 
 def test_locate_by_hand():
-    # C=5 at S=4 -> G=2; W=5 at R=2 -> 3 columns per bank.
+    # C=5 at S=4 -> G=2; H·W = 15 raster positions at R=2 -> 8 pixel tiles, 16 words per bank.
     layout = MapLayout(channels=5, height=3, width=5, rows=2, lanes=4)
-    assert layout.groups == 2 and layout.bank_cols == 3 and layout.row_stride == 6
+    assert layout.groups == 2 and layout.tiles == 8 and layout.words_per_bank == 16
+    assert (layout.wdiv_g, layout.wmod) == (4, 1)   # W = 5 = 2·R + 1
     assert layout.locate(0, 0, 0) == (0, 0)
     assert layout.locate(0, 1, 1) == (1, 1)
-    assert layout.locate(2, 4, 1) == (0, (2 * 3 + 2) * 2 + 1)
+    assert layout.locate(1, 0, 0) == (1, 4)         # i = 5: bank 1, address (5 div 2)·2
+    assert layout.locate(2, 4, 1) == (0, 7 * 2 + 1)  # i = 14
 
 
-@pytest.mark.parametrize("rows", [1, 2, 3, 4])
-def test_consecutive_columns_hit_distinct_banks(rows):
-    layout = MapLayout(channels=3, height=2, width=11, rows=rows, lanes=2)
-    for start in range(-1, 11 - rows + 1):
-        banks = {(start + r) % rows for r in range(rows)}
+@pytest.mark.parametrize("rows", [1, 2, 3, 4, 8])
+def test_consecutive_raster_positions_hit_distinct_banks(rows):
+    layout = MapLayout(channels=3, height=3, width=7, rows=rows, lanes=2)
+    pixels = [(h, w) for h in range(3) for w in range(7)]
+    for start in range(len(pixels) - rows + 1):   # windows that span a row end too
+        banks = {layout.locate(*pixels[start + r], 0)[0] for r in range(rows)}
         assert len(banks) == rows
-    # and no two pixels share (bank, address)
-    seen = {layout.locate(h, w, g) for h in range(2) for w in range(11) for g in range(layout.groups)}
-    assert len(seen) == 2 * 11 * layout.groups
+    # and no two pixels share (bank, address), all inside the words per bank
+    seen = {layout.locate(h, w, g) for h, w in pixels for g in range(layout.groups)}
+    assert len(seen) == 3 * 7 * layout.groups
+    assert max(addr for _, addr in seen) < layout.words_per_bank
 
 
 def test_pack_lanes_twos_complement():

@@ -155,3 +155,61 @@ def test_masks_at_the_first_issued_cycle_of_each_layer(model_builder):
     assert lane_macs == {0: 16 * 27 * 2 * 8,    # pixels · virtual channels · passes · outputs
                          1: 100 * 8 * 4, 2: 100 * 4 * 6,  # L2: 5 outputs on 3 tiles of C = 2 columns
                          3: 100 * 5 * 4, 4: 64 * 6}
+
+
+# Raster layout: a pixel tile is R consecutive raster positions, so it spans row ends (and, for
+# maps narrower than R, several rows); (q, R, C, input shape (C, H, W), hidden channels in, out).
+RASTER_CASES = [
+    (4, 4, 2, (1, 3, 5), 4, 3),    # W = 5, R = 4: tiles (0,4)(1,0)(1,1)(1,2) pad on both sides
+    (4, 4, 2, (2, 2, 7), 8, 4),    # W = 7
+    (2, 8, 2, (1, 3, 14), 8, 3),   # W = 14, R = 8 (the ulx3s rows)
+    (4, 8, 2, (1, 4, 7), 4, 2),    # W = 7 < R: a tile covers the end of one row and most of the next
+    (8, 8, 1, (1, 4, 3), 2, 2),    # W = 3: a tile spans three rows; last tile partial
+    (1, 4, 1, (1, 3, 5), 16, 3),   # Q = 1 (XNOR): padded rows must add 0
+]
+
+
+@pytest.mark.parametrize("q, rows, cols, shape, cin, cout", RASTER_CASES)
+def test_conv_raster_tiles_across_row_ends(model_builder, accel_run, q, rows, cols, shape, cin, cout):
+    cfg = _cfg(q, rows, cols)
+    model = model_builder(q, shape, [cin, cout], classes=3, seed=q * 7 + rows + shape[2])
+    image = np.random.default_rng(shape[2]).integers(0, 256, size=shape, dtype=np.uint8)
+    (logits, layers), = accel_run(model, cfg, [image])[0]
+    x = golden.run(model, image[None])
+    assert len(np.unique(x.outputs["L1"])) > 1
+    for name in ("L0", "L1"):
+        assert np.array_equal(layers[name], x.outputs[name][0]), name
+    assert np.array_equal(logits, x.logits[0])
+
+
+@pytest.mark.parametrize("q, rows, cols, shape", [(4, 8, 2, (1, 6, 14)), (2, 8, 1, (1, 5, 11)), (4, 4, 2, (1, 6, 10))])
+def test_maxpool_raster_rows_of_any_width(model_builder, accel_run, q, rows, cols, shape):
+    # R = 8 vector pool: 4 output words per step, output rows of 7 and 5 words wrap the banks;
+    # R = 4 with W_out = 5
+    cfg = _cfg(q, rows, cols)
+    model = model_builder(q, shape, [4, 3], classes=3, seed=rows + shape[2], pool_after=(0,))
+    image = np.random.default_rng(q).integers(0, 256, size=shape, dtype=np.uint8)
+    (logits, layers), = accel_run(model, cfg, [image])[0]
+    x = golden.run(model, image[None])
+    for name in ("L0", "P0", "L1"):
+        assert np.array_equal(layers[name], x.outputs[name][0]), name
+    assert np.array_equal(logits, x.logits[0])
+
+
+def test_row_valid_of_a_tile_across_a_row_end(model_builder):
+    # R = 4, a 2x5 map: hidden layer L1 (4 -> 2 channels: one group, one output tile, 9 cycles a
+    # tile). Tile 1 holds raster positions 4..7 = (0,4) (1,0) (1,1) (1,2): row 0 is at the right
+    # edge and has no row above, rows 1..3 are in the last row; tile 2 holds (1,3) (1,4) only.
+    cfg = _cfg(4, 4, 2)
+    model = model_builder(4, (1, 2, 5), [4, 2], classes=3, seed=1)
+    image = np.random.default_rng(0).integers(0, 256, size=(1, 2, 5), dtype=np.uint8)
+    _, trace = _array_inputs(model, cfg, image)
+    l1 = [rowv for layer, en, rowv, _ in trace if en and layer == 1]
+    assert len(l1) == 3 * 9
+    # taps (kh, kw) row-major; bit r = row r
+    assert l1[9:18] == [0b1100, 0b1110, 0b1110,
+                        0b1101, 0b1111, 0b1110,
+                        0b0001, 0b0001, 0b0000]
+    assert l1[18:27] == [0b0011, 0b0011, 0b0001,
+                         0b0011, 0b0011, 0b0001,
+                         0b0000, 0b0000, 0b0000]

@@ -103,3 +103,18 @@ def test_width32_network_on_the_unsized_ulx3s_config():
     for name, codes in layers.items():
         assert np.array_equal(codes, ref.outputs[name][0]), name
     assert np.array_equal(logits, ref.logits[0])
+
+
+def test_r8_network_on_14_7_3_wide_maps_every_layer(accel_run):
+    # ulx3s rows (R = 8) on maps whose widths are not multiples of R: 14x14 -> pool 7x7 -> pool 3x3.
+    # Raster tiles span row ends on every conv, the vector pool writes rows of 7 and 3 words
+    # across bank wraps, the dense layer walks a 3x3 map (row 0 only).
+    model = random_model((1, 14, 14), 10, 1, 8, 4, seed=8)
+    cfg = size_for_model(model, variant("tiny", q=4, rows=8, cols=4), keep={"rows", "cols"})
+    images = np.random.default_rng(8).integers(0, 256, size=(1, 1, 14, 14), dtype=np.uint8)
+    decoded, ref, _ = accel_run(model, cfg, images, gap_seed=2)
+    logits, layers = decoded[0]
+    assert set(layers) == {layer["name"] for layer in model.layers[:-1]}
+    for name, codes in layers.items():
+        assert np.array_equal(codes, ref.outputs[name][0]), name
+    assert np.array_equal(logits, ref.logits[0])
