@@ -26,7 +26,7 @@ from typing import Callable
 from qjoule.config import AccelConfig
 from qjoule.errors import UserError
 
-__all__ = ["GROUPS", "Check", "Outcome", "checks", "find_solver", "run_check"]
+__all__ = ["GROUPS", "Check", "Outcome", "checks", "cut_modules", "find_solver", "run_check"]
 
 GROUPS = ("pe", "postproc", "streams", "sequencer")
 #: The programs sby needs on PATH (sby itself, and the names it calls).
@@ -44,6 +44,8 @@ class Check:
     mode: str        # "prove" (k-induction) or "bmc" (bounded)
     depth: int       # k for prove, the bound for bmc
     note: str = ""
+    #: Yosys commands before `prep` (an abstraction: `cut_modules(...)`).
+    script: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass
@@ -77,14 +79,22 @@ def find_solver() -> str:
     return shutil.which("yowasp-sby", path=path)
 
 
-def sby_text(mode: str, depth: int, timeout: int | None) -> str:
+def cut_modules(*modules: str) -> tuple[str, ...]:
+    """Yosys commands replacing the named harness submodules (e.g. "top.accel.seq") by formal cut
+    points: their contents removed, their outputs free in every cycle. An over-approximation (any
+    behaviour of theirs is among the free ones), sound for properties about the rest."""
+    return ("hierarchy -top top", "proc", "cutpoint " + " ".join(modules))
+
+
+
+def sby_text(mode: str, depth: int, timeout: int | None, script: tuple[str, ...] = ()) -> str:
     options = [f"mode {mode}", f"depth {depth}"]
     if timeout:
         options.append(f"timeout {timeout}")
     return "\n".join([
         "[options]", *options, "",
         "[engines]", ENGINE, "",
-        "[script]", "read_rtlil design.il", "prep -flatten -top top", "",
+        "[script]", "read_rtlil design.il", *script, "prep -flatten -top top", "",
         "[files]", "design.il", "",
     ])
 
@@ -108,7 +118,7 @@ def run_check(check: Check, folder: Path, *, timeout: int | None = 1200) -> Outc
     except Exception as e:  # a harness that does not elaborate is an error of this check, not of the run
         return Outcome(check.name, check.group, "error", round(time.monotonic() - start, 2), check.mode, check.depth,
                        None, f"elaboration failed: {e.__class__.__name__}: {e}".splitlines()[0])
-    (work / "check.sby").write_text(sby_text(check.mode, check.depth, timeout))
+    (work / "check.sby").write_text(sby_text(check.mode, check.depth, timeout, check.script))
     env = {**os.environ, "PATH": tool_path()}
     # sby in its own process group, so an interrupted run does not leave the solver behind
     proc = subprocess.Popen([sby, "-f", "check.sby"], cwd=work, env=env, stdout=subprocess.PIPE,
@@ -195,8 +205,10 @@ def checks(cfg: AccelConfig, *, qs: list[int] | None = None, groups: tuple[str, 
         from .formal_postproc import postproc_checks
         found += postproc_checks(cfg, qs)
     if "streams" in groups:
+        from .formal_input import input_checks
         from .formal_streams import stream_checks
         found += stream_checks(cfg)
+        found += input_checks(cfg)
     if "sequencer" in groups:
         from .formal_sequencer import sequencer_checks
         found += sequencer_checks(cfg)

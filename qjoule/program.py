@@ -251,10 +251,10 @@ def fold_taps(fold: int) -> list[tuple[int, int]]:
 def choose_fold(channels: int, lanes: int, rows: int = 1, passes: int = 1) -> int:
     """The first-layer fold with the fewest array cycles per tile (ties: the smaller fold, fewer
     input writes). A tile takes ceil(fold·C/S) groups × 9/fold taps × P passes, but at least
-    R + 1 cycles (the feeder post-processes one of the R rows per cycle). A layer with few channels
+    R cycles (the drain post-processes one of the R rows per cycle). A layer with few channels
     (a grey or RGB image) otherwise leaves most lanes idle for 9 taps."""
     def cycles(f: int) -> int:
-        return max(groups(f * channels, lanes) * 9 // f * passes, rows + 1)
+        return max(groups(f * channels, lanes) * 9 // f * passes, rows)
     return min(FOLDS, key=lambda f: (cycles(f), f))
 
 

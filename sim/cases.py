@@ -100,7 +100,11 @@ def random_case(seed: int, qs: tuple[int, ...] = (1, 2, 3, 4, 5, 8, 16), images:
     rng = np.random.default_rng([seed, 0x71])
     q = int(rng.choice(qs))
     cfg = variant("tiny", q=q, rows=int(rng.integers(1, 4)), cols=int(rng.integers(1, 4)), weights=weights)
-    return _draw_case(rng, seed, cfg, images, weights)
+    case = _draw_case(rng, seed, cfg, images, weights)
+    dense_inputs = int(np.prod(case.model.layers[-1]["in_shape"]))
+    if dense_inputs > cfg.max_dense_inputs:  # a wide map at low Q: grow the limit (the acc width follows)
+        case = dataclasses.replace(case, cfg=cfg.replace(max_dense_inputs=1 << (dense_inputs - 1).bit_length()))
+    return case
 
 
 def case_for_config(seed: int, cfg: AccelConfig, images: int = 2) -> Case:

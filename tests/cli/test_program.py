@@ -84,12 +84,15 @@ def test_folded_first_layer_equals_the_conv(fold):
 
 def test_choose_fold():
     from qjoule.program import choose_fold
+    # R = 8 (the drain takes R cycles a tile), Q = 8 (S = 2, P = 1): fold 1 = 9 cycles, fold 3 =
+    # 2 groups x 3 taps = 6 -> 8, fold 9 = 5 groups x 1 tap = 5 -> 8: the smaller of the tie
+    assert choose_fold(1, 2, rows=8, passes=1) == 3
     assert choose_fold(1, 4) == 3      # 1 group x 3 taps beats 1 x 9; 3 groups x 1 tap ties -> smaller
     assert choose_fold(1, 16) == 9     # 9 of 16 lanes, one tap
     assert choose_fold(1, 1) == 1      # no lanes to fill
     assert choose_fold(3, 4) == 9      # 27 channels: 7 groups x 1 tap < 9 x 1 or 3 x 3
     assert choose_fold(16, 16) == 1
-    # 8 rows take 9 cycles to post-process: fold 3's 6-cycle tiles (2 passes) gain nothing over
+    # 8 rows take 8 cycles to post-process: fold 3's 6-cycle tiles (2 passes) gain nothing over
     # fold 9's, and fold 1's 18 cycles lose
     assert choose_fold(1, 4, rows=8, passes=2) == 3
     assert choose_fold(1, 16, rows=8, passes=8) == 9
@@ -154,7 +157,7 @@ def test_fold_falls_back_when_the_folded_image_does_not_fit():
         return AccelConfig(q=4, datapath=16, rows=2, cols=2, act_buffer_bits=2 * 2 * words * 16,
                            weight_buffer_bits=8192, max_channels=16, max_height=8, max_width=8,
                            max_dense_inputs=256, max_classes=10)
-    # image words per bank: 8 rows x 4 bank columns x 2 planes x ceil(fold*3/4) groups
+    # image words per bank: 64 pixels / R = 32 pixel tiles x 2 planes x ceil(fold*3/4) groups
     assert encode(model, cfg(448)).fold == 9      # 7 groups: 448 words
     assert encode(model, cfg(447)).fold == 3      # 3 groups: 192
     assert encode(model, cfg(191)).fold == 1      # 1 group: 64

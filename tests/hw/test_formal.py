@@ -166,7 +166,7 @@ def test_dropped_ready_term_fails_with_trace(tmp_path):
 def test_sequencer_bounds_hold(tmp_path):
     from qjoule.hw.formal_sequencer import sequencer_checks
     checks = sequencer_checks(variant("tiny", q=4))
-    assert [c.name.split(".")[2] for c in checks] == ["conv", "dense", "pool"]
+    assert [c.name.split(".")[2] for c in checks] == ["conv", "dense", "pool", "first", "logits"]
     for check in checks:
         outcome = run_check(check, tmp_path, timeout=900)
         assert outcome.status == "pass", (check.name, outcome.detail)
@@ -222,16 +222,19 @@ def _reach(tmp_path, name, harness_cls, cfg, never, depth):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", ["conv", "dense", "pool"])
+@pytest.mark.parametrize("kind", ["conv", "dense", "pool", "first", "logits"])
 def test_sequencer_bounds_reach_reads_and_writes(tmp_path, kind):
     from qjoule.hw.formal_sequencer import SEQ_DEPTH, SequencerBoundsHarness
     cfg = variant("tiny", q=4)
     harness = type("Kind", (SequencerBoundsHarness,), {"__init__": lambda self, c: SequencerBoundsHarness.__init__(self, c, kind)})
-    if kind != "pool":  # pool reads are not checked (see hw/formal_sequencer.py)
-        reads = _reach(tmp_path, "reads", harness, cfg, lambda h: h._seq.probes["row_valid"], SEQ_DEPTH)
-        assert_counterexample(tmp_path, reads)
-    writes = _reach(tmp_path, "writes", harness, cfg, lambda h: h._seq.act.wr_en[0], SEQ_DEPTH)
-    assert_counterexample(tmp_path, writes)
+    if kind == "pool":   # reads: a pool read at the buffer
+        read = lambda h: h.pool_read
+    else:                # reads: data of an issued read feeding a valid array row
+        read = lambda h: h._seq.probes["row_valid"] & h._seq.probes["en"].replicate(cfg.rows)
+    assert_counterexample(tmp_path, _reach(tmp_path, "reads", harness, cfg, read, SEQ_DEPTH))
+    if kind != "logits":  # the logits layer writes no activations (asserted by the check itself)
+        writes = _reach(tmp_path, "writes", harness, cfg, lambda h: h._seq.act.wr_en[0], SEQ_DEPTH)
+        assert_counterexample(tmp_path, writes)
 
 
 @pytest.mark.slow
