@@ -4,7 +4,7 @@ Row r holds one output pixel, column c one output channel: each cycle row r gets
 word (broadcast to its C PEs) and column c one weight word (broadcast to its R PEs), so one fetch
 of a weight is reused R times and one fetch of an activation C times. PE (r, c) accumulates into
 `acc[r*C + c]`. `row_valid[r]` = 0 zeroes row r's products (a padded pixel), on top of the shared
-`lane_valid` mask; `en`, `clear`, `shift` and `pixel_mode` are shared by every PE (see
+`lane_valid` mask; `en`, `clear`, `shift`, `pixel_mode` (and `mode`, per-layer modes) are shared by every PE (see
 `ProcessingElement`).
 
 The inputs are registered once at the array's edge (so the broadcast fans out from a flop, not
@@ -37,11 +37,13 @@ class MacArray(wiring.Component):
             "act": In(data.ArrayLayout(d, r)),
             "weight": In(data.ArrayLayout(d, c)),
             "row_valid": In(r),
-            "lane_valid": In(cfg.lanes),
+            "lane_valid": In(cfg.max_lanes),
             "en": In(1),
             "clear": In(1),
             "shift": In(range(8)),
             "pixel_mode": In(1),
+            # per-layer mixed precision only: the layer's mode, an index into cfg.modes
+            **({"mode": In(range(len(cfg.modes)))} if cfg.mixed else {}),
             "acc": Out(data.ArrayLayout(signed(self._acc_bits), r * c)),
         })
 
@@ -67,10 +69,13 @@ class MacArray(wiring.Component):
             lane_valid.eq(self.lane_valid), en.eq(self.en), clear.eq(self.clear),
             shift.eq(self.shift), pixel_mode.eq(self.pixel_mode),
         ]
+        if cfg.mixed:
+            mode = Signal.like(self.mode, name="mode_q")
+            m.d.sync += mode.eq(self.mode)
 
         for r in range(cfg.rows):
             # A padded row masks every lane of its PEs.
-            row_lanes = Signal(cfg.lanes, name=f"row{r}_lane_valid")
+            row_lanes = Signal(cfg.max_lanes, name=f"row{r}_lane_valid")
             m.d.comb += row_lanes.eq(Mux(row_valid[r], lane_valid, 0))
             for c in range(cfg.cols):
                 pe = ProcessingElement(cfg, acc_bits=self._acc_bits)
@@ -83,6 +88,7 @@ class MacArray(wiring.Component):
                     pe.clear.eq(clear),
                     pe.shift.eq(shift),
                     pe.pixel_mode.eq(pixel_mode),
+                    *([pe.mode.eq(mode)] if cfg.mixed else []),
                     self.acc[r * cfg.cols + c].eq(pe.acc),
                 ]
         return m

@@ -5,7 +5,8 @@ address) and one write port, so one engine can read this layer's inputs while an
 outputs in the same cycle.
 
 - `ActivationBuffer`: R banks of D-bit words, each bank holding both halves (half h at addresses
-  h·bank_depth ...). Writes have Q-bit granularity (one enable per lane), so a tile of output
+  h·bank_depth ...). Writes have Q-bit granularity (one enable per lane; with per-layer modes
+  the gcd of the modes, `cfg.write_granularity`, so every mode's lanes are whole enables), so a tile of output
   channels that fills only part of a word leaves the other lanes alone. The layout of a feature
   map over the banks is `qjoule.program.MapLayout`.
 - `WideBuffer`: one memory of wide words (weight buffer: C·D bits, one D-bit word per column;
@@ -110,7 +111,7 @@ class SPRAMModel(wiring.Component):
 
 def activation_buffer_signature(cfg: AccelConfig, addr_bits: int) -> wiring.Signature:
     """The activation buffer's ports, seen from the buffer (addresses in, read data out)."""
-    r, d, s = cfg.rows, cfg.datapath, cfg.lanes
+    r, d, s = cfg.rows, cfg.datapath, cfg.write_lanes  # S enables, finer with per-layer modes
     return wiring.Signature({
         "rd_half": In(1),
         "rd_addr": In(data.ArrayLayout(unsigned(addr_bits), r)),
@@ -174,7 +175,7 @@ class ActivationBuffer(wiring.Component):
         for b, mem in enumerate(self.banks):
             m.submodules[f"bank{b}"] = mem
             rd = mem.read_port()
-            wr = mem.write_port(granularity=cfg.q)
+            wr = mem.write_port(granularity=cfg.write_granularity)
             m.d.comb += [
                 rd.addr.eq(address(self.rd_addr[b], self.rd_half)),
                 self.rd_data[b].eq(rd.data),
@@ -189,8 +190,8 @@ class ActivationBuffer(wiring.Component):
         half read is registered with the address, so the data comes from the half asked for."""
         m = Module()
         cfg = self._cfg
-        q, d = cfg.q, cfg.datapath
-        # Nibble n of a word belongs to lane 4n div Q (Q is a multiple of 4); nibbles above D none.
+        q, d = cfg.write_granularity, cfg.datapath  # bits per write enable (Q when uniform)
+        # Nibble n of a word belongs to enable 4n div q (q is a multiple of 4); nibbles above D none.
         lane_of = [4 * n // q if 4 * n < d else None for n in range(SPRAM_BITS // 4)]
         rd_half_q = Signal()
         m.d.sync += rd_half_q.eq(self.rd_half)

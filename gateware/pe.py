@@ -11,6 +11,13 @@ lane i = bits [i·Q, (i+1)·Q). Per lane (docs/contract.md):
   product is ±(a << shift), formed by a shift-and-accumulate lane (gateware/pot_lane.py) with no
   multiplier; a zero weight resets the lane's product flops to 0 (or holds them: `pot_hold_zero`).
 
+Per-layer mixed precision (`cfg.q_modes`, docs/interface.md): the PE has one lane set per mode
+(container width Q_c, S_c = D/Q_c lanes, the same Q-bit rules with Q = Q_c), all reading the same
+operand words, and the run-time `mode` (an index into `cfg.modes`) picks the one that counts: the
+others see `lane_valid` = 0, so their product flops stay 0. One accumulator serves every mode
+(`cfg.acc_bits` is the widest mode's); `lane_valid` has the narrowest mode's S_c bits (a wider mode
+uses the low ones). First-layer shifts are by `shift`·`cfg.q`: the first layer runs at mode `q`.
+
 A lane whose `lane_valid` bit is 0 contributes 0 (channels past the layer's end, padding). The lane
 sum is shifted left by `shift`·Q (first-layer pass j of ceil(8/Q); values of `shift` at or above
 `cfg.first_layer_passes` are not shifted) and added to the accumulator when `en` is high; `clear`
@@ -82,11 +89,13 @@ class ProcessingElement(wiring.Component):
         super().__init__({
             "act": In(cfg.datapath),
             "weight": In(cfg.datapath),
-            "lane_valid": In(cfg.lanes),
+            "lane_valid": In(cfg.max_lanes),
             "en": In(1),
             "clear": In(1),
             "shift": In(range(8)),
             "pixel_mode": In(1),
+            # per-layer mixed precision only: index into cfg.modes of the lane set to run
+            **({"mode": In(range(len(cfg.modes)))} if cfg.mixed else {}),
             "acc": Out(signed(acc_bits)),
         })
 
@@ -107,54 +116,30 @@ class ProcessingElement(wiring.Component):
         en1, clear1, shift1 = Signal(), Signal(), Signal(range(8))
         m.d.sync += [en1.eq(self.en), clear1.eq(self.en & self.clear), shift1.eq(self.shift)]
 
-        act_lanes = [self.act[i * q:(i + 1) * q] for i in range(lanes)]
-        weight_lanes = [self.weight[i * q:(i + 1) * q] for i in range(lanes)]
-
         lut_products = self._lut_products
         if lut_products is None:
             lut_products = q <= LUT_PRODUCT_MAX_Q or is_ice40(platform)
 
-        if self._cfg.weights == "pot":
-            # Shift-and-accumulate lanes: each gives value + carry = ±(a << shift) (registered,
-            # stage 1); the carries (the +1 of each negation) join the lane tree as one popcount.
-            values, carries = [], []
-            for i, (a, w) in enumerate(zip(act_lanes, weight_lanes)):
-                lane = PotLane(q, hold_zero=self._pot_hold_zero)
-                m.submodules[f"pot_lane{i}"] = lane
-                m.d.comb += [lane.act.eq(a), lane.weight.eq(w), lane.valid.eq(self.lane_valid[i])]
-                values.append(lane.value)
-                carries.append(lane.carry)
-            lane_sum = tree_sum(values + [tree_sum(carries)])
-        elif q == 1:
-            # Each lane is −1, 0 or +1: keep two bits per lane, `counts` (the lane takes part)
-            # and `plus` (it is +1), so the lane sum is 2·popcount(plus) − popcount(counts), the
-            # paper's 2·popcount(xnor) − K with the padding lanes left out.
-            counts = Signal(lanes)
-            plus = Signal(lanes)
-            for i, (a, w) in enumerate(zip(act_lanes, weight_lanes)):
-                takes_part = self.lane_valid[i] & (~self.pixel_mode | a)
-                is_plus = Mux(self.pixel_mode, w, ~(a ^ w))
-                m.d.sync += [counts[i].eq(takes_part), plus[i].eq(takes_part & is_plus)]
-            # (Amaranth 0.5 makes the difference of two unsigned values signed.)
-            lane_sum = (tree_sum(list(plus)) << 1) - tree_sum(list(counts))
+        if not self._cfg.mixed:
+            lane_sum = self._lane_sum(m, q, self.lane_valid, lut_products, "")
         else:
-            # With LUT products, each lane's product is split by groups of LUT_GROUP_BITS
-            # activation bits: w·a = Σ_g (w·a[g]) << g, each group a shift-and-add of at most 4
-            # terms (Yosys sees adds, not a `$mul`, so no DSP is taken), registered here and
-            # summed in the lane tree of stage 2, so no stage holds a whole wide multiply.
-            step = LUT_GROUP_BITS if lut_products else q
-            products = []
-            for i, (a, w) in enumerate(zip(act_lanes, weight_lanes)):
-                for lo in range(0, q, step):
-                    hi = min(lo + step, q)
-                    product = Signal(signed(q + (hi - lo) + 1), name=f"product{i}_{lo}")
-                    if lut_products:
-                        value = tree_sum(Mux(a[k], w.as_signed(), 0) << (k - lo) for k in range(lo, hi))
-                    else:
-                        value = w.as_signed() * a
-                    m.d.sync += product.eq(Mux(self.lane_valid[i], value, 0))
-                    products.append(product << lo)
-            lane_sum = tree_sum(products)
+            # Per-layer modes: one lane set per mode, all reading the same operand bits. The mode
+            # that is not selected sees lane_valid = 0, so its product flops hold 0 (they do not
+            # toggle), and the lane sum adds every mode's tree: only the selected one is non-zero.
+            sums = []
+            selected = Signal(len(self._cfg.modes))  # one-hot of `mode`
+            with m.Switch(self.mode):
+                for k in range(len(self._cfg.modes)):
+                    with m.Case(k):
+                        m.d.comb += selected[k].eq(1)
+            for k, mq in enumerate(self._cfg.modes):
+                valid = Signal(self._cfg.datapath // mq, name=f"m{mq}_lane_valid")
+                m.d.comb += valid.eq(Mux(selected[k], self.lane_valid[:len(valid)], 0))
+                mode_luts = self._lut_products
+                if mode_luts is None:
+                    mode_luts = mq <= LUT_PRODUCT_MAX_Q or is_ice40(platform)
+                sums.append(self._lane_sum(m, mq, valid, mode_luts, f"m{mq}_"))
+            lane_sum = tree_sum(sums)
 
         # Stage 2: the lane sum (a balanced adder tree).
         en2, clear2, shift2 = Signal(), Signal(), Signal(range(8))
@@ -179,3 +164,54 @@ class ProcessingElement(wiring.Component):
             m.d.sync += self.acc.eq(Mux(clear3, 0, self.acc) + shifted)
 
         return m
+
+    def _lane_sum(self, m, q: int, lane_valid, lut_products: bool, prefix: str):
+        """Stage 1 of one mode: the Q-bit lane products of act and weight (registered, masked by
+        `lane_valid`); returns the expression of their sum, for stage 2."""
+        lanes = self._cfg.datapath // q
+        act_lanes = [self.act[i * q:(i + 1) * q] for i in range(lanes)]
+        weight_lanes = [self.weight[i * q:(i + 1) * q] for i in range(lanes)]
+
+        if self._cfg.weights == "pot":
+            # Shift-and-accumulate lanes: each gives value + carry = ±(a << shift) (registered,
+            # stage 1); the carries (the +1 of each negation) join the lane tree as one popcount.
+            values, carries = [], []
+            for i, (a, w) in enumerate(zip(act_lanes, weight_lanes)):
+                lane = PotLane(q, hold_zero=self._pot_hold_zero)
+                m.submodules[f"{prefix}pot_lane{i}"] = lane
+                m.d.comb += [lane.act.eq(a), lane.weight.eq(w), lane.valid.eq(lane_valid[i])]
+                values.append(lane.value)
+                carries.append(lane.carry)
+            lane_sum = tree_sum(values + [tree_sum(carries)])
+        elif q == 1:
+            # Each lane is −1, 0 or +1: keep two bits per lane, `counts` (the lane takes part)
+            # and `plus` (it is +1), so the lane sum is 2·popcount(plus) − popcount(counts), the
+            # paper's 2·popcount(xnor) − K with the padding lanes left out.
+            counts = Signal(lanes, name=f"{prefix}counts")
+            plus = Signal(lanes, name=f"{prefix}plus")
+            for i, (a, w) in enumerate(zip(act_lanes, weight_lanes)):
+                takes_part = lane_valid[i] & (~self.pixel_mode | a)
+                is_plus = Mux(self.pixel_mode, w, ~(a ^ w))
+                m.d.sync += [counts[i].eq(takes_part), plus[i].eq(takes_part & is_plus)]
+            # (Amaranth 0.5 makes the difference of two unsigned values signed.)
+            lane_sum = (tree_sum(list(plus)) << 1) - tree_sum(list(counts))
+        else:
+            # With LUT products, each lane's product is split by groups of LUT_GROUP_BITS
+            # activation bits: w·a = Σ_g (w·a[g]) << g, each group a shift-and-add of at most 4
+            # terms (Yosys sees adds, not a `$mul`, so no DSP is taken), registered here and
+            # summed in the lane tree of stage 2, so no stage holds a whole wide multiply.
+            step = LUT_GROUP_BITS if lut_products else q
+            products = []
+            for i, (a, w) in enumerate(zip(act_lanes, weight_lanes)):
+                for lo in range(0, q, step):
+                    hi = min(lo + step, q)
+                    product = Signal(signed(q + (hi - lo) + 1), name=f"{prefix}product{i}_{lo}")
+                    if lut_products:
+                        value = tree_sum(Mux(a[k], w.as_signed(), 0) << (k - lo) for k in range(lo, hi))
+                    else:
+                        value = w.as_signed() * a
+                    m.d.sync += product.eq(Mux(lane_valid[i], value, 0))
+                    products.append(product << lo)
+            lane_sum = tree_sum(products)
+
+        return lane_sum

@@ -4,7 +4,8 @@ One `PostProcess` per array column. The input stream carries one accumulator wit
 parameters (`mult` signed 18-bit, `bias` signed `cfg.pp_bias_bits` = 64, `shift` 0..63, `act`);
 the output stream carries
 
-- `code`: relu → clip(t, 0, 2^Q − 1); sign → 1 if t ≥ 0 else 0; none → 0;
+- `code`: relu → clip(t, 0, 2^Q − 1) (with per-layer modes, `cfg.q_modes`: Q is the item's
+  run-time `q_out`, and `code` has the widest mode's bits); sign → 1 if t ≥ 0 else 0; none → 0;
 - `logit`: t itself, exact (signed `cfg.pp_logit_bits`, wide enough that nothing wraps; the
   golden model's int64 logits are a subset).
 
@@ -40,6 +41,10 @@ class PostAct(enum.Enum, shape=2):
     NONE = 2
 
 
+#: Bits of the run-time clamp width `q_out` (per-layer mixed precision: 1..16).
+Q_OUT_BITS = 5
+
+
 def pp_input_layout(cfg: AccelConfig) -> data.StructLayout:
     return data.StructLayout({
         "acc": signed(cfg.acc_bits),
@@ -47,12 +52,14 @@ def pp_input_layout(cfg: AccelConfig) -> data.StructLayout:
         "bias": signed(cfg.pp_bias_bits),
         "shift": unsigned(SHIFT_BITS),
         "act": PostAct,
+        # per-layer mixed precision only: relu clamps to 2^q_out − 1 (2 <= q_out <= cfg.code_bits)
+        **({"q_out": unsigned(Q_OUT_BITS)} if cfg.mixed else {}),
     })
 
 
 def pp_output_layout(cfg: AccelConfig) -> data.StructLayout:
     return data.StructLayout({
-        "code": unsigned(cfg.q),
+        "code": unsigned(cfg.code_bits),
         "logit": signed(cfg.pp_logit_bits),
     })
 
@@ -113,7 +120,9 @@ class PostProcess(wiring.Component):
 
         # 1: input register.
         p = self.i.payload
-        s1 = stage("s1", acc=p.acc, mult=p.mult, bias=p.bias, shift=p.shift, act=p.act)
+        # (per-layer modes: the clamp width travels with the item like `act`)
+        qo = {"qo": p.q_out} if cfg.mixed else {}
+        s1 = stage("s1", acc=p.acc, mult=p.mult, bias=p.bias, shift=p.shift, act=p.act, **qo)
         act = Signal(PostAct)
         m.d.comb += act.eq(s1["act"])
 
@@ -136,7 +145,8 @@ class PostProcess(wiring.Component):
             top = len(m_hi) - 1  # the sign bit of m_hi weighs −2^top
             small = tree_sum([Mux(m_hi[k], acc << k, 0) for k in range(top)] + [-Mux(m_hi[top], acc << top, 0)])
             partials = {"p_lo": (acc_lo * m_lo, 0), "p_hi": (acc_hi * m_lo, 16), "p_m": (small, 16)}
-        s2 = stage("s2", bias=s1["bias"], shift=s1["shift"], act=act,
+        qo = {"qo": s1["qo"]} if cfg.mixed else {}
+        s2 = stage("s2", bias=s1["bias"], shift=s1["shift"], act=act, **qo,
                    **{name: value for name, (value, _) in partials.items()})
 
         # 3–5: Σ partial·2^offset + bias, exact in `width` bits: 3:2 carry-save steps down to two
@@ -157,28 +167,41 @@ class PostProcess(wiring.Component):
         chunk = -(-width // self.ADD_STAGES)
         x, y = save, carry
         done, cin, shift, act = None, C(0, 1), s2["shift"], s2["act"]
+        qo = {"qo": s2["qo"]} if cfg.mixed else {}
         for k in range(self.ADD_STAGES):
             n = min(chunk, width - k * chunk)  # x, y hold the bits not yet added, lowest first
             part = x[:n] + y[:n] + cin
             result = part[:n] if done is None else Cat(done, part[:n])
             rest = {"x": x[n:], "y": y[n:]} if k + 1 < self.ADD_STAGES else {}
-            regs = stage(f"s{3 + k}", done=result, cin=part[n], shift=shift, act=act, **rest)
+            regs = stage(f"s{3 + k}", done=result, cin=part[n], shift=shift, act=act, **qo, **rest)
             done, cin, shift, act = regs["done"], regs["cin"], regs["shift"], regs["act"]
+            qo = {"qo": regs["qo"]} if cfg.mixed else {}
             x, y = regs.get("x"), regs.get("y")
         total = done.as_signed()
 
         # 6, 7: arithmetic shift right (floor division by 2^s), in two 3-bit steps for timing.
-        s6 = stage("s6", partial=total >> shift[:3], shift_hi=shift[3:], act=act)
-        s7 = stage("s7", t=s6["partial"] >> Cat(C(0, 3), s6["shift_hi"]), act=s6["act"])
+        s6 = stage("s6", partial=total >> shift[:3], shift_hi=shift[3:], act=act, **qo)
+        qo = {"qo": s6["qo"]} if cfg.mixed else {}
+        s7 = stage("s7", t=s6["partial"] >> Cat(C(0, 3), s6["shift_hi"]), act=s6["act"], **qo)
         t = s7["t"]
 
         # 8: activation into the output register.
-        code = Signal(q)
+        code = Signal(cfg.code_bits)
         negative = t[-1]
         above_max = t[q:].any()  # for t >= 0: t > 2^Q - 1
         with m.Switch(s7["act"]):
             with m.Case(PostAct.RELU):
-                m.d.comb += code.eq(Mux(negative, 0, Mux(above_max, (1 << q) - 1, t[:q])))
+                if not cfg.mixed:
+                    m.d.comb += code.eq(Mux(negative, 0, Mux(above_max, (1 << q) - 1, t[:q])))
+                else:
+                    # the layer's own q_out (any width up to the widest mode: a clamp width need
+                    # not be a container width, e.g. 2-bit codes in 4-bit containers)
+                    with m.Switch(s7["qo"]):
+                        for k in range(2, cfg.code_bits + 1):
+                            with m.Case(k):
+                                m.d.comb += code.eq(Mux(negative, 0, Mux(t[k:].any(), (1 << k) - 1, t[:k])))
+                        with m.Default():  # (relu never has q_out < 2)
+                            m.d.comb += code.eq(0)
             with m.Case(PostAct.SIGN):
                 m.d.comb += code.eq(~negative)
             with m.Default():

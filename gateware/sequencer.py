@@ -47,8 +47,8 @@ from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
 from qjoule.config import PP_MULT_BITS, AccelConfig
-from qjoule.program import (KIND_DENSE, KIND_POOL, LAYER_FIELDS, LAYER_WORDS, MAX_LAYERS, PARAM_META_BITS,
-                            PARAM_META_FIELDS, WORD_BITS, param_word_bits, param_words)
+from qjoule.program import (KIND_DENSE, KIND_POOL, LAYER_FIELDS, MAX_LAYERS, MIXED_LAYER_FIELDS, PARAM_META_BITS,
+                            PARAM_META_FIELDS, WORD_BITS, layer_fields, layer_words, param_word_bits, param_words)
 
 from .array import MacArray
 from .buffers import activation_buffer_signature, wide_buffer_signature
@@ -57,16 +57,19 @@ from .postproc import PostProcess
 __all__ = ["Sequencer", "layer_layout", "param_layout", "table_signature"]
 
 
-def layer_layout() -> data.StructLayout:
-    return data.StructLayout({name: unsigned(bits) for name, bits in LAYER_FIELDS})
+def layer_layout(cfg: AccelConfig | None = None) -> data.StructLayout:
+    """A layer-table entry as the hardware for `cfg` holds it (`program.layer_fields`: the
+    per-layer-mode fields only with q_modes; None: the single-Q entry)."""
+    fields = [f for f in LAYER_FIELDS if f[0] not in MIXED_LAYER_FIELDS] if cfg is None else layer_fields(cfg)
+    return data.StructLayout({name: unsigned(bits) for name, bits in fields})
 
 
 def table_signature(cfg: AccelConfig) -> wiring.Signature:
     """The layer table's buffer ports: one entry per word ("wide"), or the PROGRAM section's
-    32-bit words, LAYER_WORDS per entry ("words": assembled into `L` in FETCH, one per cycle)."""
+    32-bit words, layer_words(cfg) per entry ("words": assembled into `L` in FETCH, one per cycle)."""
     if cfg.layer_table == "words":
-        return wide_buffer_signature(unsigned(WORD_BITS), MAX_LAYERS * LAYER_WORDS)
-    return wide_buffer_signature(unsigned(layer_layout().size), MAX_LAYERS)
+        return wide_buffer_signature(unsigned(WORD_BITS), MAX_LAYERS * layer_words(cfg))
+    return wide_buffer_signature(unsigned(layer_layout(cfg).size), MAX_LAYERS)
 
 
 def param_layout(cfg: AccelConfig) -> data.StructLayout:
@@ -116,16 +119,29 @@ class Sequencer(wiring.Component):
             m.submodules[f"pp{c}"] = pp
             pps.append(pp)
 
-        L = Signal(layer_layout())
+        L = Signal(layer_layout(cfg))
         li = Signal(range(MAX_LAYERS + 1))
         words_table = cfg.layer_table == "words"
         if words_table:
-            # FETCH reads the entry's words tbase + tk, tk = 0 .. LAYER_WORDS − 1, one per cycle;
-            # each lands in its slice of L one cycle later (tbase = li·LAYER_WORDS, a running sum).
-            tbase, tk = Signal(range(MAX_LAYERS * LAYER_WORDS + 1)), Signal(range(LAYER_WORDS + 1))
+            # FETCH reads the entry's words tbase + tk, tk = 0 .. n − 1 (n = layer_words(cfg)), one
+            # per cycle; each lands in its slice of L one cycle later (tbase = li·n, a running sum).
+            entry_words = layer_words(cfg)
+            tbase, tk = Signal(range(MAX_LAYERS * entry_words + 1)), Signal(range(entry_words + 1))
             m.d.comb += [self.table.rd_addr.eq(tbase + tk), self.layer_index.eq(li)]
         else:
             m.d.comb += [self.table.rd_addr.eq(li), self.layer_index.eq(li)]
+
+        # Per-layer mixed precision: the layer's mode and its output map's mode as indices into
+        # cfg.modes (one comparator per mode; the lanes of a mode are constants, D / Q).
+        modes = cfg.modes
+        mode_idx = Signal(range(len(modes)))
+        out_idx = Signal(range(len(modes)))
+        if cfg.mixed:
+            for k, mq in enumerate(modes):
+                with m.If(L.mode_q == mq):
+                    m.d.comb += mode_idx.eq(k)
+                with m.If(L.out_q == mq):
+                    m.d.comb += out_idx.eq(k)
 
         # -- counters shared by conv and dense issue -------------------------------------------
         # A raster position i (of the input map) is kept as the pair (i div R)·G, i mod R: the
@@ -194,14 +210,24 @@ class Sequencer(wiring.Component):
         en_a, clear_a, en_d, clear_d = Signal(), Signal(), Signal(), Signal()
         shift_a, shift_d = Signal(4), Signal(4)
         rowv_a, rowv_d = Signal(R), Signal(R)
-        lanev_a, lanev_d = Signal(S), Signal(S)
+        lanev_a, lanev_d = Signal(cfg.max_lanes), Signal(cfg.max_lanes)
         rot_a, rot_d = Signal(range(R)), Signal(range(R))  # row r takes bank (r + rot) mod R
         wcount_a = Signal(24)
         m.d.sync += [en_d.eq(en_a), clear_d.eq(clear_a), shift_d.eq(shift_a), rowv_d.eq(rowv_a),
                      lanev_d.eq(lanev_a), rot_d.eq(rot_a), wcount_a.eq(wcount)]
-        lanes_mask = Signal(S)
-        m.d.comb += lanes_mask.eq(Mux(L.lanes_last >= S, (1 << S) - 1,
-                                      (Const(1, S + 1) << L.lanes_last[:8]) - 1))
+        lanes_mask = Signal(cfg.max_lanes)
+        if not cfg.mixed:
+            m.d.comb += lanes_mask.eq(Mux(L.lanes_last >= S, (1 << S) - 1,
+                                          (Const(1, S + 1) << L.lanes_last[:8]) - 1))
+            full_mask = (1 << S) - 1
+        else:
+            full_mask = Signal(cfg.max_lanes)   # every lane of the layer's mode
+            # lanes_last is 1 .. S of the layer's mode (the encoder's), so no clamp is needed
+            m.d.comb += lanes_mask.eq((Const(1, cfg.max_lanes + 1) << L.lanes_last[:8]) - 1)
+            with m.Switch(mode_idx):
+                for k, mq in enumerate(modes):
+                    with m.Case(k):
+                        m.d.comb += full_mask.eq((1 << (D // mq)) - 1)
 
         m.d.sync += last_line.eq(Cat(issue & tile_last, last_line[:-1]))
         with m.If(last_line[-1]):
@@ -231,6 +257,8 @@ class Sequencer(wiring.Component):
             array.pixel_mode.eq(L.first & (Q == 1)),
             self.weights.rd_addr.eq(wcount_a),
         ]
+        if cfg.mixed:
+            m.d.comb += array.mode.eq(mode_idx)  # a layer constant (the array drains before the next)
 
         # row validity of a conv tap, per row: its output pixel exists and the tap's input pixel
         # (h_r + kh − 1, w_r + kw − 1) is inside the map (else the zero padding)
@@ -341,15 +369,8 @@ class Sequencer(wiring.Component):
         p_max = [Signal(D, name=f"p_max{k}") for k in range(n_out)]
         p_new = [Signal(D, name=f"p_new{k}") for k in range(n_out)]
         for k in range(n_out):
-            for s_ in range(S):
-                sl = slice(s_ * Q, (s_ + 1) * Q)
-                if two_cols:
-                    a, b = in_words[2 * k][sl], in_words[2 * k + 1][sl]
-                    best = Mux(b > a, b, a)
-                else:
-                    best = in_words[0][sl]
-                old = p_max[k][sl]
-                m.d.comb += p_new[k][sl].eq(Mux(p_first_d | (best > old), best, old))
+            _lane_max(m, cfg, mode_idx, p_first_d, p_new[k],
+                      [in_words[2 * k], in_words[2 * k + 1]] if two_cols else [in_words[0]], p_max[k])
             with m.If(p_valid_d):
                 m.d.sync += p_max[k].eq(p_new[k])
         pool_writing = Signal()
@@ -384,27 +405,51 @@ class Sequencer(wiring.Component):
         coll_row = Signal(range(R + 1))
         n_rows = Signal(range(R + 1))
         m.d.comb += n_rows.eq(Mux(L.kind == KIND_DENSE, 1, R))
-        codes = [[Signal(Q, name=f"code_{r}_{c}") for c in range(C)] for r in range(R)]
+        codes = [[Signal(cfg.code_bits, name=f"code_{r}_{c}") for c in range(C)] for r in range(R)]
         logits = [Signal(64, name=f"logit{c}") for c in range(C)]
-        wcodes = [[Signal(Q, name=f"wcode_{r}_{c}") for c in range(C)] for r in range(R)]
+        wcodes = [[Signal(cfg.code_bits, name=f"wcode_{r}_{c}") for c in range(C)] for r in range(R)]
         wlogits = [Signal(64, name=f"wlogit{c}") for c in range(C)]
         W = Signal(entry_layout)                # the written tile's metadata
         wk = Signal(8)         # write step within the tile's groups
         ek = Signal(range(2 * C + 1))  # emit step (logit words)
         drain_writing = Signal()
         d_wdata = [Signal(D, name=f"d_wdata{r}") for r in range(R)]
-        d_wen = [Signal(S, name=f"d_wen{r}") for r in range(R)]
+        d_wen = [Signal(cfg.write_lanes, name=f"d_wen{r}") for r in range(R)]
         d_waddr = Signal(A + 2)
         m.d.comb += d_waddr.eq(W.t.obase + W.p.group_first + wk)
-        for r in range(R):
-            for s in range(S):
-                idx = Signal(signed(18), name=f"idx_{r}_{s}")
-                # (S is a power of two at every Q that divides 16: a shift, not a multiplier)
-                wk_s = wk << (S.bit_length() - 1) if S & (S - 1) == 0 else wk * S
-                m.d.comb += idx.eq(wk_s + s - W.p.lane_skip)
-                ok = (idx >= 0) & (idx < W.p.c_valid)
-                m.d.comb += [d_wdata[r][s * Q:(s + 1) * Q].eq(Array(wcodes[r])[idx[:16]]),
-                             d_wen[r][s].eq(ok)]
+        if not cfg.mixed:
+            for r in range(R):
+                for s in range(S):
+                    idx = Signal(signed(18), name=f"idx_{r}_{s}")
+                    # (S is a power of two at every Q that divides 16: a shift, not a multiplier)
+                    wk_s = wk << (S.bit_length() - 1) if S & (S - 1) == 0 else wk * S
+                    m.d.comb += idx.eq(wk_s + s - W.p.lane_skip)
+                    ok = (idx >= 0) & (idx < W.p.c_valid)
+                    m.d.comb += [d_wdata[r][s * Q:(s + 1) * Q].eq(Array(wcodes[r])[idx[:16]]),
+                                 d_wen[r][s].eq(ok)]
+        else:
+            # Per-layer modes: the codes are packed at the output map's container width (the next
+            # layer's mode), zero-extended; a lane is Q_out / write_granularity write enables.
+            per_mode = []
+            for qo in modes:
+                so, per = D // qo, qo // cfg.write_granularity
+                data_m = [Signal(D, name=f"d_wdata{r}_m{qo}") for r in range(R)]
+                wen_m = [Signal(cfg.write_lanes, name=f"d_wen{r}_m{qo}") for r in range(R)]
+                # (so is constant: a shift, or a constant multiply of a small counter, no multiplier)
+                wk_s = wk << (so.bit_length() - 1) if so & (so - 1) == 0 else wk * so
+                for r in range(R):
+                    for s_ in range(so):
+                        idx = Signal(signed(18), name=f"idx_{r}_{s_}_m{qo}")
+                        m.d.comb += idx.eq(wk_s + s_ - W.p.lane_skip)
+                        ok = (idx >= 0) & (idx < W.p.c_valid)
+                        m.d.comb += [data_m[r][s_ * qo:(s_ + 1) * qo].eq(Array(wcodes[r])[idx[:16]][:qo]),
+                                     wen_m[r][s_ * per:(s_ + 1) * per].eq(Mux(ok, (1 << per) - 1, 0))]
+                per_mode.append((data_m, wen_m))
+            with m.Switch(out_idx):
+                for k, (data_m, wen_m) in enumerate(per_mode):
+                    with m.Case(k):
+                        m.d.comb += [d_wdata[r].eq(data_m[r]) for r in range(R)]
+                        m.d.comb += [d_wen[r].eq(wen_m[r]) for r in range(R)]
         rows_ok = Signal(R)
         for r in range(R):
             m.d.comb += rows_ok[r].eq(W.t.rows[r])
@@ -433,6 +478,8 @@ class Sequencer(wiring.Component):
                 pp.i.payload.shift.eq(L.shift),
                 pp.i.payload.act.as_value().eq(L.act),
             ]
+            if cfg.mixed:
+                m.d.comb += pp.i.payload.q_out.eq(L.clamp_q)
         params_now = Signal(param_layout(cfg))
         m.d.comb += params_now.eq(self.params.rd_data)
 
@@ -549,7 +596,7 @@ class Sequencer(wiring.Component):
         for b in range(R):
             with m.If(pool_writing):
                 m.d.sync += [self.act.wr_addr[b].eq(pool_waddr[b]), self.act.wr_data[b].eq(pool_wdata[b]),
-                             self.act.wr_en[b].eq(Mux(pool_wen[b], (1 << S) - 1, 0))]
+                             self.act.wr_en[b].eq(Mux(pool_wen[b], (1 << cfg.write_lanes) - 1, 0))]
             with m.Else():
                 m.d.sync += [self.act.wr_addr[b].eq(d_waddr), self.act.wr_data[b].eq(d_wdata[b]),
                              self.act.wr_en[b].eq(Mux(drain_writing & rows_ok[b], d_wen[b], 0))]
@@ -560,7 +607,7 @@ class Sequencer(wiring.Component):
         m.d.sync += [en_a.eq(issue), clear_a.eq(issue & tile_first)]
         with m.If(issue):
             m.d.sync += [shift_a.eq(j), rot_a.eq(rot_now),
-                         lanev_a.eq(Mux(g == L.pass_groups - 1, lanes_mask, (1 << S) - 1)),
+                         lanev_a.eq(Mux(g == L.pass_groups - 1, lanes_mask, full_mask)),
                          wcount.eq(wcount + 1)]
             with m.If(tile_last):
                 m.d.sync += iss_ptr.eq(~iss_ptr)
@@ -620,10 +667,10 @@ class Sequencer(wiring.Component):
                 if words_table:
                     m.d.sync += tk.eq(tk + 1)
                     with m.Switch(tk):
-                        for k in range(1, LAYER_WORDS + 1):
+                        for k in range(1, entry_words + 1):
                             with m.Case(k):
                                 m.d.sync += L.as_value()[(k - 1) * WORD_BITS:k * WORD_BITS].eq(self.table.rd_data)
-                    with m.If(tk == LAYER_WORDS):
+                    with m.If(tk == entry_words):
                         m.d.sync += tk.eq(0)
                         m.next = "LATCH"
                 else:
@@ -794,8 +841,31 @@ class Sequencer(wiring.Component):
                 m.d.comb += self.busy.eq(1)
                 m.d.sync += li.eq(li + 1)
                 if words_table:
-                    m.d.sync += tbase.eq(tbase + LAYER_WORDS)
+                    m.d.sync += tbase.eq(tbase + entry_words)
                 m.next = "FETCH"
         return m
 
 
+def _lane_max(m, cfg: AccelConfig, mode_idx, first, target, words, old) -> None:
+    """target = the lane-wise max of `words` (one or two words) and `old` (on the `first` step:
+    of `words` alone), lanes of the layer's mode: Q-bit codes, or with per-layer modes a mux over
+    the modes' lane sets (zero-extended codes in a container compare as the codes do)."""
+    d = cfg.datapath
+
+    def at(q, out):
+        for s in range(d // q):
+            sl = slice(s * q, (s + 1) * q)
+            lanes = [w[sl] for w in words]
+            best = lanes[0] if len(lanes) == 1 else Mux(lanes[1] > lanes[0], lanes[1], lanes[0])
+            m.d.comb += out[sl].eq(Mux(first | (best > old[sl]), best, old[sl]))
+
+    if not cfg.mixed:
+        at(cfg.q, target)
+        return
+    per_mode = [Signal(d, name=f"{target.name}_m{q}") for q in cfg.modes]
+    for q, value in zip(cfg.modes, per_mode):
+        at(q, value)
+    with m.Switch(mode_idx):
+        for k, value in enumerate(per_mode):
+            with m.Case(k):
+                m.d.comb += target.eq(value)

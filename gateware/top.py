@@ -17,9 +17,9 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from qjoule.config import AccelConfig
-from qjoule.program import (IMAGE_FIELDS, IMAGE_WORDS, LAYER_WORDS, MAX_LAYERS, SECTION_IMAGE, SECTION_PARAMS,
-                            SECTION_PROGRAM, SECTION_WEIGHTS, WORD_BITS, chunks, param_word_bits, param_words,
-                            weight_word_bits)
+from qjoule.program import (IMAGE_FIELDS, IMAGE_WORDS, MAX_LAYERS, SECTION_IMAGE, SECTION_PARAMS,
+                            SECTION_PROGRAM, SECTION_WEIGHTS, WORD_BITS, chunks, layer_words, param_word_bits,
+                            param_words, weight_word_bits)
 
 from .buffers import ActivationBuffer, WideBuffer
 from .sequencer import Sequencer, layer_layout
@@ -65,9 +65,9 @@ class QjouleAccel(wiring.Component):
         # they arrive, which the sequencer assembles in FETCH (a 32-bit table fits a few EBRs).
         words_table = cfg.layer_table == "words"
         if words_table:
-            m.submodules.table = tbuf = WideBuffer(unsigned(WORD_BITS), MAX_LAYERS * LAYER_WORDS)
+            m.submodules.table = tbuf = WideBuffer(unsigned(WORD_BITS), MAX_LAYERS * layer_words(cfg))
         else:
-            m.submodules.table = tbuf = WideBuffer(unsigned(layer_layout().size), MAX_LAYERS)
+            m.submodules.table = tbuf = WideBuffer(unsigned(layer_layout(cfg).size), MAX_LAYERS)
         m.submodules.seq = seq = Sequencer(cfg, act.addr_bits, cfg.weight_words)
         self.sequencer = seq  # for simulation probes
 
@@ -90,7 +90,8 @@ class QjouleAccel(wiring.Component):
         n_layers = Signal(range(MAX_LAYERS + 1))
         image = Signal(data.StructLayout({name: unsigned(bits) for name, bits in IMAGE_FIELDS}))
         image_words = Signal(IMAGE_WORDS * WORD_BITS)
-        table_chunks = 1 if words_table else LAYER_WORDS  # "words": each PROGRAM word is one table word
+        entry_words = layer_words(cfg)  # (one more with per-layer modes)
+        table_chunks = 1 if words_table else entry_words  # "words": each PROGRAM word is one table word
         wide_bits = max(table_chunks, chunks(weight_word_bits(cfg)), chunks(param_word_bits(cfg))) * WORD_BITS
         assembly = Signal(wide_bits)
         chunk = Signal(range(wide_bits // WORD_BITS + 1))
@@ -213,16 +214,25 @@ class QjouleAccel(wiring.Component):
                          regs["lane"].eq(lane), regs["valid"].eq(img_writing & valid)]
         in_addr = [Signal(act.addr_bits, name=f"in_wr_addr{b}") for b in range(R)]
         in_data = [Signal(cfg.datapath, name=f"in_wr_data{b}") for b in range(R)]
-        in_en = [Signal(S, name=f"in_wr_en{b}") for b in range(R)]
+        in_en = [Signal(cfg.write_lanes, name=f"in_wr_en{b}") for b in range(R)]
+        # Per-layer modes: the image is written at mode q, whose lanes are `per` finer write
+        # enables each (the buffer's granularity is the gcd of the modes).
+        per = Q // cfg.write_granularity
         for b in range(R):
             with m.If(clearing):
-                m.d.sync += [in_addr[b].eq(clr_addr), in_data[b].eq(0), in_en[b].eq((1 << S) - 1)]
+                m.d.sync += [in_addr[b].eq(clr_addr), in_data[b].eq(0), in_en[b].eq((1 << cfg.write_lanes) - 1)]
             with m.Else():
                 m.d.sync += [in_data[b].eq(Cat(*[s1_chunk] * S)), in_en[b].eq(0)]
                 for regs in s1:
                     with m.If(regs["valid"] & (regs["bank"] == b)):
-                        m.d.sync += [in_addr[b].eq(regs["row"] + regs["group"]),
-                                     in_en[b].eq(Const(1, S) << regs["lane"])]
+                        m.d.sync += in_addr[b].eq(regs["row"] + regs["group"])
+                        if per == 1:
+                            m.d.sync += in_en[b].eq(Const(1, S) << regs["lane"])
+                        else:
+                            with m.Switch(regs["lane"]):
+                                for lane in range(S):
+                                    with m.Case(lane):
+                                        m.d.sync += in_en[b].eq(((1 << per) - 1) << (lane * per))
             with m.If(running):
                 m.d.comb += [act.wr_addr[b].eq(seq.act.wr_addr[b]), act.wr_data[b].eq(seq.act.wr_data[b]),
                              act.wr_en[b].eq(seq.act.wr_en[b])]

@@ -26,11 +26,12 @@ FAMILIES = {
 
 
 def pe_cells(family: str, q: int, *, weights: str = "uniform", lut_products: bool | None = None,
-             pot_hold_zero: bool = False) -> dict:
+             pot_hold_zero: bool = False, q_modes: tuple[int, ...] = ()) -> dict:
     """One PE of the family's board variant at `q` through Yosys: LUT4, FFs, DSPs per PE and per lane.
-    `lut_products` overrides the family's default (False: products written as multiplies)."""
+    `lut_products` overrides the family's default (False: products written as multiplies).
+    `q_modes`: a multi-mode PE (per-layer mixed precision; lanes per lane of mode q)."""
     name, synth, luts, ff_prefix, dsps, family_lut_products = FAMILIES[family]
-    cfg = variant(name, q, weights=weights)
+    cfg = variant(name, q, weights=weights, **({"q_modes": tuple(q_modes)} if q_modes else {}))
     pe = ProcessingElement(cfg, lut_products=family_lut_products if lut_products is None else lut_products,
                            pot_hold_zero=pot_hold_zero)
     text = emit_verilog(pe, "pe")
@@ -44,6 +45,7 @@ def pe_cells(family: str, q: int, *, weights: str = "uniform", lut_products: boo
     lut = sum(cells.get(c, 0) * w for c, w in luts.items())
     ff = sum(n for c, n in cells.items() if c.startswith(ff_prefix))
     dsp = sum(cells.get(c, 0) for c in dsps)
-    return {"family": family, "q": q, "weights": weights, "lanes": cfg.lanes, "acc_bits": cfg.acc_bits,
+    return {"family": family, "q": q, "weights": weights, **({"q_modes": list(cfg.modes)} if q_modes else {}),
+            "datapath": cfg.datapath, "lanes": cfg.lanes, "acc_bits": cfg.acc_bits,
             "luts": lut, "ffs": ff, "dsps": dsp, "luts_per_lane": round(lut / cfg.lanes, 2),
             "ffs_per_lane": round(ff / cfg.lanes, 2), "dsps_per_lane": round(dsp / cfg.lanes, 3)}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -41,9 +42,12 @@ TABLE_KINDS = ("wide", "words")
 _OPTIONAL_FIELDS = {"act_memory": "bram", "weight_memory": "bram", "layer_table": "wide"}
 
 
-def default_datapath(q: int) -> int:
-    """The default operand word width D for a given Q: the largest multiple of Q not above 16."""
-    return max(q, 16 // q * q)
+def default_datapath(q: int, modes: tuple[int, ...] = ()) -> int:
+    """The default operand word width D for a given Q: the largest multiple of Q not above 16.
+    With run-time `modes` (per-layer mixed precision), the largest multiple of all of them not
+    above 16, or their least common multiple when that is above 16."""
+    lcm = math.lcm(q, *modes)
+    return max(lcm, 16 // lcm * lcm)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,9 +94,19 @@ class AccelConfig:
     weight_memory: str = "bram"
     #: How the layer table stores its entries (TABLE_KINDS).
     layer_table: str = "wide"
+    #: Per-layer mixed precision: the container widths the hardware runs at (docs/contract.md
+    #: "Per-layer mixed precision", docs/interface.md). Empty = one uniform Q (`q`), the design and
+    #: its Verilog exactly the single-Q ones. Otherwise every mode divides `datapath` and `q` is one
+    #: of them: the first layer's mode, the width the input unit chunks the pixels at.
+    q_modes: tuple[int, ...] = ()
     name: str = "default"
 
     def __post_init__(self):
+        # JSON gives a list; a listing of only `q` is the uniform config itself (one spelling each).
+        modes = self.q_modes
+        if isinstance(modes, (list, tuple)) and all(isinstance(v, int) and not isinstance(v, bool) for v in modes):
+            modes = tuple(sorted(set(modes)))
+            object.__setattr__(self, "q_modes", () if modes == (self.q,) else modes)
         self.validate()
 
     # -- validation ---------------------------------------------------------------------------
@@ -112,6 +126,7 @@ class AccelConfig:
             raise UserError(f"datapath must be at most 64 bits, got {self.datapath!r}")
         if self.weights not in WEIGHT_KINDS:
             raise UserError(f"weights must be one of {', '.join(map(repr, WEIGHT_KINDS))}, got {self.weights!r}")
+        self._validate_modes()
         if self.weights == "pot" and not POT_Q[0] <= self.q <= POT_Q[1]:
             raise UserError(f"power-of-two weights need q {POT_Q[0]}..{POT_Q[1]} (a sign bit and an exponent field, "
                             f"weights up to 2^30), got q={self.q}")
@@ -131,15 +146,71 @@ class AccelConfig:
                             f"got {self.weight_buffer_bits!r}")
         if self.act_memory == "spram":
             bank_words = self.act_half_words // self.rows
-            if self.q % 4 or self.datapath > SPRAM_BITS or not 1 <= bank_words <= SPRAM_WORDS:
-                raise UserError(f"act_memory 'spram' needs q a multiple of 4 (its write mask covers 4-bit nibbles), "
+            # (write_granularity: q, or the gcd of the per-layer modes; the mask covers 4-bit nibbles)
+            if self.write_granularity % 4 or self.datapath > SPRAM_BITS or not 1 <= bank_words <= SPRAM_WORDS:
+                raise UserError(f"act_memory 'spram' needs q a multiple of 4, every q_modes entry too (its write mask covers 4-bit nibbles), "
                                 f"datapath <= {SPRAM_BITS} and 1..{SPRAM_WORDS} words per bank half; got q={self.q}, "
                                 f"datapath={self.datapath}, {bank_words} words")
         if self.weight_memory == "spram" and self.weight_words > SPRAM_WORDS:
             raise UserError(f"weight_memory 'spram' holds at most {SPRAM_WORDS} words, got weight_buffer_bits="
                             f"{self.weight_buffer_bits} ({self.weight_words} words of {self.cols * self.datapath} bits)")
 
+    def _validate_modes(self) -> None:
+        modes = self.q_modes
+        if not isinstance(modes, tuple) or any(isinstance(v, bool) or not isinstance(v, int) for v in modes):
+            raise UserError(f"q_modes must be a list of integers 1..16, got {modes!r}")
+        if not modes:
+            return
+        bad = [v for v in modes if not 1 <= v <= 16]
+        if bad:
+            raise UserError(f"q_modes entries must be 1..16, got {bad[0]!r}")
+        if self.q not in modes:
+            raise UserError(f"q_modes {list(modes)} must include q={self.q} (the first layer's mode)")
+        odd = [v for v in modes if self.datapath % v]
+        if odd:
+            raise UserError(f"datapath must be a multiple of every q_modes entry, got datapath={self.datapath} "
+                            f"and mode {odd[0]} (try datapath={default_datapath(self.q, modes)})")
+        if self.weights != "uniform":
+            raise UserError(f"q_modes {list(modes)}: per-layer modes run uniform weights only, got weights={self.weights!r}")
+
     # -- derived values -----------------------------------------------------------------------
+
+    @property
+    def modes(self) -> tuple[int, ...]:
+        """The container widths the hardware runs at, ascending: `q_modes`, or (q,) when uniform."""
+        return self.q_modes or (self.q,)
+
+    @property
+    def mixed(self) -> bool:
+        """True when the hardware switches between several modes at run time."""
+        return len(self.modes) > 1
+
+    def lanes_at(self, q: int) -> int:
+        """Lanes D/Q of one mode."""
+        if q not in self.modes:
+            raise UserError(f"Q={q} is not one of the config's modes {list(self.modes)}")
+        return self.datapath // q
+
+    @property
+    def max_lanes(self) -> int:
+        """Lanes of the narrowest mode (the lane_valid width)."""
+        return self.datapath // self.modes[0]
+
+    @property
+    def code_bits(self) -> int:
+        """Bits of a post-processed code: the widest mode."""
+        return self.modes[-1]
+
+    @property
+    def write_granularity(self) -> int:
+        """Bits per activation-buffer write enable: the gcd of the modes (Q when uniform), so every
+        mode's lanes are whole enables."""
+        return math.gcd(*self.modes)
+
+    @property
+    def write_lanes(self) -> int:
+        """Write enables per activation word: D / write_granularity (S when uniform)."""
+        return self.datapath // self.write_granularity
 
     @property
     def lanes(self) -> int:
@@ -183,7 +254,11 @@ class AccelConfig:
         largest positive weight: 2^(Q−1) − 1 uniform, but 1 at Q = 1 and 2^K power-of-two, where
         the positive end is as far out as the negative one and needs its own bit when it is a
         power of two (proven by `qjoule prove`: 4,096 products of +1 need 14 bits, not 13).
+        With run-time modes (`q_modes`) the width is the largest of the modes' (a mode's
+        operands are at most its container's: weights of q_w <= Q_c bits, codes below 2^Q_c).
         """
+        if self.mixed:
+            return max(self.replace(q=q, q_modes=()).acc_bits for q in self.modes)
         w_pos = self.weight_max if self.q == 1 or self.weights == "pot" else self.weight_max - 1
         a_hidden = 1 if self.q == 1 else self.code_max
         terms = ((self.max_reduction, a_hidden), (9 * self.max_channels, (1 << PIXEL_BITS) - 1))
@@ -225,6 +300,9 @@ class AccelConfig:
             "pp_mult_bits": PP_MULT_BITS,
             "pp_bias_bits": self.pp_bias_bits,
             "pp_logit_bits": self.pp_logit_bits,
+            # (only when mixed: a uniform config's JSON, and so its config_id, stay as they were)
+            **({"lanes_per_mode": {str(q): self.datapath // q for q in self.modes},
+                "write_granularity": self.write_granularity} if self.mixed else {}),
         }
 
     # -- copies and JSON ----------------------------------------------------------------------
@@ -238,6 +316,10 @@ class AccelConfig:
     def to_dict(self) -> dict[str, Any]:
         fields = {k: v for k, v in dataclasses.asdict(self).items()
                   if k not in _OPTIONAL_FIELDS or v != _OPTIONAL_FIELDS[k]}
+        if not self.q_modes:
+            del fields["q_modes"]  # a uniform config's JSON (and config_id) as before the field existed
+        else:
+            fields["q_modes"] = list(self.q_modes)
         return {"format": CONFIG_FORMAT, "version": CONFIG_VERSION, **fields, "derived": self.derived()}
 
     @classmethod
@@ -292,7 +374,10 @@ def variant(name: str, q: int | None = None, **changes: Any) -> AccelConfig:
     if q is not None:
         if not isinstance(q, int) or not 1 <= q <= 16:
             raise UserError(f"q must be 1..16, got {q!r}")
-        changes = {"q": q, "datapath": default_datapath(q), **changes}
+        modes = changes.get("q_modes", ())
+        if not isinstance(modes, (list, tuple)) or not all(isinstance(v, int) and 1 <= v <= 16 for v in modes):
+            raise UserError(f"q_modes must be a list of integers 1..16, got {modes!r}")
+        changes = {"q": q, "datapath": default_datapath(q, tuple(modes)), **changes}
     return base.replace(**changes)
 
 

@@ -73,9 +73,34 @@ LAYER_FIELDS: tuple[tuple[str, int], ...] = (
     ("weight_base", 24),    # weight-buffer address of tile 0
     ("weight_words", 24),   # weight-buffer words of the layer
     ("param_base", 16),     # param-buffer address of tile 0
+    # Per-layer mixed precision (a config with q_modes; 0 on a single-Q config, whose layer
+    # table does not hold them: see layer_fields):
+    ("mode_q", 5),          # container width Q_c the layer's inputs are packed at and it runs in
+    ("out_q", 5),           # container width of its output map (the next layer's mode_q)
+    ("clamp_q", 5),         # relu clamp: the layer's q_out (codes 0 .. 2^q_out − 1)
 )
-LAYER_BITS = sum(bits for _, bits in LAYER_FIELDS)
+#: The fields only a per-layer-mode config's layer table holds (the last ones of LAYER_FIELDS).
+MIXED_LAYER_FIELDS = ("mode_q", "out_q", "clamp_q")
+#: Bits and stream words of a single-Q config's entry (a per-layer-mode entry: `layer_words(cfg)`).
+LAYER_BITS = sum(bits for name, bits in LAYER_FIELDS if name not in MIXED_LAYER_FIELDS)
 LAYER_WORDS = -(-LAYER_BITS // WORD_BITS)
+
+
+def layer_fields(cfg: AccelConfig) -> tuple[tuple[str, int], ...]:
+    """The entry fields `cfg`'s layer table holds: all of them with per-layer modes, else all but
+    MIXED_LAYER_FIELDS (so a single-Q design and its program are the ones they were before the
+    modes existed)."""
+    if cfg.mixed:
+        return LAYER_FIELDS
+    return tuple(f for f in LAYER_FIELDS if f[0] not in MIXED_LAYER_FIELDS)
+
+
+_SINGLE_Q = AccelConfig()
+
+
+def layer_words(cfg: AccelConfig) -> int:
+    """Stream words of one layer entry on `cfg` (LAYER_WORDS, one more with per-layer modes)."""
+    return -(-sum(bits for _, bits in layer_fields(cfg)) // WORD_BITS)
 
 #: Per-output-tile metadata at the bottom of a param word, then C × (mult, bias).
 PARAM_META_FIELDS: tuple[tuple[str, int], ...] = (
@@ -281,17 +306,20 @@ def _fill_banks(layout: MapLayout, planes: list[np.ndarray], cfg: AccelConfig) -
     return banks
 
 
-def read_codes(layout: MapLayout, banks, cfg: AccelConfig) -> np.ndarray:
-    """Inverse of `layout_codes`: banks[b][addr] words -> codes (C, H, W)."""
+def read_codes(layout: MapLayout, banks, cfg: AccelConfig, q: int | None = None) -> np.ndarray:
+    """Inverse of `layout_codes`: banks[b][addr] words -> codes (C, H, W). `q`: the map's lane
+    width (its container, per-layer modes; default cfg.q), `layout.lanes` lanes of it per word."""
+    q = cfg.q if q is None else q
+    n = layout.lanes
     out = np.zeros((layout.channels, layout.height, layout.width), dtype=np.int64)
     for hh in range(layout.height):
         for ww in range(layout.width):
             for g in range(layout.pass_groups):
                 bank, addr = layout.locate(hh, ww, g)
-                lanes = unpack_lanes(banks[bank][addr], cfg.q, cfg.lanes)
+                lanes = unpack_lanes(banks[bank][addr], q, n)
                 for s, v in enumerate(lanes):
-                    if g * cfg.lanes + s < layout.channels:
-                        out[g * cfg.lanes + s, hh, ww] = v
+                    if g * n + s < layout.channels:
+                        out[g * n + s, hh, ww] = v
     return out
 
 
@@ -328,16 +356,17 @@ def weight_lane(w: int, q: int, weights: str = "uniform") -> int:
     return int(w) & ((1 << q) - 1)
 
 
-def _lane_codes(w: np.ndarray, cfg: AccelConfig) -> np.ndarray:
-    """Weight integers -> lane codes of `cfg`'s weight kind (same shape)."""
+def _lane_codes(w: np.ndarray, cfg: AccelConfig, q: int) -> np.ndarray:
+    """Weight integers -> lane codes of `cfg`'s weight kind at lane width q (same shape). A
+    narrower weight in a wider container (per-layer modes) is sign-extended: two's complement."""
     if not w.size:
         return w
-    return np.vectorize(lambda v: weight_lane(v, cfg.q, cfg.weights), otypes=[np.int64])(w)
+    return np.vectorize(lambda v: weight_lane(v, q, cfg.weights), otypes=[np.int64])(w)
 
 
-def _words_from_lanes(lanes: np.ndarray, cfg: AccelConfig) -> list[int]:
+def _words_from_lanes(lanes: np.ndarray, cfg: AccelConfig, q: int) -> list[int]:
     """lanes (N, C, S) weight lane codes -> N weight-buffer words (column c at bits c·D)."""
-    d, q = cfg.datapath, cfg.q
+    d = cfg.datapath
     shifts_s = np.arange(lanes.shape[2], dtype=object) * q
     out = []
     for word in lanes.astype(object):
@@ -348,42 +377,46 @@ def _words_from_lanes(lanes: np.ndarray, cfg: AccelConfig) -> list[int]:
     return out
 
 
-def conv_weight_words(weight, cfg: AccelConfig) -> list[int]:
+def conv_weight_words(weight, cfg: AccelConfig, q: int | None = None) -> list[int]:
     """Conv weights (O, I, th, tw) -> words in (tile, group, kh, kw) order, columns = output
-    channels (th = tw = 3, or fewer taps for a folded first layer)."""
+    channels (th = tw = 3, or fewer taps for a folded first layer). `q`: the layer's mode (lane
+    width, per-layer modes; default cfg.q)."""
+    q = cfg.q if q is None else q
     w = np.asarray(weight, dtype=np.int64)
     o, i, th, tw = w.shape
-    s, c = cfg.lanes, cfg.cols
+    s, c = cfg.datapath // q, cfg.cols
     tiles, g = groups(o, c), groups(i, s)
-    codes = _lane_codes(w, cfg)
+    codes = _lane_codes(w, cfg, q)
     full = np.zeros((tiles * c, g * s, th, tw), dtype=np.int64)
     full[:o, :i] = codes
     # (tile, col, group, lane, kh, kw) -> (tile, group, kh, kw, col, lane)
     arr = full.reshape(tiles, c, g, s, th, tw).transpose(0, 2, 4, 5, 1, 3).reshape(-1, c, s)
-    return _words_from_lanes(arr, cfg)
+    return _words_from_lanes(arr, cfg, q)
 
 
-def dense_weight_words(weight, in_map: tuple[int, int, int], cfg: AccelConfig) -> list[int]:
+def dense_weight_words(weight, in_map: tuple[int, int, int], cfg: AccelConfig, q: int | None = None) -> list[int]:
     """Dense weights (O, C·H·W) in the contract's (c, h, w) flatten order -> words in (tile, h, w,
     group) order, the order the sequencer walks the input map (the host permutes the weights; the
     activations are never rearranged)."""
+    q = cfg.q if q is None else q
     w = np.asarray(weight, dtype=np.int64)
     ch, hh, ww = in_map
     o = w.shape[0]
-    s, c = cfg.lanes, cfg.cols
+    s, c = cfg.datapath // q, cfg.cols
     tiles, g = groups(o, c), groups(ch, s)
-    codes = _lane_codes(w, cfg)
+    codes = _lane_codes(w, cfg, q)
     full = np.zeros((tiles * c, g * s, hh, ww), dtype=np.int64)
     full[:o, :ch] = codes.reshape(o, ch, hh, ww)
     # (tile, col, group, lane, h, w) -> (tile, h, w, group, col, lane)
     arr = full.reshape(tiles, c, g, s, hh, ww).transpose(0, 4, 5, 2, 1, 3).reshape(-1, c, s)
-    return _words_from_lanes(arr, cfg)
+    return _words_from_lanes(arr, cfg, q)
 
 
-def param_words_for(mult, bias, cfg: AccelConfig) -> list[int]:
-    """One param word per output tile: metadata, then C × (mult, bias) in two's complement."""
+def param_words_for(mult, bias, cfg: AccelConfig, out_lanes: int | None = None) -> list[int]:
+    """One param word per output tile: metadata, then C × (mult, bias) in two's complement.
+    `out_lanes`: lanes of the output map's words (its container's, per-layer modes; default S)."""
     mult, bias = [int(v) for v in mult], [int(v) for v in bias]
-    o, c, s = len(mult), cfg.cols, cfg.lanes
+    o, c, s = len(mult), cfg.cols, cfg.lanes if out_lanes is None else out_lanes
     bias_bits = cfg.pp_bias_bits
     words = []
     for t in range(groups(o, c)):
@@ -411,6 +444,7 @@ class LayerPlan:
     weights: list[int]
     params: list[int]
     macs: int                      # multiply-accumulates of the layer (padding counted)
+    out_q: int = 0                 # lane width of the output map (0: cfg.q; per-layer modes)
 
 
 @dataclasses.dataclass
@@ -465,7 +499,7 @@ class Program:
                     for b in range(cfg.rows):
                         banks[b][a] = join_words(words[pos:pos + n])
                         pos += n
-                layers[plan.name] = read_codes(plan.out_layout, banks, cfg)
+                layers[plan.name] = read_codes(plan.out_layout, banks, cfg, plan.out_q or None)
         logits = []
         for _ in range(self.classes):
             v = join_words(words[pos:pos + LOGIT_WORDS])
@@ -490,7 +524,8 @@ def params_section(words: Sequence[int], cfg: AccelConfig) -> list[int]:
     return section(SECTION_PARAMS, [0] + [c for w in words for c in split_words(w, bits)])
 
 
-def program_section(entries: Sequence[dict[str, int]], image: MapLayout, fold: int) -> list[int]:
+def program_section(entries: Sequence[dict[str, int]], image: MapLayout, fold: int,
+                    cfg: AccelConfig | None = None) -> list[int]:
     channels = image.channels // fold
     desc = pack_fields(IMAGE_FIELDS, {"height": image.height, "width": image.width, "channels": channels,
                                       "pass_groups": image.pass_groups, "groups": image.groups,
@@ -501,7 +536,9 @@ def program_section(entries: Sequence[dict[str, int]], image: MapLayout, fold: i
                                       **{f"copy{k}_lanes": k * channels % image.lanes for k in range(9)}})
     payload = [len(entries)] + split_words(desc, IMAGE_WORDS * WORD_BITS)
     for e in entries:
-        payload += split_words(pack_fields(LAYER_FIELDS, e), LAYER_WORDS * WORD_BITS)
+        # (cfg None or single-Q: the single-Q entry, LAYER_WORDS words)
+        fields = LAYER_FIELDS if cfg is not None and cfg.mixed else layer_fields(cfg or _SINGLE_Q)
+        payload += split_words(pack_fields(fields, e), -(-sum(bits for _, bits in fields) // WORD_BITS) * WORD_BITS)
     return section(SECTION_PROGRAM, payload)
 
 
@@ -521,10 +558,50 @@ def model_weights(model) -> str:
 
 
 def variant_for_model(name: str, model) -> AccelConfig:
-    """The named variant at the model's Q and weight kind (not yet sized: see size_for_model)."""
+    """The named variant at the model's Q and weight kind (not yet sized: see size_for_model). A
+    per-layer-Q model gets the modes its layers run at (`layer_modes`): q = the first layer's,
+    q_modes = all of them, the datapath a multiple of each."""
     from .config import variant
 
+    if model.q is None:
+        modes = layer_modes(model)
+        return variant(name, q=modes[0], q_modes=tuple(sorted(set(modes))), weights=model_weights(model))
     return variant(name, q=model.q, weights=model_weights(model))
+
+
+def layer_modes(model, first_q: int | None = None) -> list[int]:
+    """The mode (container width Q_c) each layer runs at on per-layer-mode hardware
+    (docs/interface.md "Per-layer mixed precision"):
+
+    - the first layer: `first_q` (the config's q: the pixel chunk width, ceil(8/q) passes), by
+      default its own q_w; its q_w may be narrower (the weights are sign-extended);
+    - any other conv/dense layer: max(q_in, q_w), its codes zero-extended and its weights
+      sign-extended into Q_c-bit lanes. Q_c = 1 (XNOR, ±1 values) only where q_in = q_w = 1; ±1
+      inputs (q_in = 1) with wider weights are refused (a ±1 value is no unsigned code);
+    - a max-pool: the mode of the layer after it (it pools the codes already packed for that
+      layer, lane-wise, and writes them back in the same container).
+    """
+    layers = list(model.layers)
+    modes = [0] * len(layers)
+    for i, layer in enumerate(layers):
+        if layer["kind"] == "maxpool2x2":
+            continue
+        q_in, q_w = layer["q_in"], layer.get("q_w")
+        if i == 0:
+            q = q_w if first_q is None else first_q
+            if q_w > q or (q == 1 and q_w != 1):
+                raise UserError(f"layer {layer['name']!r} has q_w={q_w} weights, wider than the first layer's mode "
+                                f"q={q} (the config's q)")
+        elif q_in == 1 and q_w != 1:
+            raise UserError(f"layer {layer['name']!r} takes ±1 inputs (q_in=1) with q_w={q_w} weights; the hardware "
+                            f"runs ±1 inputs only with 1-bit weights (XNOR)")
+        else:
+            q = max(q_in, q_w)
+        modes[i] = q
+    for i in reversed(range(len(layers))):
+        if layers[i]["kind"] == "maxpool2x2":
+            modes[i] = modes[i + 1] if i + 1 < len(layers) else layers[i]["q_in"]
+    return modes
 
 
 def board_config_for_model(board: str, model, **changes: Any) -> AccelConfig:
@@ -533,8 +610,10 @@ def board_config_for_model(board: str, model, **changes: Any) -> AccelConfig:
     `qjoule synth --model`, the flow's generate step and `qjoule run --board` all build this one."""
     from .config import board_config
 
-    if model.q is None:
-        raise UserError("model has per-layer Qs (mixed precision); the accelerator runs one uniform Q")
+    if model.q is None:  # per-layer Qs: the modes its layers run at (layer_modes), first layer's as q
+        modes = layer_modes(model)
+        changes = {"q_modes": tuple(sorted(set(modes))), **changes}
+        return size_for_model(model, board_config(board, modes[0], weights=model_weights(model), **changes))
     return size_for_model(model, board_config(board, model.q, weights=model_weights(model), **changes))
 
 
@@ -555,11 +634,22 @@ def check_weight_kind(model, cfg: AccelConfig) -> None:
 def encode(model, cfg: AccelConfig, *, debug: bool = False) -> Program:
     """An IntModel -> the Program for `cfg`, or a one-line UserError saying what does not fit."""
     layers = list(model.layers)
-    if model.q is None:
-        raise UserError("model has per-layer Qs (mixed precision); the accelerator runs one uniform Q")
-    check_weight_kind(model, cfg)
-    if model.q != cfg.q:
-        raise UserError(f"model Q={model.q!r} does not match the accelerator's q={cfg.q}")
+    if not cfg.mixed:
+        if model.q is None:
+            qs = [layer["q_w"] for layer in layers if layer["kind"] != "maxpool2x2"]
+            raise UserError(f"model has per-layer Qs {qs} (mixed precision); the config runs one uniform q={cfg.q}: "
+                            f"give it q_modes (qjoule generate --model picks them)")
+        check_weight_kind(model, cfg)
+        if model.q != cfg.q:
+            raise UserError(f"model Q={model.q!r} does not match the accelerator's q={cfg.q}")
+        modes = [cfg.q] * len(layers)
+    else:
+        check_weight_kind(model, cfg)
+        modes = layer_modes(model, cfg.q)
+        for layer, q in zip(layers, modes):
+            if q not in cfg.modes and layer["kind"] != "maxpool2x2":  # (a pool runs at the next layer's mode)
+                raise UserError(f"layer {layer['name']!r} runs at Q={q} (q_in={layer['q_in']}, q_w={layer.get('q_w')}), "
+                                f"which is not one of the config's q_modes {list(cfg.modes)}")
     if len(layers) > MAX_LAYERS:
         raise UserError(f"model does not fit: {len(layers)} layers > {MAX_LAYERS}")
     if not layers or layers[0]["kind"] != "conv3x3":
@@ -586,18 +676,20 @@ def encode(model, cfg: AccelConfig, *, debug: bool = False) -> Program:
     for i, layer in enumerate(layers):
         kind, name = layer["kind"], layer["name"]
         last = i == len(layers) - 1
-        q_expect = 8 if i == 0 else cfg.q
-        if layer["q_in"] != q_expect:
-            raise UserError(f"layer {name!r} has q_in={layer['q_in']}, expected {q_expect} at q={cfg.q}")
-        if kind != "maxpool2x2" and layer.get("q_w") != cfg.q:
-            raise UserError(f"layer {name!r} has q_w={layer.get('q_w')!r}, expected {cfg.q}")
-        if not last and layer.get("q_out") != cfg.q:
-            raise UserError(f"layer {name!r} has q_out={layer.get('q_out')!r}, expected {cfg.q}")
+        if not cfg.mixed:
+            q_expect = 8 if i == 0 else cfg.q
+            if layer["q_in"] != q_expect:
+                raise UserError(f"layer {name!r} has q_in={layer['q_in']}, expected {q_expect} at q={cfg.q}")
+            if kind != "maxpool2x2" and layer.get("q_w") != cfg.q:
+                raise UserError(f"layer {name!r} has q_w={layer.get('q_w')!r}, expected {cfg.q}")
+            if not last and layer.get("q_out") != cfg.q:
+                raise UserError(f"layer {name!r} has q_out={layer.get('q_out')!r}, expected {cfg.q}")
+        mode, out_q = modes[i], (modes[i] if last else modes[i + 1])
         ch, hh, ww = shape
         entry = {"kind": KIND_CODES[kind], "in_half": i % 2, "first": int(i == 0), "last": int(last),
                  "dump": int(debug and not last), "height": hh, "width": ww, "groups": in_layout.groups,
                  "pass_groups": in_layout.pass_groups, "passes": in_layout.planes,
-                 "lanes_last": in_layout.channels - (in_layout.pass_groups - 1) * cfg.lanes,
+                 "lanes_last": in_layout.channels - (in_layout.pass_groups - 1) * in_layout.lanes,
                  "wdiv_g": in_layout.wdiv_g, "wmod": in_layout.wmod,
                  "fold_w": int(i == 0 and fold >= 3), "fold_h": int(i == 0 and fold == 9)}
         weights: list[int] = []
@@ -608,7 +700,7 @@ def encode(model, cfg: AccelConfig, *, debug: bool = False) -> Program:
             _fits(f"layer {name!r} output channels", out_ch, cfg.max_channels, "max_channels")
             out_shape = (out_ch, hh, ww)
             weight = model.arrays[layer["weight"]]
-            weights = conv_weight_words(fold_weight(weight, fold) if i == 0 else weight, cfg)
+            weights = conv_weight_words(fold_weight(weight, fold) if i == 0 else weight, cfg, mode)
             macs = out_ch * hh * ww * 9 * ch
             entry.update({"tiles": in_layout.tiles, "tile_dh": cfg.rows // ww, "tile_dw": cfg.rows % ww})
         elif kind == "maxpool2x2":
@@ -623,7 +715,7 @@ def encode(model, cfg: AccelConfig, *, debug: bool = False) -> Program:
             if not last:
                 _fits(f"layer {name!r} output channels", out_ch, cfg.max_channels, "max_channels")
             out_shape = (out_ch, 1, 1)
-            weights = dense_weight_words(model.arrays[layer["weight"]], shape, cfg)
+            weights = dense_weight_words(model.arrays[layer["weight"]], shape, cfg, mode)
             macs = out_ch * ch * hh * ww
         else:
             raise UserError(f"layer {name!r} has unknown kind {kind!r}")
@@ -635,14 +727,18 @@ def encode(model, cfg: AccelConfig, *, debug: bool = False) -> Program:
             blim = 1 << (cfg.pp_bias_bits - 1)
             if len(bias) and (int(max(bias)) >= blim or int(min(bias)) < -blim):
                 raise UserError(f"layer {name!r}: pp_bias too wide for pp_bias_bits={cfg.pp_bias_bits}")
-            params = param_words_for(mult, bias, cfg)
+            params = param_words_for(mult, bias, cfg, cfg.datapath // out_q)
             entry.update({"act": ACT_CODES[layer["act"]], "shift": int(layer["pp_shift"]),
                           "out_tiles": groups(out_shape[0], cfg.cols), "param_base": param_base,
                           "weight_words": len(weights)})
             param_base += len(params)
         else:
             entry.update({"act": ACT_NONE})
-        out_layout = None if last else MapLayout(out_shape[0], out_shape[1], out_shape[2], cfg.rows, cfg.lanes)
+        if cfg.mixed:
+            entry.update({"mode_q": mode, "out_q": out_q,
+                          "clamp_q": layer["q_out"] if layer.get("act") == "relu" else 0})
+        out_layout = None if last else MapLayout(out_shape[0], out_shape[1], out_shape[2], cfg.rows,
+                                                 cfg.datapath // out_q)
         if out_layout is not None:
             _fits(f"layer {name!r} output map words per bank", out_layout.words_per_bank, depth, "act_half_words/rows")
             entry.update({"out_height": out_layout.height, "out_width": out_layout.width,
@@ -652,13 +748,14 @@ def encode(model, cfg: AccelConfig, *, debug: bool = False) -> Program:
         else:
             entry.update({"out_height": 1, "out_width": 1, "out_groups": groups(out_shape[0], cfg.lanes),
                           "out_words": 0})
-        plans.append(LayerPlan(name, kind, entry, in_layout, out_layout, weights, params, macs))
+        plans.append(LayerPlan(name, kind, entry, in_layout, out_layout, weights, params, macs,
+                               out_q if cfg.mixed else 0))
         if out_layout is not None:
             in_layout = out_layout
         shape = out_shape
     _fits("param words (output tiles)", param_base, param_words(cfg), "param_words (pp_channels/cols + 32)")
     external = _place_weights(plans, cfg)
-    setup = program_section([p.entry for p in plans], image, fold)
+    setup = program_section([p.entry for p in plans], image, fold, cfg)
     setup += params_section([w for p in plans for w in p.params], cfg)
     for i, plan in enumerate(plans):
         if plan.weights and i not in external:
@@ -702,7 +799,7 @@ def size_for_model(model, cfg: AccelConfig, keep: Iterable[str] = ()) -> AccelCo
     the fields named in `keep` (set by the user), which are checked instead. UserError if the model
     does not fit."""
     keep = set(keep)
-    if model.q != cfg.q:
+    if not cfg.mixed and model.q is not None and model.q != cfg.q:
         raise UserError(f"model Q={model.q!r} does not match the accelerator's q={cfg.q}")
     c0, h0, w0 = model.input_shape
     channels = [c0] + [layer["out_shape"][0] for layer in model.layers if layer["kind"] == "conv3x3"]

@@ -128,7 +128,8 @@ def capture(waves_path: Path, cfg: AccelConfig, layers: list[dict], images: int,
     en = waves.sample("seq.array.en", edges).astype(np.int64)
     rows = _popcount(waves.sample("seq.array.row_valid", edges))
     lanes = _popcount(waves.sample("seq.array.lane_valid", edges))
-    act_wr = _field_popcounts(waves.sample("act.wr_en", edges), R, S).sum(axis=1)
+    # (write enables: one per lane, or per write_granularity bits with per-layer modes)
+    act_wr = _field_popcounts(waves.sample("act.wr_en", edges), R, cfg.write_lanes).sum(axis=1)
     act_addr = waves.sample("act.rd_addr", edges)
     bank_bits = waves.vars[f"{TOP}.act.rd_addr"].bitwidth // R
     act_rd = sum(_address_changes(np.array([(int(a) >> (b * bank_bits)) & ((1 << bank_bits) - 1) for a in act_addr]), busy)

@@ -36,11 +36,22 @@ def icarus_time0_safe(verilog: str) -> str:
 
 
 def config_for(model, config_path: str | None, q: int | None) -> AccelConfig:
-    """The accelerator to simulate: the given config file, else the `tiny` variant at the model's Q and weight kind."""
+    """The accelerator to simulate: the given config file, else the `tiny` variant at the model's Q
+    and weight kind; for a per-layer-Q model, with the modes its layers run at (`--q`: the first
+    layer's mode)."""
+    if model.q is None:  # per-layer Qs: encode checks the config's modes
+        if config_path:
+            return AccelConfig.load(config_path)
+        if q is None:
+            return variant_for_model("tiny", model)
+        from qjoule.config import variant
+        from qjoule.program import layer_modes, model_weights
+        modes = layer_modes(model, q)
+        return variant("tiny", q=q, q_modes=tuple(sorted(set(modes))), weights=model_weights(model))
     if q is not None and q != model.q:
         raise UserError(f"--q {q} does not match the model's Q {model.q}")
     cfg = AccelConfig.load(config_path) if config_path else variant_for_model("tiny", model)
-    if cfg.q != model.q:
+    if cfg.q != model.q and not cfg.mixed:
         raise UserError(f"config Q {cfg.q} does not match the model's Q {model.q}")
     return cfg
 
@@ -101,7 +112,8 @@ def _compare_with_model(result: dict[str, Any], activity: dict[str, Any], model)
     difference (padding taps the hardware skips, first-layer passes, empty lanes) is reported."""
     from qjoule.sw.netstats import network_stats
 
-    stats = {s.name: s for s in network_stats(model.layers, model.q).layers}
+    q = model.q if model.q is not None else [layer["q_w"] for layer in model.layers if layer["kind"] != "maxpool2x2"]
+    stats = {s.name: s for s in network_stats(model.layers, q).layers}
     images = result["images"]
     for row, measured in zip(result["per_layer"], activity["layers"]):
         model_macs = stats[row["layer"]].macs * images

@@ -171,7 +171,9 @@ def _layer_delta(program, probe: LayerProbe, before, cfg: AccelConfig) -> list[d
     for i, plan in enumerate(program.layers):
         cycles = probe.cycles.get(i, 0) - cycles_before.get(i, 0)
         mac = probe.mac_cycles.get(i, 0) - mac_before.get(i, 0)
-        ideal = plan.macs / cfg.parallelism
+        # (per-layer modes: the layer's own lanes, D / mode_q, set its parallelism)
+        mode = plan.entry.get("mode_q") or cfg.q
+        ideal = plan.macs / (cfg.rows * cfg.cols * (cfg.datapath // mode))
         rows.append({"layer": plan.name, "kind": plan.kind, "cycles": cycles, "mac_cycles": mac,
                      "macs": plan.macs, "ideal_cycles": ideal,
                      "utilization": ideal / cycles if cycles else None})

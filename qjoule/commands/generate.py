@@ -37,8 +37,6 @@ def build_config(args: argparse.Namespace):
     if args.model is not None:
         from qjoule.sw import intmodel
         model = intmodel.load(args.model)
-        if model.q is None:
-            raise UserError(f"model {args.model!r} has per-layer Qs; the accelerator needs one uniform Q")
     overrides = {f: getattr(args, f) for f in FIELDS if getattr(args, f) is not None}
     weights = getattr(args, "weights", None)
     if weights is None and model is not None and args.config is None:
@@ -58,6 +56,12 @@ def build_config(args: argparse.Namespace):
             raise UserError(f"--q {args.q} does not match the config file's q={cfg.q}")
     else:
         q = args.q if args.q is not None else (model.q if model is not None else None)
+        if model is not None and model.q is None:
+            # per-layer Qs: the modes the layers run at (program.layer_modes; --q: the first layer's)
+            from qjoule.program import layer_modes
+            modes = layer_modes(model, args.q)
+            q = modes[0]
+            overrides.setdefault("q_modes", tuple(sorted(set(modes))))
         if q is None:
             raise UserError("give --q (1..16), --config FILE or --model FILE")
         cfg = variant(args.variant or "default", q=q, **overrides)
@@ -96,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
                     "bank_depth": program.bank_depth(cfg), "param_words": program.param_words(cfg),
                     "param_word_bits": program.param_word_bits(cfg),
                     "weight_word_bits": program.weight_word_bits(cfg),
-                    "layer_words": program.LAYER_WORDS, "max_layers": program.MAX_LAYERS,
+                    "layer_words": program.layer_words(cfg), "max_layers": program.MAX_LAYERS,
                     "image_words": program.IMAGE_WORDS},
         "ports": port_list(verilog),
     }
