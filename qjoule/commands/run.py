@@ -58,8 +58,6 @@ def run(args: argparse.Namespace) -> int:
     retries = integer(args.retries, "--retries", 0)
     timeout = _positive_float(args.timeout, "--timeout")
     model = intmodel.load(args.model)
-    if model.q is None:
-        raise UserError(f"model {args.model!r} has per-layer Qs; the accelerator runs one uniform Q")
     cfg = AccelConfig.load(args.config) if args.config else board_config_for_model(check_board(args.board), model)
     program = encode(model, cfg)  # one line if the model does not fit the config
     dataset = args.dataset or (model.header.get("source") or {}).get("dataset")

@@ -259,3 +259,22 @@ def test_run_bad_input_is_one_line(tmp_path, digits_model, capsys):
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1, err
     assert not (tmp_path / "x").exists()
+
+
+def test_run_a_mixed_precision_model_on_the_board_config(monkeypatch, tmp_path):
+    """A per-layer-Q model runs on the board's config with the modes its layers need (the one
+    `qjoule synth --model` builds); the logits are checked as for a uniform model."""
+    from qjoule.program import board_config_for_model
+
+    model = intmodel.random_model((1, 8, 8), 10, 1, 4, None, seed=5, q_per_layer=(4, 2, 8, 4))
+    model.header["source"]["dataset"] = "digits"
+    path = tmp_path / "mixed.qjm"
+    intmodel.save(model, path)
+    model = intmodel.load(path)
+    cfg = board_config_for_model("ulx3s-85f", model)
+    # each layer runs at max(q_in, q_w): 4, max(4, 2), max(2, 8), max(8, 4)
+    assert cfg.mixed and cfg.modes == (4, 8)
+    _patch_board(monkeypatch, FakeBoard(model, cfg))
+    assert main(["run", "--port", "p", "--model", str(path), "--board", "ulx3s-85f", "--images", "2",
+                 "--out", str(tmp_path / "r")]) == 0
+    assert json.loads((tmp_path / "r" / "run.json").read_text())["match"] is True
