@@ -81,7 +81,8 @@ def required_acc_bits(cfg: AccelConfig) -> int:
 def small_lane_config(base: AccelConfig, q: int, lanes: int = 4) -> AccelConfig:
     """`base` at Q = q with `lanes` lanes (D = lanes·Q, capped at 64 bits) and base's layer bounds."""
     datapath = min(lanes * q, 64 // q * q)
-    changes = {"weights": "uniform"} if hasattr(base, "weights") else {}
+    # (the PE's bounds are what matter: buffers in block RAM, whatever Q an SPRAM mask would take)
+    changes = {"weights": "uniform", "act_memory": "bram", "weight_memory": "bram"}
     return base.replace(q=q, datapath=datapath, name=f"{base.name}-q{q}-{datapath // q}lanes", **changes)
 
 

@@ -48,7 +48,8 @@ __all__ = ["PotLaneIdentity", "PotPEHarness", "WrongShiftPE", "pot_checks", "pot
 
 def pot_lane_config(base: AccelConfig, q: int, lanes: int = 4) -> AccelConfig:
     """`base` at Q = q with `lanes` power-of-two weight lanes and base's layer bounds."""
-    return base.replace(q=q, datapath=lanes * q, weights="pot", name=f"{base.name}-pot-q{q}-{lanes}lanes")
+    return base.replace(q=q, datapath=lanes * q, weights="pot", act_memory="bram", weight_memory="bram",
+                        name=f"{base.name}-pot-q{q}-{lanes}lanes")
 
 
 def pot_reference_magnitude(a, code, q: int):

@@ -38,7 +38,7 @@ def test_acc_bits_formula_is_the_narrowest_width(name):
     # is the closed form. Q = 4 default by hand: U = 1_175_040, -8·U = -9_400_320 needs 25 bits.
     assert required_acc_bits(variant("default", q=4)) == 25
     for q in range(1, 17):
-        cfg = VARIANTS[name].replace(q=q, datapath=q)
+        cfg = VARIANTS[name].replace(q=q, datapath=q, act_memory="bram", weight_memory="bram")
         assert cfg.acc_bits == required_acc_bits(cfg), q
 
 

@@ -30,7 +30,7 @@ def test_pot_acc_bits_formula_is_the_narrowest_width(name):
     # 1_175_040, 4·U = 4_700_160 needs 24 signed bits (2^22 = 4_194_304 < 4·U <= 2^23 - 1).
     assert required_acc_bits(pot_lane_config(variant("default"), 3)) == 24
     for q in range(2, 7):
-        cfg = VARIANTS[name].replace(q=q, datapath=q, weights="pot")
+        cfg = VARIANTS[name].replace(q=q, datapath=q, weights="pot", act_memory="bram", weight_memory="bram")
         assert cfg.acc_bits == required_acc_bits(cfg), q
 
 
