@@ -38,7 +38,7 @@ from qjoule.program import (IMAGE_WORDS, LAYER_WORDS, SECTION_PARAMS, SECTION_PR
                             SECTION_WEIGHTS, WORD_BITS, chunks, param_word_bits, weight_word_bits)
 
 from .formal import Check, cut_modules
-from .formal_streams import _stable_while_stalled
+from .formal_streams import _stable_while_stalled, drive_free_inputs, free_inputs
 
 __all__ = ["AccelInputHarness", "DroppedReadyHostLink", "HostLinkStreamHarness", "input_checks"]
 
@@ -162,19 +162,13 @@ class HostLinkStreamHarness(wiring.Component):
     def __init__(self, *, dut=None):
         from qjoule.gateware.host_top import HostLink
         self._link = dut or HostLink(**LINK_ARGS)
-        inputs = {}
-        for path, member, value in self._link.signature.flatten(self._link):
-            if member.flow == wiring.In:
-                inputs["__".join(map(str, path))] = In(member.shape)
-        super().__init__(inputs)
+        super().__init__(free_inputs(self._link))
 
     def elaborate(self, platform):
         m = Module()
         m.submodules.link = link = self._link
         m.d.comb += Assume(~ResetSignal())
-        for path, member, value in link.signature.flatten(link):
-            if member.flow == wiring.In:
-                m.d.comb += value.eq(getattr(self, "__".join(map(str, path))))
+        drive_free_inputs(m, self, link)
         _stable_while_stalled(m, link.words, "words")
         _stable_while_stalled(m, link.tx, "tx")
         return m

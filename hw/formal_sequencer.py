@@ -41,6 +41,7 @@ from qjoule.config import AccelConfig
 from qjoule.program import KIND_CONV, KIND_DENSE, KIND_POOL, bank_depth, param_words
 
 from .formal import Check
+from .formal_streams import drive_free_inputs, free_inputs
 
 __all__ = ["SEQ_DEPTH", "SequencerBoundsHarness", "sequencer_checks"]
 
@@ -81,11 +82,8 @@ class SequencerBoundsHarness(wiring.Component):
         self._addr_bits = max(1, ceil_log2(_bank_depth(cfg)))  # = ActivationBuffer(cfg).addr_bits
         self._seq = Sequencer(cfg, self._addr_bits, cfg.weight_words)
         self._layout = layer_layout()
-        free = {}
-        for path, member, value in self._seq.signature.flatten(self._seq):
-            name = "__".join(map(str, path))
-            if member.flow == wiring.In and name != "table__rd_data":
-                free[name] = In(member.shape)
+        # the table's read data is the free `entry` below, pinned to a well-formed layer
+        free = free_inputs(self._seq, skip=("table__rd_data",))
         free["entry"] = In(self._layout)
         # witnesses of the entry's shape (free each cycle, pinned by the assumptions)
         free["c_out"] = In(range(max(cfg.max_channels, cfg.max_classes) + 1))
@@ -105,10 +103,7 @@ class SequencerBoundsHarness(wiring.Component):
         m.submodules.seq = fragment = seq.elaborate(platform)   # elaborated here for its probes
         seq._MustUse__silence = True                           # (the component object itself is not added)
         m.d.comb += Assume(~ResetSignal())
-        for path, member, value in seq.signature.flatten(seq):
-            name = "__".join(map(str, path))
-            if member.flow == wiring.In and name != "table__rd_data":
-                m.d.comb += value.eq(getattr(self, name))
+        drive_free_inputs(m, self, seq, skip=("table__rd_data",))
         e = self.entry
         m.d.comb += seq.table.rd_data.eq(e)
 

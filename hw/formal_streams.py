@@ -54,6 +54,25 @@ class DroppedReadyPostProcess(wiring.Component):
         return m
 
 
+def free_inputs(dut: wiring.Component, skip: tuple[str, ...] = ()) -> dict[str, In]:
+    """A harness signature member per input port bit-field of `dut` (named by its path joined with
+    "__"), except the names in `skip`: the solver drives them freely (see `drive_free_inputs`)."""
+    return {name: In(member.shape) for name, member, _ in _input_ports(dut) if name not in skip}
+
+
+def drive_free_inputs(m: Module, harness: wiring.Component, dut: wiring.Component, skip: tuple[str, ...] = ()):
+    """Connect `dut`'s inputs to the harness's members of the same name (from `free_inputs`)."""
+    for name, _, value in _input_ports(dut):
+        if name not in skip:
+            m.d.comb += value.eq(getattr(harness, name))
+
+
+def _input_ports(dut: wiring.Component):
+    for path, member, value in dut.signature.flatten(dut):
+        if member.flow == wiring.In:
+            yield "__".join(map(str, path)), member, value
+
+
 def _stable_while_stalled(m: Module, port, prefix: str):
     """Assert: valid & ~ready in one cycle -> valid and the same payload in the next."""
     was_stalled = Signal(name=f"{prefix}_was_stalled")
@@ -105,20 +124,13 @@ class SequencerOutHarness(wiring.Component):
         self._cfg = cfg
         # addr_bits as ActivationBuffer(cfg) has them (without building its memories)
         self._seq = Sequencer(cfg, max(1, ceil_log2(_bank_depth(cfg))), cfg.weight_words)
-        inputs = {}
-        for path, member, value in self._seq.signature.flatten(self._seq):
-            if member.flow == wiring.In:
-                inputs["__".join(map(str, path))] = In(member.shape)
-        self._paths = list(inputs)
-        super().__init__(inputs)
+        super().__init__(free_inputs(self._seq))
 
     def elaborate(self, platform):
         m = Module()
         m.submodules.seq = seq = self._seq
         m.d.comb += Assume(~ResetSignal())
-        for path, member, value in seq.signature.flatten(seq):
-            if member.flow == wiring.In:
-                m.d.comb += value.eq(getattr(self, "__".join(map(str, path))))
+        drive_free_inputs(m, self, seq)
         _stable_while_stalled(m, seq.out, "out")
         return m
 
