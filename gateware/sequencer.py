@@ -178,7 +178,7 @@ class Sequencer(wiring.Component):
         # feeder in the same order, so the n-th tile end always uses slot n mod 2. At most two
         # tiles are between their last issue and the feeder, so a capture always finds its slot
         # free, and tiles shorter than the capture delay still keep the array busy.
-        capture_delay = 2 + MacArray.latency
+        capture_delay = 2 + cfg.memory_pipeline + MacArray.latency
         last_line = Signal(capture_delay)
         hold_acc = [Signal.like(array.acc, name=f"hold_acc{k}") for k in range(2)]
         hold_valid = Signal(2)
@@ -213,8 +213,27 @@ class Sequencer(wiring.Component):
         lanev_a, lanev_d = Signal(cfg.max_lanes), Signal(cfg.max_lanes)
         rot_a, rot_d = Signal(range(R)), Signal(range(R))  # row r takes bank (r + rot) mod R
         wcount_a = Signal(24)
-        m.d.sync += [en_d.eq(en_a), clear_d.eq(clear_a), shift_d.eq(shift_a), rowv_d.eq(rowv_a),
-                     lanev_d.eq(lanev_a), rot_d.eq(rot_a), wcount_a.eq(wcount)]
+        # With memory_pipeline, the read data comes 1 + memory_pipeline cycles after the address:
+        # `pipe` gives each `_d` copy that many registers (one, the plain assignment, without).
+        in_flight = []   # every pipeline stage's valid, for FINISH
+
+        def pipe(dst, src, valid=False):
+            for k in range(cfg.memory_pipeline):
+                stage = Signal.like(src, name=f"{dst.name}_p{k}")
+                m.d.sync += stage.eq(src)
+                if valid:
+                    in_flight.append(stage)
+                src = stage
+            m.d.sync += dst.eq(src)
+
+        if not cfg.memory_pipeline:
+            m.d.sync += [en_d.eq(en_a), clear_d.eq(clear_a), shift_d.eq(shift_a), rowv_d.eq(rowv_a),
+                         lanev_d.eq(lanev_a), rot_d.eq(rot_a), wcount_a.eq(wcount)]
+        else:
+            for dst, src in ((en_d, en_a), (clear_d, clear_a), (shift_d, shift_a), (rowv_d, rowv_a),
+                             (lanev_d, lanev_a), (rot_d, rot_a)):
+                pipe(dst, src, valid=dst is en_d)
+            m.d.sync += wcount_a.eq(wcount)
         lanes_mask = Signal(cfg.max_lanes)
         if not cfg.mixed:
             m.d.comb += lanes_mask.eq(Mux(L.lanes_last >= S, (1 << S) - 1,
@@ -354,8 +373,13 @@ class Sequencer(wiring.Component):
                      p_waddr_a.eq(p_o[0] + p_g), p_os_a.eq(p_o[1])]
         if vec:
             m.d.sync += p_mask_a.eq(Cat(*[p_wo0 + k < L.out_width for k in range(half)]))
-        m.d.sync += [p_valid_d.eq(p_valid_a), p_first_d.eq(p_first_a), p_last_d.eq(p_last_a), p_s_d.eq(p_s_a),
-                     p_waddr_d.eq(p_waddr_a), p_os_d.eq(p_os_a), p_mask_d.eq(p_mask_a)]
+        if not cfg.memory_pipeline:
+            m.d.sync += [p_valid_d.eq(p_valid_a), p_first_d.eq(p_first_a), p_last_d.eq(p_last_a), p_s_d.eq(p_s_a),
+                         p_waddr_d.eq(p_waddr_a), p_os_d.eq(p_os_a), p_mask_d.eq(p_mask_a)]
+        else:
+            for dst, src in ((p_valid_d, p_valid_a), (p_first_d, p_first_a), (p_last_d, p_last_a), (p_s_d, p_s_a),
+                             (p_waddr_d, p_waddr_a), (p_os_d, p_os_a), (p_mask_d, p_mask_a)):
+                pipe(dst, src, valid=dst is p_valid_d)
         # the input words in raster order: in_words[k] is position (read position) + k
         in_words = []
         for k in range(R if vec else min(R, 2)):
@@ -811,8 +835,10 @@ class Sequencer(wiring.Component):
             with m.State("FINISH"):
                 # wait for the array pipeline, the hold register, the drain and the pool write
                 m.d.comb += self.busy.eq(1)
-                with m.If(~inflight & ~hold_valid.any() & drain_idle & ~p_valid_a & ~p_valid_d & ~en_a & ~en_d
-                          & ~wr_pending):
+                settled = ~inflight & ~hold_valid.any() & drain_idle & ~p_valid_a & ~p_valid_d & ~en_a & ~en_d & ~wr_pending
+                if in_flight:
+                    settled = settled & ~Cat(*in_flight).any()
+                with m.If(settled):
                     with m.If(L.dump):
                         m.next = "DUMP_READ"
                     with m.Else():
@@ -822,7 +848,14 @@ class Sequencer(wiring.Component):
                 m.next = "DUMP_WAIT"
             with m.State("DUMP_WAIT"):  # the registered address reaches the buffer
                 m.d.comb += [self.busy.eq(1), rd_sel.eq(3)]
-                m.next = "DUMP_LATCH"
+                if not cfg.memory_pipeline:
+                    m.next = "DUMP_LATCH"
+                else:  # and its data comes memory_pipeline cycles later still
+                    dump_wait = Signal(range(cfg.memory_pipeline + 1))
+                    m.d.sync += dump_wait.eq(dump_wait + 1)
+                    with m.If(dump_wait == cfg.memory_pipeline):
+                        m.d.sync += dump_wait.eq(0)
+                        m.next = "DUMP_LATCH"
             with m.State("DUMP_LATCH"):
                 m.d.comb += [self.busy.eq(1), rd_sel.eq(3)]
                 m.d.sync += [dump_words.eq(self.act.rd_data), dump_k.eq(0)]
