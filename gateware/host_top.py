@@ -120,7 +120,10 @@ class HostLink(wiring.Component):
         cmd, seq, length = Signal(8), Signal(8), Signal(16)
         left = Signal(16)                 # payload bytes still to come
         crc = Signal(16)
-        acc = Signal(32)                  # the last four payload bytes, little-endian
+        # The last four payload bytes (little-endian) while receiving; while answering, the same
+        # register is the transmit shift register `shreg` (a READ's payload is read before the
+        # answer loads it, and nothing of a frame is needed once its answer starts).
+        acc = shreg = Signal(32)
         byte_i = Signal(2)
         n_words = Signal(range(MW + 1))
         reason = Signal(8)
@@ -142,7 +145,6 @@ class HostLink(wiring.Component):
         resp_words = Signal(range(max(MW, STATUS_WORDS) + 1))
         resp_is_status = Signal()
         frames_ok, frames_nak = Signal(16), Signal(16)
-        shreg = Signal(32)
         byte_n = Signal(2)
         word_i = Signal.like(resp_words)
         crc_tx = crc_next
