@@ -89,13 +89,12 @@ class QjouleAccel(wiring.Component):
         ab = act.addr_bits                      # addresses inside a bank half (arithmetic wraps)
         depth_bits = bits_for(bank_depth(cfg))  # a count of words per bank (up to bank_depth)
         lane_bits = max(1, (S - 1).bit_length())
-        pixel_bits = bits_for(cfg.max_height * cfg.max_width * cfg.max_channels)
         used = {"height": bits_for(cfg.max_height), "width": bits_for(cfg.max_width),
                 "channels": bits_for(cfg.max_channels), "pass_groups": ab, "groups": ab, "wdiv_g": ab,
                 "wmod": (R - 1).bit_length(), "words": depth_bits, "fold_w": 1, "fold_h": 1,
                 **{f"copy{k}_{part}": ab if part == "groups" else lane_bits for k in (1, 2, 3)
                    for part in ("groups", "lanes")},
-                "pixels": pixel_bits}
+                "pixels": 2}
 
         # -- section parser ----------------------------------------------------------------------
         is_program, is_params, is_weights = Signal(), Signal(), Signal()
@@ -103,7 +102,25 @@ class QjouleAccel(wiring.Component):
         n_layers = Signal(range(MAX_LAYERS + 1))
         # The image descriptor, only the fields the input unit uses, at the widths it uses: the
         # copy offsets of copies 1, 2, 3 (the others are sums of these, stepped below).
+        # Fields that follow from others need no register: with S a power of two, divmod(k·C, S)
+        # is a bit slice of k·C; with P a power of two, groups = P·pass_groups is a shift.
+        P = cfg.first_layer_passes
+        pow2_lanes, pow2_passes = S & (S - 1) == 0, P & (P - 1) == 0
+        if pow2_lanes:
+            for k in (1, 2, 3):
+                del used[f"copy{k}_groups"], used[f"copy{k}_lanes"]
+        if pow2_passes:
+            del used["groups"]
         image = _DescriptorFields(m, used)
+        if pow2_lanes:
+            lane_shift = (S - 1).bit_length()
+            for k in (1, 2, 3):
+                kc = Signal(used["channels"] + 2, name=f"image_{k}c")
+                m.d.comb += kc.eq(image.channels * k)
+                image.derive(m, f"copy{k}_groups", ab, kc >> lane_shift)
+                image.derive(m, f"copy{k}_lanes", lane_bits, kc[:lane_shift])
+        if pow2_passes:
+            image.derive(m, "groups", ab, image.pass_groups << (P - 1).bit_length())
         entry_words = layer_words(cfg)  # (one more with per-layer modes)
         table_chunks = 1 if words_table else entry_words  # "words": each PROGRAM word is one table word
         n_wide = {"table": table_chunks, "params": chunks(param_word_bits(cfg)),
@@ -124,10 +141,11 @@ class QjouleAccel(wiring.Component):
         # for each folded tap ("copy") it is written there as virtual channel copy·C + c, one
         # Q-bit chunk plane per cycle. The image region is cleared first so the lanes of
         # neighbours outside the image (the zero padding) read 0.
-        pix = Signal(32)          # up to four pixels, low byte first
-        pix_left = Signal(3)      # pixels of `pix` still to write
-        pix_count = Signal(pixel_bits)    # pixels still expected in the section
-        P = cfg.first_layer_passes
+        # The pixel being written is byte `pix_idx` of the input word; the last word of the section
+        # holds H·W·C mod 4 pixels (4 if 0), so only the two low bits of `pixels` are kept.
+        pix_idx = Signal(2)
+        pix_last = Signal(2)
+        m.d.comb += pix_last.eq(Mux(remaining == 1, image.pixels - 1, 3))
         plane = Signal(range(P))
         px_c_lane = Signal(range(S))
         px_c_group = Signal(bits_for(cfg.max_channels // S))
@@ -252,7 +270,7 @@ class QjouleAccel(wiring.Component):
         clearing = Signal()
         clr_addr = Signal(depth_bits)
         chunk_val = Signal(Q)
-        m.d.comb += chunk_val.eq((pix[:8] >> (plane * Q))[:Q])
+        m.d.comb += chunk_val.eq((self.i.payload.word_select(pix_idx, 8) >> (plane * Q))[:Q])
 
         # act write port: sequencer while running (its port is registered inside it), the input
         # unit's writes otherwise. An image write is two register stages (for Fmax): the two
@@ -314,8 +332,7 @@ class QjouleAccel(wiring.Component):
                                  remaining.eq(word[:24]), index.eq(0), chunk.eq(0)]
                     with m.If(word[24:] == SECTION_IMAGE):
                         m.d.comb += restart_offsets.eq(1)
-                        m.d.sync += [pix_left.eq(0), plane.eq(0), clr_addr.eq(0),
-                                     pix_count.eq(image.pixels), plane_groups.eq(0),
+                        m.d.sync += [pix_idx.eq(0), plane.eq(0), clr_addr.eq(0), plane_groups.eq(0),
                                      px_c_lane.eq(0), px_c_group.eq(0), px_c.eq(0), px_h.eq(0), px_w.eq(0),
                                      px_q.eq(0), px_s.eq(0),
                                      ckh.eq(kh_first), ph.eq(0)]
@@ -349,9 +366,18 @@ class QjouleAccel(wiring.Component):
                 with m.If(clr_addr == image.words - 1):
                     m.next = "PIXELS"
             with m.State("PIXELS"):
-                # one chunk plane of one phase of copies of one pixel per cycle
-                m.d.comb += img_writing.eq((pix_left != 0) & (pix_count != 0))
-                with m.If(img_writing):
+                # One chunk plane of one phase of copies of one pixel per cycle, read from the input
+                # word while it waits on the stream: the word is taken with its last pixel's last
+                # step (`ready` from the state alone), so no copy of it is kept.
+                last_step = Signal()
+                m.d.comb += [last_step.eq((plane == P - 1) & (ph == ph_last) & (ckh == kh_last)),
+                             img_writing.eq(self.i.valid & (remaining != 0)),
+                             self.i.ready.eq((remaining != 0) & last_step & (pix_idx == pix_last))]
+                with m.If(remaining == 0):
+                    # the section is done: start the run
+                    m.d.comb += start.eq(1)
+                    m.next = "HEADER"
+                with m.Elif(img_writing):
                     m.d.sync += [plane.eq(plane + 1), plane_groups.eq(plane_groups + image.pass_groups)]
                     with m.If(plane == P - 1):
                         m.d.sync += [plane.eq(0), plane_groups.eq(0)]
@@ -363,17 +389,10 @@ class QjouleAccel(wiring.Component):
                             m.d.comb += step_offsets.eq(1)
                         with m.Else():
                             m.d.comb += restart_offsets.eq(1)
-                            m.d.sync += [ph.eq(0), ckh.eq(kh_first),
-                                         pix.eq(pix >> 8), pix_left.eq(pix_left - 1), pix_count.eq(pix_count - 1)]
+                            m.d.sync += [ph.eq(0), ckh.eq(kh_first), pix_idx.eq(pix_idx + 1)]
                             _next_pixel(m, cfg, image, px_c_lane, px_c_group, px_c, px_h, px_w, px_q, px_s)
-                with m.Else():
-                    # this word is done: take the next one, or end the section and start the run
-                    m.d.comb += self.i.ready.eq(remaining != 0)
-                    with m.If(remaining == 0):
-                        m.d.comb += start.eq(1)
-                        m.next = "HEADER"
-                    with m.Elif(self.i.valid):
-                        m.d.sync += [pix.eq(word), pix_left.eq(4), remaining.eq(remaining - 1)]
+                            with m.If(pix_idx == pix_last):
+                                m.d.sync += [pix_idx.eq(0), remaining.eq(remaining - 1)]
 
         # wide-word writes: the assembled word goes to its buffer when its last chunk arrives
         is_wide = Signal()
@@ -412,7 +431,7 @@ class _DescriptorFields:
         for name, bits in IMAGE_FIELDS:
             self._layout[name] = (offset, bits)
             offset += bits
-        self._fields = {}
+        self._fields, self._derived = {}, set()
         for name, keep in used.items():
             if keep > self._layout[name][1]:
                 raise ValueError(f"descriptor field {name!r} is {self._layout[name][1]} bits, not {keep}")
@@ -427,6 +446,12 @@ class _DescriptorFields:
     def __getitem__(self, name):
         return self._fields[name]
 
+    def derive(self, m, name, bits, value):
+        """A field computed from others (not stored): a `bits`-wide signal equal to `value`."""
+        self._fields[name] = Signal(bits, name=f"image_{name}")
+        self._derived.add(name)
+        m.d.comb += self._fields[name].eq(value)
+
     def capture(self, m, word_index, word):
         """Store the used bits of descriptor word `word_index` (0-based) into the fields."""
         with m.Switch(word_index):
@@ -434,6 +459,8 @@ class _DescriptorFields:
                 with m.Case(k):
                     lo_w, hi_w = k * WORD_BITS, (k + 1) * WORD_BITS
                     for name, reg in self._fields.items():
+                        if name in self._derived:
+                            continue
                         offset, _ = self._layout[name]
                         lo, hi = max(offset, lo_w), min(offset + len(reg), hi_w)
                         if lo < hi:
