@@ -12,10 +12,9 @@ the output stream carries
 The arithmetic is exact for every input (the sum is one bit wider than its widest term, the shift
 is arithmetic, i.e. floor division by 2^s, as in the contract).
 
-Pipeline (`latency` = 6 stages, one item per cycle): input register → partial products, each
-sized for one DSP block (18×18 on ECP5; 16×16 on iCE40, chosen from the platform) → two sums of
-the partial products and the bias → their sum → the shift by s → activation into the output
-register. The data registers have no reset (only the valid bits do), so Yosys can take the
+Pipeline (`latency` = 5 stages, one item per cycle): input register → partial products, each
+sized for one DSP block (18×18 on ECP5; 16×16 on iCE40, chosen from the platform) → their sum
+with the bias (an adder tree) → the shift by s → activation into the output register. The data registers have no reset (only the valid bits do), so Yosys can take the
 input and product registers into the DSP blocks. Backpressure stalls the whole pipeline:
 `i.ready = ~o.valid | o.ready`; `o.valid` and `o.payload` are registers and hold while stalled.
 """
@@ -67,7 +66,7 @@ def pp_output_layout(cfg: AccelConfig) -> data.StructLayout:
 
 class PostProcess(wiring.Component):
     #: Stages of the sum of the partial products and the bias.
-    ADD_STAGES = 2
+    ADD_STAGES = 1
     #: Cycles from an accepted input to its output becoming valid, when never stalled.
     latency = 4 + ADD_STAGES
 
@@ -150,44 +149,46 @@ class PostProcess(wiring.Component):
         s2 = stage("s2", bias=s1["bias"], shift=s1["shift"], act=act, **qo,
                    **{name: value for name, (value, _) in partials.items()})
 
-        # 3, 4: Σ partial·2^offset + bias, exact in `width` bits (every sum is taken modulo
-        # 2^width, which holds the exact result): the terms in two sums on carry chains in stage 3
-        # (the first two partials; the rest and the bias), their sum in stage 4. A plain adder
-        # costs one logic cell per bit on both families, a 3:2 carry-save step two.
+        # 3: Σ partial·2^offset + bias, exact in `width` bits (every sum is taken modulo 2^width,
+        # which holds the exact result), as a balanced tree of plain adds on carry chains: an add
+        # costs one logic cell per bit on both families (a 3:2 carry-save step costs two), and
+        # the second level's carries ripple just behind the first's.
         terms = []
         for name, (_, offset) in [*partials.items(), ("bias", (None, 0))]:
             term = Signal(width, name=f"term_{name}")
             m.d.comb += term.eq(s2[name] << offset)
             terms.append(term)
-        sums = {}
-        for name, group in (("a", terms[:2]), ("b", terms[2:])):
-            sums[name] = Signal(width, name=f"sum_{name}")
-            m.d.comb += sums[name].eq(tree_sum(group))
+        # (kept: Yosys would otherwise merge the adds into one multi-operand sum, which it maps
+        # to carry-save logic, one more cell per bit and term)
+        while len(terms) > 1:
+            pairs = []
+            for k in range(0, len(terms) - 1, 2):
+                pair = Signal(width, name=f"sum{len(terms)}_{k // 2}", attrs={"keep": 1})
+                m.d.comb += pair.eq(terms[k] + terms[k + 1])
+                pairs.append(pair)
+            terms = pairs + terms[len(pairs) * 2:]
+        total_sum = terms[0]
         qo = {"qo": s2["qo"]} if cfg.mixed else {}
-        s3 = stage("s3", a=sums["a"], b=sums["b"], shift=s2["shift"], act=s2["act"], **qo)
-        total_sum = Signal(width)
-        m.d.comb += total_sum.eq(s3["a"] + s3["b"])
+        s3 = stage("s3", total=total_sum, shift=s2["shift"], act=s2["act"], **qo)
+        total, shift, act = s3["total"].as_signed(), s3["shift"], s3["act"]
         qo = {"qo": s3["qo"]} if cfg.mixed else {}
-        s4 = stage("s4", total=total_sum, shift=s3["shift"], act=s3["act"], **qo)
-        total, shift, act = s4["total"].as_signed(), s4["shift"], s4["act"]
-        qo = {"qo": s4["qo"]} if cfg.mixed else {}
 
-        # 6: arithmetic shift right (floor division by 2^s).
-        s6 = stage("s6", t=total >> shift, act=act, **qo)
-        t = s6["t"]
+        # 4: arithmetic shift right (floor division by 2^s).
+        s4 = stage("s4", t=total >> shift, act=act, **qo)
+        t = s4["t"]
 
         # 8: activation into the output register.
         code = Signal(cfg.code_bits)
         negative = t[-1]
         above_max = t[q:].any()  # for t >= 0: t > 2^Q - 1
-        with m.Switch(s6["act"]):
+        with m.Switch(s4["act"]):
             with m.Case(PostAct.RELU):
                 if not cfg.mixed:
                     m.d.comb += code.eq(Mux(negative, 0, Mux(above_max, (1 << q) - 1, t[:q])))
                 else:
                     # the layer's own q_out (any width up to the widest mode: a clamp width need
                     # not be a container width, e.g. 2-bit codes in 4-bit containers)
-                    with m.Switch(s6["qo"]):
+                    with m.Switch(s4["qo"]):
                         for k in range(2, cfg.code_bits + 1):
                             with m.Case(k):
                                 m.d.comb += code.eq(Mux(negative, 0, Mux(t[k:].any(), (1 << k) - 1, t[:k])))
