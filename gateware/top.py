@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from qjoule.config import AccelConfig
@@ -60,7 +61,7 @@ class QjouleAccel(wiring.Component):
         m.submodules.act = act = ActivationBuffer(cfg)
         m.submodules.weights = wbuf = WideBuffer(unsigned(weight_word_bits(cfg)), cfg.weight_words,
                                                  memory=cfg.weight_memory, pipeline=cfg.memory_pipeline)
-        m.submodules.params = pbuf = WideBuffer(unsigned(param_word_bits(cfg)), param_words(cfg))
+        m.submodules.params = pbuf = ChunkedBuffer(param_word_bits(cfg), param_words(cfg))
         # The layer table: whole entries, or (layer_table "words") the PROGRAM section's words as
         # they arrive, which the sequencer assembles in FETCH (a 32-bit table fits a few EBRs).
         words_table = cfg.layer_table == "words"
@@ -128,7 +129,8 @@ class QjouleAccel(wiring.Component):
         # The words before a wide word's last chunk: a shift register of every accepted payload
         # word (its top n − 1 words are the chunks that precede the current one), so the
         # assembled word is a constant slice per buffer and needs no chunk-indexed multiplexer.
-        history = Signal(max(n - 1 for n in n_wide.values()) * WORD_BITS)
+        # (the param buffer takes each chunk as it arrives: no history for its words)
+        history = Signal(max(n_wide["table"], n_wide["weights"]) * WORD_BITS - WORD_BITS)
         chunk = Signal(range(max(n_wide.values())))
         index = Signal(range(IMAGE_WORDS + 2))   # payload word index within the section, saturating
         waddr = Signal(max(wbuf.addr_bits, pbuf.addr_bits, tbuf.addr_bits))  # the next wide word's address
@@ -407,11 +409,36 @@ class QjouleAccel(wiring.Component):
             return Cat(history[len(history) - (n - 1) * WORD_BITS:], word) if n > 1 else word
 
         m.d.comb += [wbuf.wr_addr.eq(waddr), wbuf.wr_data.eq(assembled(n_wide["weights"])),
-                     pbuf.wr_addr.eq(waddr), pbuf.wr_data.eq(assembled(n_wide["params"])),
+                     pbuf.wr_addr.eq(waddr), pbuf.wr_data.eq(word),
                      tbuf.wr_addr.eq(waddr), tbuf.wr_data.eq(assembled(n_wide["table"]))]
         with m.If(done_word):
             m.d.sync += [waddr.eq(waddr + 1), chunk.eq(0)]
-            m.d.comb += [tbuf.wr_en.eq(is_program), pbuf.wr_en.eq(is_params), wbuf.wr_en.eq(is_weights)]
+            m.d.comb += [tbuf.wr_en.eq(is_program), wbuf.wr_en.eq(is_weights)]
+        with m.If(in_payload & self.i.valid & is_wide & is_params):
+            m.d.comb += pbuf.wr_en.eq(Const(1, pbuf.chunks) << chunk)
+        return m
+
+
+class ChunkedBuffer(wiring.Component):
+    """A memory of `bits`-wide words read whole (as `WideBuffer`) and written one 32-bit stream
+    word at a time: `wr_en` has one bit per chunk (chunk k is bits [32·k, 32·k + 32) of the word
+    at `wr_addr`), so the parser stores each chunk as it arrives instead of holding the earlier
+    chunks of a wide word in registers until its last one."""
+
+    def __init__(self, bits: int, depth: int):
+        self.chunks = chunks(bits)
+        self.depth = depth
+        self.addr_bits = max(1, (depth - 1).bit_length())
+        super().__init__({"rd_addr": In(self.addr_bits), "rd_data": Out(bits),
+                          "wr_addr": In(self.addr_bits), "wr_data": In(WORD_BITS), "wr_en": In(self.chunks)})
+        self.memory = Memory(shape=unsigned(self.chunks * WORD_BITS), depth=depth, init=[])
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.memory = mem = self.memory
+        rd, wr = mem.read_port(), mem.write_port(granularity=WORD_BITS)
+        m.d.comb += [rd.addr.eq(self.rd_addr), self.rd_data.eq(rd.data),
+                     wr.addr.eq(self.wr_addr), wr.data.eq(Cat(*[self.wr_data] * self.chunks)), wr.en.eq(self.wr_en)]
         return m
 
 
