@@ -117,7 +117,9 @@ class QjouleAccel(wiring.Component):
             lane_shift = (S - 1).bit_length()
             for k in (1, 2, 3):
                 kc = Signal(used["channels"] + 2, name=f"image_{k}c")
-                m.d.comb += kc.eq(image.channels * k)
+                # (shifts and an add: a multiply here would take one of the UP5K's DSP blocks)
+                m.d.comb += kc.eq({1: image.channels, 2: image.channels << 1,
+                                   3: image.channels + (image.channels << 1)}[k])
                 image.derive(m, f"copy{k}_groups", ab, kc >> lane_shift)
                 image.derive(m, f"copy{k}_lanes", lane_bits, kc[:lane_shift])
         if pow2_passes:
