@@ -12,9 +12,9 @@ the output stream carries
 The arithmetic is exact for every input (the sum is one bit wider than its widest term, the shift
 is arithmetic, i.e. floor division by 2^s, as in the contract).
 
-Pipeline (`latency` = 5 stages, one item per cycle): input register → partial products, each
+Pipeline (`latency` = 4 stages, one item per cycle): input register → partial products, each
 sized for one DSP block (18×18 on ECP5; 16×16 on iCE40, chosen from the platform) → their sum
-with the bias (an adder tree) → the shift by s → activation into the output register. The data registers have no reset (only the valid bits do), so Yosys can take the
+with the bias (an adder tree) → the shift by s and the activation, into the output register. The data registers have no reset (only the valid bits do), so Yosys can take the
 input and product registers into the DSP blocks. Backpressure stalls the whole pipeline:
 `i.ready = ~o.valid | o.ready`; `o.valid` and `o.payload` are registers and hold while stalled.
 """
@@ -68,7 +68,7 @@ class PostProcess(wiring.Component):
     #: Stages of the sum of the partial products and the bias.
     ADD_STAGES = 1
     #: Cycles from an accepted input to its output becoming valid, when never stalled.
-    latency = 4 + ADD_STAGES
+    latency = 3 + ADD_STAGES
 
     def __init__(self, cfg: AccelConfig, *, dsp_width: int | None = None):
         """`dsp_width`: the DSP multiplier width to split the product for (16 or 18); None picks
@@ -173,11 +173,12 @@ class PostProcess(wiring.Component):
         total, shift, act = s3["total"].as_signed(), s3["shift"], s3["act"]
         qo = {"qo": s3["qo"]} if cfg.mixed else {}
 
-        # 4: arithmetic shift right (floor division by 2^s).
-        s4 = stage("s4", t=total >> shift, act=act, **qo)
-        t = s4["t"]
-
-        # 8: activation into the output register.
+        # 4: arithmetic shift right (floor division by 2^s) and the activation, into the output
+        # register (one stage: at the boards' clocks the shifter and the clamp fit one cycle, and
+        # a register between them would be a copy of the wide t).
+        t = Signal(width)
+        m.d.comb += t.eq(total >> shift)
+        s4 = {"act": act, **({"qo": qo["qo"]} if cfg.mixed else {})}
         code = Signal(cfg.code_bits)
         negative = t[-1]
         above_max = t[q:].any()  # for t >= 0: t > 2^Q - 1

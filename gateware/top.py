@@ -192,24 +192,38 @@ class QjouleAccel(wiring.Component):
         m.d.comb += h_ok.eq(~((ckh == 0) & (px_h == image.height - 1)) & ~((ckh == 2) & (px_h == 0)))
         # Copy k = base + kw (fold_w; else k = base): its offset divmod(k·C, S) as a register per kw,
         # reset to copies 0, 1, 2 at each pixel and stepped by copy 3 with each kh row (fold_h:
-        # base = 0, 3, 6), instead of nine stored offsets and a nine-way multiplexer.
-        offsets = [(Signal(ab, name=f"off_g{kw}"), Signal(range(S), name=f"off_l{kw}")) for kw in range(3)]
-        restart_offsets, step_offsets = Signal(), Signal()
-        for kw, (off_g, off_l) in enumerate(offsets):
+        # base = 0, 3, 6), instead of nine stored offsets and a nine-way multiplexer. With one
+        # write slot (R = 1) the copies come one per cycle in order k = 0, 1, ...: one offset,
+        # stepped by copy 1 (C) with each phase and row.
+        n_slots = max(len(p) for p in phases)
+        restart_offsets, step_offsets, next_phase = Signal(), Signal(), Signal()
+
+        def step_offset(off_g, off_l, copy, name):
+            step_l = Signal(range(2 * S), name=f"step_l{name}")
+            m.d.comb += step_l.eq(off_l + image[f"{copy}_lanes"])
+            with m.If(step_l >= S):
+                m.d.sync += [off_l.eq(step_l - S), off_g.eq(off_g + image[f"{copy}_groups"] + 1)]
+            with m.Else():
+                m.d.sync += [off_l.eq(step_l), off_g.eq(off_g + image[f"{copy}_groups"])]
+
+        if n_slots == 1:
+            offsets = [(Signal(ab, name="off_g"), Signal(range(S), name="off_l"))]
             with m.If(restart_offsets):
-                if kw == 0:
-                    m.d.sync += [off_g.eq(0), off_l.eq(0)]
-                else:
-                    on = image.fold_w if kw == 1 else 1  # (copy 1 is the centre column's base only when folded)
-                    m.d.sync += [off_g.eq(Mux(on, image[f"copy{kw}_groups"], 0)),
-                                 off_l.eq(Mux(on, image[f"copy{kw}_lanes"], 0))]
-            with m.Elif(step_offsets):
-                step_l = Signal(range(2 * S), name=f"step_l{kw}")
-                m.d.comb += step_l.eq(off_l + image.copy3_lanes)
-                with m.If(step_l >= S):
-                    m.d.sync += [off_l.eq(step_l - S), off_g.eq(off_g + image.copy3_groups + 1)]
-                with m.Else():
-                    m.d.sync += [off_l.eq(step_l), off_g.eq(off_g + image.copy3_groups)]
+                m.d.sync += [offsets[0][0].eq(0), offsets[0][1].eq(0)]
+            with m.Elif(step_offsets | next_phase):
+                step_offset(*offsets[0], "copy1", "")
+        else:
+            offsets = [(Signal(ab, name=f"off_g{kw}"), Signal(range(S), name=f"off_l{kw}")) for kw in range(3)]
+            for kw, (off_g, off_l) in enumerate(offsets):
+                with m.If(restart_offsets):
+                    if kw == 0:
+                        m.d.sync += [off_g.eq(0), off_l.eq(0)]
+                    else:
+                        on = image.fold_w if kw == 1 else 1  # (copy 1 is the centre column's base only when folded)
+                        m.d.sync += [off_g.eq(Mux(on, image[f"copy{kw}_groups"], 0)),
+                                     off_l.eq(Mux(on, image[f"copy{kw}_lanes"], 0))]
+                with m.Elif(step_offsets):
+                    step_offset(off_g, off_l, "copy3", kw)
         # Per kw: the address's row part (raster position + 1 − kw) and its bank, and whether
         # column w + 1 − kw exists.
         rows_kw = []
@@ -229,7 +243,6 @@ class QjouleAccel(wiring.Component):
         # The copies written in one cycle go through `slots` write paths (as many as a phase has
         # copies: 3 for R >= 3, 2 for R = 2, 1 for R = 1); slot j writes copy kw = phases[ph][j]
         # (folded), or the centre column's copy (kw = 1, not folded).
-        n_slots = max(len(p) for p in phases)
         kw1_slot = phases[0].index(1) if 1 in phases[0] else 0
         targets = []   # per slot: (bank, row part, group part, lane, valid) of the address
         for j in range(n_slots):
@@ -252,7 +265,8 @@ class QjouleAccel(wiring.Component):
             off_g, off_l = Signal(ab, name=f"slot_off_g{j}"), Signal(range(S), name=f"slot_off_l{j}")
             qG, bank = Signal(ab, name=f"slot_qG{j}"), Signal(range(R), name=f"slot_bank{j}")
             w_ok = Signal(name=f"slot_w_ok{j}")
-            m.d.comb += [off_g.eq(pick([o[0] for o in offsets])), off_l.eq(pick([o[1] for o in offsets])),
+            slot_offset = offsets[0] if n_slots == 1 else (pick([o[0] for o in offsets]), pick([o[1] for o in offsets]))
+            m.d.comb += [off_g.eq(slot_offset[0]), off_l.eq(slot_offset[1]),
                          qG.eq(pick([r[0] for r in rows_kw])), bank.eq(pick([r[1] for r in rows_kw])),
                          w_ok.eq(pick([r[2] for r in rows_kw]))]
             any_kw = conds[kws[0]]
@@ -388,6 +402,7 @@ class QjouleAccel(wiring.Component):
                         # next kw phase, next kh row of copies, or the next pixel
                         with m.If(ph != ph_last):
                             m.d.sync += ph.eq(ph + 1)
+                            m.d.comb += next_phase.eq(1)
                         with m.Elif(ckh != kh_last):
                             m.d.sync += [ph.eq(0), ckh.eq(ckh + 1)]
                             m.d.comb += step_offsets.eq(1)
