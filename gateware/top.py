@@ -100,6 +100,9 @@ class QjouleAccel(wiring.Component):
         # -- section parser ----------------------------------------------------------------------
         is_program, is_params, is_weights = Signal(), Signal(), Signal()
         remaining = Signal(24)   # the section length field: 24 bits in the protocol
+        # remaining == 1 and == 0 as registers, kept with it: they decide `i.ready` in PIXELS, and
+        # a 24-bit compare there was the start of the longest path on the UP5K (into the link).
+        rem_one, rem_zero = Signal(), Signal()
         n_layers = Signal(range(MAX_LAYERS + 1))
         # The image descriptor, only the fields the input unit uses, at the widths it uses: the
         # copy offsets of copies 1, 2, 3 (the others are sums of these, stepped below).
@@ -149,7 +152,7 @@ class QjouleAccel(wiring.Component):
         # holds H·W·C mod 4 pixels (4 if 0), so only the two low bits of `pixels` are kept.
         pix_idx = Signal(2)
         pix_last = Signal(2)
-        m.d.comb += pix_last.eq(Mux(remaining == 1, image.pixels - 1, 3))
+        m.d.comb += pix_last.eq(Mux(rem_one, image.pixels - 1, 3))
         plane = Signal(range(P))
         px_c_lane = Signal(range(S))
         px_c_group = Signal(bits_for(cfg.max_channels // S))
@@ -347,7 +350,8 @@ class QjouleAccel(wiring.Component):
                 with m.If(self.i.valid & self.i.ready):
                     m.d.sync += [is_program.eq(word[24:] == SECTION_PROGRAM), is_params.eq(word[24:] == SECTION_PARAMS),
                                  is_weights.eq(word[24:] == SECTION_WEIGHTS),
-                                 remaining.eq(word[:24]), index.eq(0), chunk.eq(0)]
+                                 remaining.eq(word[:24]), rem_one.eq(word[:24] == 1), rem_zero.eq(word[:24] == 0),
+                                 index.eq(0), chunk.eq(0)]
                     with m.If(word[24:] == SECTION_IMAGE):
                         m.d.comb += restart_offsets.eq(1)
                         m.d.sync += [pix_idx.eq(0), plane.eq(0), clr_addr.eq(0), plane_groups.eq(0),
@@ -363,7 +367,8 @@ class QjouleAccel(wiring.Component):
             with m.State("PAYLOAD"):
                 m.d.comb += [self.i.ready.eq(1), in_payload.eq(1)]
                 with m.If(self.i.valid):
-                    m.d.sync += [remaining.eq(remaining - 1), history.eq(Cat(history[WORD_BITS:], word))]
+                    m.d.sync += [remaining.eq(remaining - 1), rem_one.eq(remaining == 2), rem_zero.eq(rem_one),
+                                 history.eq(Cat(history[WORD_BITS:], word))]
                     with m.If(index != IMAGE_WORDS + 1):
                         m.d.sync += index.eq(index + 1)
                     with m.If(is_program):
@@ -374,7 +379,7 @@ class QjouleAccel(wiring.Component):
                     with m.Elif(is_params | is_weights):
                         with m.If(index == 0):
                             m.d.sync += waddr.eq(word)
-                    with m.If(remaining == 1):
+                    with m.If(rem_one):
                         with m.If(seq.need_weights & is_weights):
                             m.d.comb += seq.weights_loaded.eq(1)
                         m.next = "HEADER"
@@ -389,9 +394,9 @@ class QjouleAccel(wiring.Component):
                 # step (`ready` from the state alone), so no copy of it is kept.
                 last_step = Signal()
                 m.d.comb += [last_step.eq((plane == P - 1) & (ph == ph_last) & (ckh == kh_last)),
-                             img_writing.eq(self.i.valid & (remaining != 0)),
-                             self.i.ready.eq((remaining != 0) & last_step & (pix_idx == pix_last))]
-                with m.If(remaining == 0):
+                             img_writing.eq(self.i.valid & ~rem_zero),
+                             self.i.ready.eq(~rem_zero & last_step & (pix_idx == pix_last))]
+                with m.If(rem_zero):
                     # the section is done: start the run
                     m.d.comb += start.eq(1)
                     m.next = "HEADER"
@@ -411,7 +416,8 @@ class QjouleAccel(wiring.Component):
                             m.d.sync += [ph.eq(0), ckh.eq(kh_first), pix_idx.eq(pix_idx + 1)]
                             _next_pixel(m, cfg, image, px_c_lane, px_c_group, px_c, px_h, px_w, px_q, px_s)
                             with m.If(pix_idx == pix_last):
-                                m.d.sync += [pix_idx.eq(0), remaining.eq(remaining - 1)]
+                                m.d.sync += [pix_idx.eq(0), remaining.eq(remaining - 1), rem_one.eq(remaining == 2),
+                                             rem_zero.eq(rem_one)]
 
         # wide-word writes: the assembled word goes to its buffer when its last chunk arrives
         is_wide = Signal()
