@@ -143,7 +143,8 @@ def test_skid_rows_under_output_backpressure_stay_exact():
 
     words = list(prog.setup_words) + [w for image in images for w in prog.image_words(image)]
     n = prog.output_word_count()
-    res = simulate(dut, words, 2 * n, gap_seed=7, runs=2, monitors=[watch])
+    # (gap_seed 3: with the 4-stage post-processing, the stalls of seed 7 never fill a skid row)
+    res = simulate(dut, words, 2 * n, gap_seed=3, runs=2, monitors=[watch])
     ref = golden.run(model, images)
     assert held[0] > 0
     for i in range(2):
