@@ -120,7 +120,10 @@ class HostLink(wiring.Component):
         cmd, seq, length = Signal(8), Signal(8), Signal(16)
         left = Signal(16)                 # payload bytes still to come
         crc = Signal(16)
-        acc = Signal(32)                  # the last four payload bytes, little-endian
+        # The last four payload bytes (little-endian) while receiving; while answering, the same
+        # register is the transmit shift register `shreg` (a READ's payload is read before the
+        # answer loads it, and nothing of a frame is needed once its answer starts).
+        acc = shreg = Signal(32)
         byte_i = Signal(2)
         n_words = Signal(range(MW + 1))
         reason = Signal(8)
@@ -132,19 +135,19 @@ class HostLink(wiring.Component):
         with m.Elif(~quiet):
             m.d.sync += idle.eq(idle + 1)
         m.d.comb += quiet.eq(idle == self._idle_cycles)
-        crc_rx = Signal(16)
-        m.d.comb += crc_rx.eq(crc16_update(crc, byte))
+        # One CRC update for both directions: the received byte, or (T_WORD) the byte being sent.
+        crc_byte, crc_next = Signal(8), Signal(16)
+        m.d.comb += [crc_byte.eq(byte), crc_next.eq(crc16_update(crc, crc_byte))]
+        crc_rx = crc_next
 
         # -- answering ---------------------------------------------------------------------------
         resp_status = Signal(8)
         resp_words = Signal(range(max(MW, STATUS_WORDS) + 1))
         resp_is_status = Signal()
         frames_ok, frames_nak = Signal(16), Signal(16)
-        shreg = Signal(32)
         byte_n = Signal(2)
         word_i = Signal.like(resp_words)
-        crc_tx = Signal(16)
-        m.d.comb += crc_tx.eq(crc16_update(crc, shreg[:8]))
+        crc_tx = crc_next
         status_words = Array([
             Cat(Const(PROTOCOL_VERSION, 8), self.accel_layer, self.accel_busy, Const(MW, 16)),
             Cat(level, Const(0, 16 - ptr_bits), Const(OD, 16)),
@@ -312,7 +315,7 @@ class HostLink(wiring.Component):
                                  byte_n.eq(0), word_i.eq(0)]
                     m.next = "T_WORD"
             with m.State("T_WORD"):
-                m.d.comb += [self.tx.valid.eq(1), self.tx.payload.eq(shreg[:8])]
+                m.d.comb += [self.tx.valid.eq(1), self.tx.payload.eq(shreg[:8]), crc_byte.eq(shreg[:8])]
                 with m.If(self.tx.ready):
                     m.d.sync += [crc.eq(crc_tx), shreg.eq(shreg >> 8), byte_n.eq(byte_n + 1)]
                     with m.If(byte_n == 3):

@@ -12,16 +12,16 @@ the output stream carries
 The arithmetic is exact for every input (the sum is one bit wider than its widest term, the shift
 is arithmetic, i.e. floor division by 2^s, as in the contract).
 
-Pipeline (`latency` = 8 stages, one item per cycle): input register → partial products, each
-sized for one DSP block (18×18 on ECP5; 16×16 on iCE40, chosen from the platform) → 3:2
-carry-save of the partial products and the bias, then the carry-propagate add in three chunks →
-shift by s mod 8 → shift by 8·(s div 8) → activation into the output register. Backpressure stalls the whole pipeline:
+Pipeline (`latency` = 4 stages, one item per cycle): input register → partial products, each
+sized for one DSP block (18×18 on ECP5; 16×16 on iCE40, chosen from the platform) → their sum
+with the bias (an adder tree) → the shift by s and the activation, into the output register. The data registers have no reset (only the valid bits do), so Yosys can take the
+input and product registers into the DSP blocks. Backpressure stalls the whole pipeline:
 `i.ready = ~o.valid | o.ready`; `o.valid` and `o.payload` are registers and hold while stalled.
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import C, Cat, Module, Mux, Signal, Value, signed, unsigned
+from amaranth.hdl import Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -65,10 +65,10 @@ def pp_output_layout(cfg: AccelConfig) -> data.StructLayout:
 
 
 class PostProcess(wiring.Component):
-    #: Stages of the carry-propagate add (width/3 bits each).
-    ADD_STAGES = 3
+    #: Stages of the sum of the partial products and the bias.
+    ADD_STAGES = 1
     #: Cycles from an accepted input to its output becoming valid, when never stalled.
-    latency = 5 + ADD_STAGES
+    latency = 3 + ADD_STAGES
 
     def __init__(self, cfg: AccelConfig, *, dsp_width: int | None = None):
         """`dsp_width`: the DSP multiplier width to split the product for (16 or 18); None picks
@@ -110,8 +110,8 @@ class PostProcess(wiring.Component):
                 m.d.sync += stage_valid.eq(valid)
             regs = {}
             for key, value in values.items():
-                reg = Signal.like(value, name=f"{name}_{key}") if isinstance(value, Signal) \
-                    else Signal(Value.cast(value).shape(), name=f"{name}_{key}")
+                reg = Signal.like(value, name=f"{name}_{key}", reset_less=True) if isinstance(value, Signal) \
+                    else Signal(Value.cast(value).shape(), name=f"{name}_{key}", reset_less=True)
                 with m.If(load):
                     m.d.sync += reg.eq(value)
                 regs[key] = reg
@@ -149,54 +149,47 @@ class PostProcess(wiring.Component):
         s2 = stage("s2", bias=s1["bias"], shift=s1["shift"], act=act, **qo,
                    **{name: value for name, (value, _) in partials.items()})
 
-        # 3–5: Σ partial·2^offset + bias, exact in `width` bits: 3:2 carry-save steps down to two
-        # terms, then the carry-propagate add in three chunks, one per stage, so no carry chain is
-        # longer than width/3 bits.
+        # 3: Σ partial·2^offset + bias, exact in `width` bits (every sum is taken modulo 2^width,
+        # which holds the exact result), as a balanced tree of plain adds on carry chains: an add
+        # costs one logic cell per bit on both families (a 3:2 carry-save step costs two), and
+        # the second level's carries ripple just behind the first's.
         terms = []
         for name, (_, offset) in [*partials.items(), ("bias", (None, 0))]:
             term = Signal(width, name=f"term_{name}")
             m.d.comb += term.eq(s2[name] << offset)
             terms.append(term)
-        while len(terms) > 2:
-            a, b, c = terms[:3]
-            save = Signal(width, name=f"save{len(terms)}")
-            carry = Signal(width, name=f"carry{len(terms)}")
-            m.d.comb += [save.eq(a ^ b ^ c), carry.eq(((a & b) | (a & c) | (b & c)) << 1)]
-            terms = terms[3:] + [save, carry]
-        save, carry = terms
-        chunk = -(-width // self.ADD_STAGES)
-        x, y = save, carry
-        done, cin, shift, act = None, C(0, 1), s2["shift"], s2["act"]
+        # (kept: Yosys would otherwise merge the adds into one multi-operand sum, which it maps
+        # to carry-save logic, one more cell per bit and term)
+        while len(terms) > 1:
+            pairs = []
+            for k in range(0, len(terms) - 1, 2):
+                pair = Signal(width, name=f"sum{len(terms)}_{k // 2}", attrs={"keep": 1})
+                m.d.comb += pair.eq(terms[k] + terms[k + 1])
+                pairs.append(pair)
+            terms = pairs + terms[len(pairs) * 2:]
+        total_sum = terms[0]
         qo = {"qo": s2["qo"]} if cfg.mixed else {}
-        for k in range(self.ADD_STAGES):
-            n = min(chunk, width - k * chunk)  # x, y hold the bits not yet added, lowest first
-            part = x[:n] + y[:n] + cin
-            result = part[:n] if done is None else Cat(done, part[:n])
-            rest = {"x": x[n:], "y": y[n:]} if k + 1 < self.ADD_STAGES else {}
-            regs = stage(f"s{3 + k}", done=result, cin=part[n], shift=shift, act=act, **qo, **rest)
-            done, cin, shift, act = regs["done"], regs["cin"], regs["shift"], regs["act"]
-            qo = {"qo": regs["qo"]} if cfg.mixed else {}
-            x, y = regs.get("x"), regs.get("y")
-        total = done.as_signed()
+        s3 = stage("s3", total=total_sum, shift=s2["shift"], act=s2["act"], **qo)
+        total, shift, act = s3["total"].as_signed(), s3["shift"], s3["act"]
+        qo = {"qo": s3["qo"]} if cfg.mixed else {}
 
-        # 6, 7: arithmetic shift right (floor division by 2^s), in two 3-bit steps for timing.
-        s6 = stage("s6", partial=total >> shift[:3], shift_hi=shift[3:], act=act, **qo)
-        qo = {"qo": s6["qo"]} if cfg.mixed else {}
-        s7 = stage("s7", t=s6["partial"] >> Cat(C(0, 3), s6["shift_hi"]), act=s6["act"], **qo)
-        t = s7["t"]
-
-        # 8: activation into the output register.
+        # 4: arithmetic shift right (floor division by 2^s) and the activation, into the output
+        # register (one stage: at the boards' clocks the shifter and the clamp fit one cycle, and
+        # a register between them would be a copy of the wide t).
+        t = Signal(width)
+        m.d.comb += t.eq(total >> shift)
+        s4 = {"act": act, **({"qo": qo["qo"]} if cfg.mixed else {})}
         code = Signal(cfg.code_bits)
         negative = t[-1]
         above_max = t[q:].any()  # for t >= 0: t > 2^Q - 1
-        with m.Switch(s7["act"]):
+        with m.Switch(s4["act"]):
             with m.Case(PostAct.RELU):
                 if not cfg.mixed:
                     m.d.comb += code.eq(Mux(negative, 0, Mux(above_max, (1 << q) - 1, t[:q])))
                 else:
                     # the layer's own q_out (any width up to the widest mode: a clamp width need
                     # not be a container width, e.g. 2-bit codes in 4-bit containers)
-                    with m.Switch(s7["qo"]):
+                    with m.Switch(s4["qo"]):
                         for k in range(2, cfg.code_bits + 1):
                             with m.Case(k):
                                 m.d.comb += code.eq(Mux(negative, 0, Mux(t[k:].any(), (1 << k) - 1, t[:k])))

@@ -14,14 +14,15 @@ from __future__ import annotations
 
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from qjoule.config import AccelConfig
 from qjoule.program import (IMAGE_FIELDS, IMAGE_WORDS, MAX_LAYERS, SECTION_IMAGE, SECTION_PARAMS,
-                            SECTION_PROGRAM, SECTION_WEIGHTS, WORD_BITS, chunks, layer_words, param_word_bits,
-                            param_words, weight_word_bits)
+                            SECTION_PROGRAM, SECTION_WEIGHTS, WORD_BITS, bank_depth, chunks, layer_words,
+                            param_word_bits, param_words, weight_word_bits)
 
-from .buffers import ActivationBuffer, WideBuffer
+from .buffers import ActivationBuffer, PipelinedMemory, WideBuffer
 from .sequencer import Sequencer, layer_layout
 
 __all__ = ["QjouleAccel"]
@@ -60,8 +61,7 @@ class QjouleAccel(wiring.Component):
         m.submodules.act = act = ActivationBuffer(cfg)
         m.submodules.weights = wbuf = WideBuffer(unsigned(weight_word_bits(cfg)), cfg.weight_words,
                                                  memory=cfg.weight_memory, pipeline=cfg.memory_pipeline)
-        m.submodules.params = pbuf = WideBuffer(unsigned(param_word_bits(cfg)), param_words(cfg),
-                                                pipeline=cfg.memory_pipeline)
+        m.submodules.params = pbuf = ChunkedBuffer(param_word_bits(cfg), param_words(cfg), pipeline=cfg.memory_pipeline)
         # The layer table: whole entries, or (layer_table "words") the PROGRAM section's words as
         # they arrive, which the sequencer assembles in FETCH (a 32-bit table fits a few EBRs).
         words_table = cfg.layer_table == "words"
@@ -85,46 +85,82 @@ class QjouleAccel(wiring.Component):
         running = Signal()
         m.d.comb += self.busy.eq(running)
 
+        # -- widths: every counter and address of the input side is sized from the config's
+        # bounds (program.encode refuses a model beyond them), not from the fields' stream widths.
+        ab = act.addr_bits                      # addresses inside a bank half (arithmetic wraps)
+        depth_bits = bits_for(bank_depth(cfg))  # a count of words per bank (up to bank_depth)
+        lane_bits = max(1, (S - 1).bit_length())
+        used = {"height": bits_for(cfg.max_height), "width": bits_for(cfg.max_width),
+                "channels": bits_for(cfg.max_channels), "pass_groups": ab, "groups": ab, "wdiv_g": ab,
+                "wmod": (R - 1).bit_length(), "words": depth_bits, "fold_w": 1, "fold_h": 1,
+                **{f"copy{k}_{part}": ab if part == "groups" else lane_bits for k in (1, 2, 3)
+                   for part in ("groups", "lanes")},
+                "pixels": 2}
+
         # -- section parser ----------------------------------------------------------------------
-        kind = Signal(8)
-        remaining = Signal(24)
+        is_program, is_params, is_weights = Signal(), Signal(), Signal()
+        remaining = Signal(24)   # the section length field: 24 bits in the protocol
+        # remaining == 1 and == 0 as registers, kept with it: they decide `i.ready` in PIXELS, and
+        # a 24-bit compare there was the start of the longest path on the UP5K (into the link).
+        rem_one, rem_zero = Signal(), Signal()
         n_layers = Signal(range(MAX_LAYERS + 1))
-        image = Signal(data.StructLayout({name: unsigned(bits) for name, bits in IMAGE_FIELDS}))
-        image_words = Signal(IMAGE_WORDS * WORD_BITS)
+        # The image descriptor, only the fields the input unit uses, at the widths it uses: the
+        # copy offsets of copies 1, 2, 3 (the others are sums of these, stepped below).
+        # Fields that follow from others need no register: with S a power of two, divmod(k·C, S)
+        # is a bit slice of k·C; with P a power of two, groups = P·pass_groups is a shift.
+        P = cfg.first_layer_passes
+        pow2_lanes, pow2_passes = S & (S - 1) == 0, P & (P - 1) == 0
+        if pow2_lanes:
+            for k in (1, 2, 3):
+                del used[f"copy{k}_groups"], used[f"copy{k}_lanes"]
+        if pow2_passes:
+            del used["groups"]
+        image = _DescriptorFields(m, used)
+        if pow2_lanes:
+            lane_shift = (S - 1).bit_length()
+            for k in (1, 2, 3):
+                kc = Signal(used["channels"] + 2, name=f"image_{k}c")
+                # (shifts and an add: a multiply here would take one of the UP5K's DSP blocks)
+                m.d.comb += kc.eq({1: image.channels, 2: image.channels << 1,
+                                   3: image.channels + (image.channels << 1)}[k])
+                image.derive(m, f"copy{k}_groups", ab, kc >> lane_shift)
+                image.derive(m, f"copy{k}_lanes", lane_bits, kc[:lane_shift])
+        if pow2_passes:
+            image.derive(m, "groups", ab, image.pass_groups << (P - 1).bit_length())
         entry_words = layer_words(cfg)  # (one more with per-layer modes)
         table_chunks = 1 if words_table else entry_words  # "words": each PROGRAM word is one table word
-        wide_bits = max(table_chunks, chunks(weight_word_bits(cfg)), chunks(param_word_bits(cfg))) * WORD_BITS
-        assembly = Signal(wide_bits)
-        chunk = Signal(range(wide_bits // WORD_BITS + 1))
-        index = Signal(24)       # payload word index within the section
-        waddr = Signal(24)       # target address of the next wide word
-        m.d.comb += image.eq(image_words)
+        n_wide = {"table": table_chunks, "params": chunks(param_word_bits(cfg)),
+                  "weights": chunks(weight_word_bits(cfg))}
+        # The words before a wide word's last chunk: a shift register of every accepted payload
+        # word (its top n − 1 words are the chunks that precede the current one), so the
+        # assembled word is a constant slice per buffer and needs no chunk-indexed multiplexer.
+        # (the param buffer takes each chunk as it arrives: no history for its words)
+        history = Signal(max(n_wide["table"], n_wide["weights"]) * WORD_BITS - WORD_BITS)
+        chunk = Signal(range(max(n_wide.values())))
+        index = Signal(range(IMAGE_WORDS + 2))   # payload word index within the section, saturating
+        waddr = Signal(max(wbuf.addr_bits, pbuf.addr_bits, tbuf.addr_bits))  # the next wide word's address
 
-        n_chunks = Signal.like(chunk)
-        with m.Switch(kind):
-            with m.Case(SECTION_PROGRAM):
-                m.d.comb += n_chunks.eq(table_chunks)
-            with m.Case(SECTION_PARAMS):
-                m.d.comb += n_chunks.eq(chunks(param_word_bits(cfg)))
-            with m.Default():
-                m.d.comb += n_chunks.eq(chunks(weight_word_bits(cfg)))
+        n_chunks = Signal(range(max(n_wide.values()) + 1))
+        m.d.comb += n_chunks.eq(Mux(is_program, n_wide["table"], Mux(is_params, n_wide["params"], n_wide["weights"])))
 
         # -- image writer: pixels (h, w, c) -> folded virtual channels -> chunk planes ----------
         # Pixel (h, w, c) is the input of tap (kh, kw) of output pixel (h + 1 − kh, w + 1 − kw):
         # for each folded tap ("copy") it is written there as virtual channel copy·C + c, one
         # Q-bit chunk plane per cycle. The image region is cleared first so the lanes of
         # neighbours outside the image (the zero padding) read 0.
-        pix = Signal(32)          # up to four pixels, low byte first
-        pix_left = Signal(3)      # pixels of `pix` still to write
-        pix_count = Signal(32)    # pixels still expected in the section
-        plane = Signal(4)
+        # The pixel being written is byte `pix_idx` of the input word; the last word of the section
+        # holds H·W·C mod 4 pixels (4 if 0), so only the two low bits of `pixels` are kept.
+        pix_idx = Signal(2)
+        pix_last = Signal(2)
+        m.d.comb += pix_last.eq(Mux(rem_one, image.pixels - 1, 3))
+        plane = Signal(range(P))
         px_c_lane = Signal(range(S))
-        px_c_group = Signal(16)
-        px_c = Signal(16)
-        px_h = Signal(16)
-        px_w = Signal(16)
+        px_c_group = Signal(bits_for(cfg.max_channels // S))
+        px_c = Signal(used["channels"])
+        px_h = Signal(used["height"])
+        px_w = Signal(used["width"])
         # the pixel's raster position i = h·W + w as (i div R)·G and i mod R (its bank)
-        px_q = Signal(24)
+        px_q = Signal(ab)
         px_s = Signal(range(R))
         # Copies of one kh row are written in parallel when their banks differ: the kw = 0, 1, 2
         # copies go to columns w + 1, w, w − 1, three distinct banks when R >= 3; R = 2 needs two
@@ -135,20 +171,13 @@ class QjouleAccel(wiring.Component):
         kh_first, kh_last, ph_last = Signal(2), Signal(2), Signal(2)
         m.d.comb += [kh_first.eq(Mux(image.fold_h, 0, 1)), kh_last.eq(Mux(image.fold_h, 2, 1)),
                      ph_last.eq(Mux(image.fold_w, len(phases) - 1, 0))]
-        active = Signal(3)
-        with m.If(image.fold_w):
-            with m.Switch(ph):
-                for i, kws in enumerate(phases):
-                    with m.Case(i):
-                        m.d.comb += active.eq(sum(1 << kw for kw in kws))
-        with m.Else():
-            m.d.comb += active.eq(0b010)
-        plane_groups = Signal(24)  # plane·G_v, a running sum (no multiplier in the address path)
+        plane_groups = Signal(ab)  # plane·G_v, a running sum (no multiplier in the address path)
         # The copies of row ckh go to output pixels (h + 1 − ckh, w + 1 − kw): raster positions
         # i + (1 − ckh)·W + (1 − kw). The centre i ± W first, as (address part, bank) with a wrap.
-        c_q, c_s = Signal(signed(27)), Signal(range(R))
+        # Addresses are ab bits and wrap: a target outside the map is never written (h_ok, w_ok).
+        c_q, c_s = Signal(ab), Signal(range(R))
         up_sum = Signal(range(2 * R + 1))           # s + W mod R
-        down_diff = Signal(signed(18))              # s − W mod R
+        down_diff = Signal(signed(len(up_sum) + 1))  # s − W mod R
         m.d.comb += [up_sum.eq(px_s + image.wmod), down_diff.eq(px_s - image.wmod)]
         with m.If(ckh == 0):
             with m.If(up_sum >= R):
@@ -164,22 +193,45 @@ class QjouleAccel(wiring.Component):
             m.d.comb += [c_q.eq(px_q), c_s.eq(px_s)]
         h_ok = Signal()
         m.d.comb += h_ok.eq(~((ckh == 0) & (px_h == image.height - 1)) & ~((ckh == 2) & (px_h == 0)))
-        copy_groups = Array(image[f"copy{k}_groups"] for k in range(9))
-        copy_lanes = Array(image[f"copy{k}_lanes"] for k in range(9))
-        targets = []   # per kw: (bank, row part, group part, lane, valid) of the address
-        for kw in range(3):
-            k = Signal(4, name=f"copy_kw{kw}")  # copy index: virtual channel k·C + c
-            m.d.comb += k.eq(Mux(image.fold_h, Mux(ckh == 2, 6, Mux(ckh == 1, 3, 0)), 0) + Mux(image.fold_w, kw, 0))
-            off_g, off_l = Signal(16, name=f"off_g{kw}"), Signal(8, name=f"off_l{kw}")
-            m.d.comb += [off_g.eq(copy_groups[k]), off_l.eq(copy_lanes[k])]
-            lane_sum = Signal(range(2 * S + 256), name=f"lane_sum{kw}")
-            cur_g, cur_l = Signal(16, name=f"cur_g{kw}"), Signal(range(S), name=f"cur_l{kw}")
-            m.d.comb += lane_sum.eq(px_c_lane + off_l)
-            with m.If(lane_sum >= S):
-                m.d.comb += [cur_l.eq(lane_sum - S), cur_g.eq(px_c_group + off_g + 1)]
+        # Copy k = base + kw (fold_w; else k = base): its offset divmod(k·C, S) as a register per kw,
+        # reset to copies 0, 1, 2 at each pixel and stepped by copy 3 with each kh row (fold_h:
+        # base = 0, 3, 6), instead of nine stored offsets and a nine-way multiplexer. With one
+        # write slot (R = 1) the copies come one per cycle in order k = 0, 1, ...: one offset,
+        # stepped by copy 1 (C) with each phase and row.
+        n_slots = max(len(p) for p in phases)
+        restart_offsets, step_offsets, next_phase = Signal(), Signal(), Signal()
+
+        def step_offset(off_g, off_l, copy, name):
+            step_l = Signal(range(2 * S), name=f"step_l{name}")
+            m.d.comb += step_l.eq(off_l + image[f"{copy}_lanes"])
+            with m.If(step_l >= S):
+                m.d.sync += [off_l.eq(step_l - S), off_g.eq(off_g + image[f"{copy}_groups"] + 1)]
             with m.Else():
-                m.d.comb += [cur_l.eq(lane_sum), cur_g.eq(px_c_group + off_g)]
-            qG, bank = Signal(signed(27), name=f"t_qG{kw}"), Signal(range(R), name=f"t_bank{kw}")
+                m.d.sync += [off_l.eq(step_l), off_g.eq(off_g + image[f"{copy}_groups"])]
+
+        if n_slots == 1:
+            offsets = [(Signal(ab, name="off_g"), Signal(range(S), name="off_l"))]
+            with m.If(restart_offsets):
+                m.d.sync += [offsets[0][0].eq(0), offsets[0][1].eq(0)]
+            with m.Elif(step_offsets | next_phase):
+                step_offset(*offsets[0], "copy1", "")
+        else:
+            offsets = [(Signal(ab, name=f"off_g{kw}"), Signal(range(S), name=f"off_l{kw}")) for kw in range(3)]
+            for kw, (off_g, off_l) in enumerate(offsets):
+                with m.If(restart_offsets):
+                    if kw == 0:
+                        m.d.sync += [off_g.eq(0), off_l.eq(0)]
+                    else:
+                        on = image.fold_w if kw == 1 else 1  # (copy 1 is the centre column's base only when folded)
+                        m.d.sync += [off_g.eq(Mux(on, image[f"copy{kw}_groups"], 0)),
+                                     off_l.eq(Mux(on, image[f"copy{kw}_lanes"], 0))]
+                with m.Elif(step_offsets):
+                    step_offset(off_g, off_l, "copy3", kw)
+        # Per kw: the address's row part (raster position + 1 − kw) and its bank, and whether
+        # column w + 1 − kw exists.
+        rows_kw = []
+        for kw in range(3):
+            qG, bank = Signal(ab, name=f"t_qG{kw}"), Signal(range(R), name=f"t_bank{kw}")
             if kw == 1 or R == 1:
                 step = {0: 1, 1: 0, 2: -1}[kw]
                 m.d.comb += [qG.eq(c_q + step * image.groups if step else c_q), bank.eq(0 if R == 1 else c_s)]
@@ -189,25 +241,65 @@ class QjouleAccel(wiring.Component):
             else:           # position − 1
                 m.d.comb += [qG.eq(Mux(c_s == 0, c_q - image.groups, c_q)),
                              bank.eq(Mux(c_s == 0, R - 1, c_s - 1))]
-            w_ok = {0: px_w != image.width - 1, 1: 1, 2: px_w != 0}[kw]
-            row_part, group_part = Signal(26, name=f"img_row{kw}"), Signal(26, name=f"img_group{kw}")
+            w_ok = {0: px_w != image.width - 1, 1: Const(1), 2: px_w != 0}[kw]
+            rows_kw.append((qG, bank, w_ok))
+        # The copies written in one cycle go through `slots` write paths (as many as a phase has
+        # copies: 3 for R >= 3, 2 for R = 2, 1 for R = 1); slot j writes copy kw = phases[ph][j]
+        # (folded), or the centre column's copy (kw = 1, not folded).
+        kw1_slot = phases[0].index(1) if 1 in phases[0] else 0
+        targets = []   # per slot: (bank, row part, group part, lane, valid) of the address
+        for j in range(n_slots):
+            conds = {}
+            for i, p in enumerate(phases):
+                if j < len(p):
+                    cond = image.fold_w & (ph == i) if len(phases) > 1 else image.fold_w
+                    conds[p[j]] = conds[p[j]] | cond if p[j] in conds else cond
+            if j == kw1_slot:
+                conds[1] = conds[1] | ~image.fold_w if 1 in conds else ~image.fold_w
+            kws = sorted(conds)
+
+            def pick(values, kws=kws, conds=conds):
+                """values[kw] of the slot's copy (one-hot conditions: the last is the default)."""
+                out = values[kws[-1]]
+                for kw in reversed(kws[:-1]):
+                    out = Mux(conds[kw], values[kw], out)
+                return out
+
+            off_g, off_l = Signal(ab, name=f"slot_off_g{j}"), Signal(range(S), name=f"slot_off_l{j}")
+            qG, bank = Signal(ab, name=f"slot_qG{j}"), Signal(range(R), name=f"slot_bank{j}")
+            w_ok = Signal(name=f"slot_w_ok{j}")
+            slot_offset = offsets[0] if n_slots == 1 else (pick([o[0] for o in offsets]), pick([o[1] for o in offsets]))
+            m.d.comb += [off_g.eq(slot_offset[0]), off_l.eq(slot_offset[1]),
+                         qG.eq(pick([r[0] for r in rows_kw])), bank.eq(pick([r[1] for r in rows_kw])),
+                         w_ok.eq(pick([r[2] for r in rows_kw]))]
+            any_kw = conds[kws[0]]
+            for kw in kws[1:]:
+                any_kw = any_kw | conds[kw]
+            lane_sum = Signal(range(2 * S), name=f"lane_sum{j}")
+            cur_g, cur_l = Signal(ab, name=f"cur_g{j}"), Signal(range(S), name=f"cur_l{j}")
+            m.d.comb += lane_sum.eq(px_c_lane + off_l)
+            with m.If(lane_sum >= S):
+                m.d.comb += [cur_l.eq(lane_sum - S), cur_g.eq(px_c_group + off_g + 1)]
+            with m.Else():
+                m.d.comb += [cur_l.eq(lane_sum), cur_g.eq(px_c_group + off_g)]
+            row_part, group_part = Signal(ab, name=f"img_row{j}"), Signal(ab, name=f"img_group{j}")
             m.d.comb += [row_part.eq(qG), group_part.eq(plane_groups + cur_g)]
-            valid = Signal(name=f"img_valid{kw}")
-            m.d.comb += valid.eq(active[kw] & h_ok & w_ok)
+            valid = Signal(name=f"img_valid{j}")
+            m.d.comb += valid.eq(any_kw & h_ok & w_ok)
             targets.append((bank, row_part, group_part, cur_l, valid))
         img_writing = Signal()
         clearing = Signal()
-        clr_addr = Signal(24)
+        clr_addr = Signal(depth_bits)
         chunk_val = Signal(Q)
-        m.d.comb += chunk_val.eq((pix[:8] >> (plane * Q))[:Q])
+        m.d.comb += chunk_val.eq((self.i.payload.word_select(pix_idx, 8) >> (plane * Q))[:Q])
 
         # act write port: sequencer while running (its port is registered inside it), the input
         # unit's writes otherwise. An image write is two register stages (for Fmax): the two
         # halves of its address sum, then the sum, at the port. `start` is raised one cycle late
         # (`start_q`), so the last image write lands before `running` switches the port.
-        s1 = [{"bank": Signal(range(R), name=f"s1_bank{kw}"), "row": Signal(26, name=f"s1_row{kw}"),
-               "group": Signal(26, name=f"s1_group{kw}"), "lane": Signal(range(S), name=f"s1_lane{kw}"),
-               "valid": Signal(name=f"s1_valid{kw}")} for kw in range(3)]
+        s1 = [{"bank": Signal(range(R), name=f"s1_bank{kw}"), "row": Signal(ab, name=f"s1_row{kw}"),
+               "group": Signal(ab, name=f"s1_group{kw}"), "lane": Signal(range(S), name=f"s1_lane{kw}"),
+               "valid": Signal(name=f"s1_valid{kw}")} for kw in range(n_slots)]
         s1_chunk = Signal(Q)
         m.d.sync += s1_chunk.eq(chunk_val)
         for regs, (bank, row_part, group_part, lane, valid) in zip(s1, targets):
@@ -256,10 +348,13 @@ class QjouleAccel(wiring.Component):
             with m.State("HEADER"):
                 m.d.comb += self.i.ready.eq(~(running | start_q) | seq.need_weights)
                 with m.If(self.i.valid & self.i.ready):
-                    m.d.sync += [kind.eq(word[24:]), remaining.eq(word[:24]), index.eq(0), chunk.eq(0)]
+                    m.d.sync += [is_program.eq(word[24:] == SECTION_PROGRAM), is_params.eq(word[24:] == SECTION_PARAMS),
+                                 is_weights.eq(word[24:] == SECTION_WEIGHTS),
+                                 remaining.eq(word[:24]), rem_one.eq(word[:24] == 1), rem_zero.eq(word[:24] == 0),
+                                 index.eq(0), chunk.eq(0)]
                     with m.If(word[24:] == SECTION_IMAGE):
-                        m.d.sync += [pix_left.eq(0), plane.eq(0), clr_addr.eq(0),
-                                     pix_count.eq(image.pixels), plane_groups.eq(0),
+                        m.d.comb += restart_offsets.eq(1)
+                        m.d.sync += [pix_idx.eq(0), plane.eq(0), clr_addr.eq(0), plane_groups.eq(0),
                                      px_c_lane.eq(0), px_c_group.eq(0), px_c.eq(0), px_h.eq(0), px_w.eq(0),
                                      px_q.eq(0), px_s.eq(0),
                                      ckh.eq(kh_first), ph.eq(0)]
@@ -272,25 +367,20 @@ class QjouleAccel(wiring.Component):
             with m.State("PAYLOAD"):
                 m.d.comb += [self.i.ready.eq(1), in_payload.eq(1)]
                 with m.If(self.i.valid):
-                    m.d.sync += [remaining.eq(remaining - 1), index.eq(index + 1)]
-                    with m.Switch(kind):
-                        with m.Case(SECTION_PROGRAM):
-                            with m.If(index == 0):
-                                m.d.sync += [n_layers.eq(word), waddr.eq(0)]
-                            with m.Elif(index <= IMAGE_WORDS):
-                                with m.Switch(index):
-                                    for k in range(IMAGE_WORDS):
-                                        with m.Case(k + 1):
-                                            m.d.sync += image_words[k * WORD_BITS:(k + 1) * WORD_BITS].eq(word)
-                            with m.Else():
-                                _assemble(m, assembly, chunk, word)
-                        with m.Case(SECTION_PARAMS, SECTION_WEIGHTS):
-                            with m.If(index == 0):
-                                m.d.sync += waddr.eq(word)
-                            with m.Else():
-                                _assemble(m, assembly, chunk, word)
-                    with m.If(remaining == 1):
-                        with m.If(seq.need_weights & (kind == SECTION_WEIGHTS)):
+                    m.d.sync += [remaining.eq(remaining - 1), rem_one.eq(remaining == 2), rem_zero.eq(rem_one),
+                                 history.eq(Cat(history[WORD_BITS:], word))]
+                    with m.If(index != IMAGE_WORDS + 1):
+                        m.d.sync += index.eq(index + 1)
+                    with m.If(is_program):
+                        with m.If(index == 0):
+                            m.d.sync += [n_layers.eq(word), waddr.eq(0)]
+                        with m.Elif(index <= IMAGE_WORDS):
+                            image.capture(m, index - 1, word)
+                    with m.Elif(is_params | is_weights):
+                        with m.If(index == 0):
+                            m.d.sync += waddr.eq(word)
+                    with m.If(rem_one):
+                        with m.If(seq.need_weights & is_weights):
                             m.d.comb += seq.weights_loaded.eq(1)
                         m.next = "HEADER"
             with m.State("CLEAR"):
@@ -299,64 +389,140 @@ class QjouleAccel(wiring.Component):
                 with m.If(clr_addr == image.words - 1):
                     m.next = "PIXELS"
             with m.State("PIXELS"):
-                # one chunk plane of one phase of copies of one pixel per cycle
-                m.d.comb += img_writing.eq((pix_left != 0) & (pix_count != 0))
-                with m.If(img_writing):
+                # One chunk plane of one phase of copies of one pixel per cycle, read from the input
+                # word while it waits on the stream: the word is taken with its last pixel's last
+                # step (`ready` from the state alone), so no copy of it is kept.
+                last_step = Signal()
+                m.d.comb += [last_step.eq((plane == P - 1) & (ph == ph_last) & (ckh == kh_last)),
+                             img_writing.eq(self.i.valid & ~rem_zero),
+                             self.i.ready.eq(~rem_zero & last_step & (pix_idx == pix_last))]
+                with m.If(rem_zero):
+                    # the section is done: start the run
+                    m.d.comb += start.eq(1)
+                    m.next = "HEADER"
+                with m.Elif(img_writing):
                     m.d.sync += [plane.eq(plane + 1), plane_groups.eq(plane_groups + image.pass_groups)]
-                    with m.If(plane == cfg.first_layer_passes - 1):
+                    with m.If(plane == P - 1):
                         m.d.sync += [plane.eq(0), plane_groups.eq(0)]
                         # next kw phase, next kh row of copies, or the next pixel
                         with m.If(ph != ph_last):
                             m.d.sync += ph.eq(ph + 1)
+                            m.d.comb += next_phase.eq(1)
                         with m.Elif(ckh != kh_last):
                             m.d.sync += [ph.eq(0), ckh.eq(ckh + 1)]
+                            m.d.comb += step_offsets.eq(1)
                         with m.Else():
-                            m.d.sync += [ph.eq(0), ckh.eq(kh_first),
-                                         pix.eq(pix >> 8), pix_left.eq(pix_left - 1), pix_count.eq(pix_count - 1)]
+                            m.d.comb += restart_offsets.eq(1)
+                            m.d.sync += [ph.eq(0), ckh.eq(kh_first), pix_idx.eq(pix_idx + 1)]
                             _next_pixel(m, cfg, image, px_c_lane, px_c_group, px_c, px_h, px_w, px_q, px_s)
-                with m.Else():
-                    # this word is done: take the next one, or end the section and start the run
-                    m.d.comb += self.i.ready.eq(remaining != 0)
-                    with m.If(remaining == 0):
-                        m.d.comb += start.eq(1)
-                        m.next = "HEADER"
-                    with m.Elif(self.i.valid):
-                        m.d.sync += [pix.eq(word), pix_left.eq(4), remaining.eq(remaining - 1)]
+                            with m.If(pix_idx == pix_last):
+                                m.d.sync += [pix_idx.eq(0), remaining.eq(remaining - 1), rem_one.eq(remaining == 2),
+                                             rem_zero.eq(rem_one)]
 
         # wide-word writes: the assembled word goes to its buffer when its last chunk arrives
         is_wide = Signal()
-        m.d.comb += is_wide.eq(((kind == SECTION_PROGRAM) & (index > IMAGE_WORDS))
-                               | (((kind == SECTION_PARAMS) | (kind == SECTION_WEIGHTS)) & (index != 0)))
+        m.d.comb += is_wide.eq((is_program & (index > IMAGE_WORDS)) | ((is_params | is_weights) & (index != 0)))
         done_word = Signal()
         m.d.comb += done_word.eq(in_payload & self.i.valid & is_wide & (chunk == n_chunks - 1))
-        full = Signal(wide_bits)
-        m.d.comb += full.eq(assembly)
-        with m.Switch(chunk):
-            for k in range(wide_bits // WORD_BITS):
-                with m.Case(k):
-                    m.d.comb += full[k * WORD_BITS:(k + 1) * WORD_BITS].eq(word)
-        m.d.comb += [wbuf.wr_addr.eq(waddr), wbuf.wr_data.eq(full),
-                     pbuf.wr_addr.eq(waddr), pbuf.wr_data.eq(full),
-                     tbuf.wr_addr.eq(waddr), tbuf.wr_data.eq(full)]
+        with m.If(in_payload & self.i.valid & is_wide):
+            m.d.sync += chunk.eq(chunk + 1)
+
+        def assembled(n):
+            """The wide word whose last chunk is on the stream: the n − 1 words before it, then it."""
+            return Cat(history[len(history) - (n - 1) * WORD_BITS:], word) if n > 1 else word
+
+        m.d.comb += [wbuf.wr_addr.eq(waddr), wbuf.wr_data.eq(assembled(n_wide["weights"])),
+                     pbuf.wr_addr.eq(waddr), pbuf.wr_data.eq(word),
+                     tbuf.wr_addr.eq(waddr), tbuf.wr_data.eq(assembled(n_wide["table"]))]
         with m.If(done_word):
             m.d.sync += [waddr.eq(waddr + 1), chunk.eq(0)]
-            with m.Switch(kind):
-                with m.Case(SECTION_PROGRAM):
-                    m.d.comb += tbuf.wr_en.eq(1)
-                with m.Case(SECTION_PARAMS):
-                    m.d.comb += pbuf.wr_en.eq(1)
-                with m.Case(SECTION_WEIGHTS):
-                    m.d.comb += wbuf.wr_en.eq(1)
+            m.d.comb += [tbuf.wr_en.eq(is_program), wbuf.wr_en.eq(is_weights)]
+        with m.If(in_payload & self.i.valid & is_wide & is_params):
+            m.d.comb += pbuf.wr_en.eq(Const(1, pbuf.chunks) << chunk)
         return m
 
 
-def _assemble(m, assembly, chunk, word):
-    """Store one 32-bit chunk of a wide word."""
-    with m.Switch(chunk):
-        for k in range(len(assembly) // WORD_BITS):
-            with m.Case(k):
-                m.d.sync += assembly[k * WORD_BITS:(k + 1) * WORD_BITS].eq(word)
-    m.d.sync += chunk.eq(chunk + 1)
+class ChunkedBuffer(wiring.Component):
+    """A memory of `bits`-wide words read whole (as `WideBuffer`) and written one 32-bit stream
+    word at a time: `wr_en` has one bit per chunk (chunk k is bits [32·k, 32·k + 32) of the word
+    at `wr_addr`), so the parser stores each chunk as it arrives instead of holding the earlier
+    chunks of a wide word in registers until its last one."""
+
+    def __init__(self, bits: int, depth: int, *, pipeline: int = 0):
+        self.chunks = chunks(bits)
+        self.depth = depth
+        self.addr_bits = max(1, (depth - 1).bit_length())
+        super().__init__({"rd_addr": In(self.addr_bits), "rd_data": Out(bits),
+                          "wr_addr": In(self.addr_bits), "wr_data": In(WORD_BITS), "wr_en": In(self.chunks)})
+        shape = unsigned(self.chunks * WORD_BITS)
+        # (pipeline: registered reads, as the activation and weight buffers' `memory_pipeline`)
+        self.memory = (PipelinedMemory(shape, depth, granularity=WORD_BITS, pipeline=pipeline) if pipeline
+                       else Memory(shape=shape, depth=depth, init=[]))
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.memory = mem = self.memory
+        if isinstance(mem, PipelinedMemory):
+            m.d.comb += [mem.rd_addr.eq(self.rd_addr), self.rd_data.eq(mem.rd_data[:len(self.rd_data)]),
+                         mem.wr_addr.eq(self.wr_addr), mem.wr_data.eq(Cat(*[self.wr_data] * self.chunks)),
+                         mem.wr_en.eq(self.wr_en)]
+            return m
+        rd, wr = mem.read_port(), mem.write_port(granularity=WORD_BITS)
+        m.d.comb += [rd.addr.eq(self.rd_addr), self.rd_data.eq(rd.data),
+                     wr.addr.eq(self.wr_addr), wr.data.eq(Cat(*[self.wr_data] * self.chunks)), wr.en.eq(self.wr_en)]
+        return m
+
+
+def bits_for(n: int) -> int:
+    """Bits of an unsigned count 0..n."""
+    return max(1, int(n).bit_length())
+
+
+class _DescriptorFields:
+    """The image descriptor's fields that the input unit uses, each a register of the width it
+    needs (`used`: name -> bits, at most the field's stream width), loaded from the PROGRAM
+    section's descriptor words as they arrive; the bits it does not use are never stored."""
+
+    def __init__(self, m, used: dict[str, int]):
+        self._layout = {}
+        offset = 0
+        for name, bits in IMAGE_FIELDS:
+            self._layout[name] = (offset, bits)
+            offset += bits
+        self._fields, self._derived = {}, set()
+        for name, keep in used.items():
+            if keep > self._layout[name][1]:
+                raise ValueError(f"descriptor field {name!r} is {self._layout[name][1]} bits, not {keep}")
+            self._fields[name] = Signal(keep, name=f"image_{name}")
+
+    def __getattr__(self, name):
+        try:
+            return self.__dict__["_fields"][name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __getitem__(self, name):
+        return self._fields[name]
+
+    def derive(self, m, name, bits, value):
+        """A field computed from others (not stored): a `bits`-wide signal equal to `value`."""
+        self._fields[name] = Signal(bits, name=f"image_{name}")
+        self._derived.add(name)
+        m.d.comb += self._fields[name].eq(value)
+
+    def capture(self, m, word_index, word):
+        """Store the used bits of descriptor word `word_index` (0-based) into the fields."""
+        with m.Switch(word_index):
+            for k in range(IMAGE_WORDS):
+                with m.Case(k):
+                    lo_w, hi_w = k * WORD_BITS, (k + 1) * WORD_BITS
+                    for name, reg in self._fields.items():
+                        if name in self._derived:
+                            continue
+                        offset, _ = self._layout[name]
+                        lo, hi = max(offset, lo_w), min(offset + len(reg), hi_w)
+                        if lo < hi:
+                            m.d.sync += reg[lo - offset:hi - offset].eq(word[lo - lo_w:hi - lo_w])
 
 
 def _next_pixel(m, cfg, image, lane, group, c, h, w, q, bank):

@@ -6,7 +6,7 @@
   `type << 24 | length`, then `length` payload words) and predicts each buffer write: a WEIGHTS or
   PARAMS section of start address a carries wide words of `ceil(bits/32)` chunks, low chunk first,
   the j-th of them written to a + j (modulo the port's address width; the encoder keeps a + n
-  inside the buffer); a PROGRAM section carries n_layers, the image descriptor, then layer entries
+  inside the buffer; the param buffer takes each chunk k as it arrives, under write enable k); a PROGRAM section carries n_layers, the image descriptor, then layer entries
   written to table addresses 0, 1, ...; other kinds write nothing. Asserted in every cycle: each
   buffer's write enable is exactly the predicted one, with the predicted address and data. So
   no accepted word is dropped, doubled, reordered or misplaced, and nothing else is written. The
@@ -29,7 +29,7 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Assert, Assume, Module, Mux, ResetSignal, Signal
+from amaranth.hdl import Assert, Assume, Const, Module, Mux, ResetSignal, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In
 
@@ -117,6 +117,14 @@ class AccelInputHarness(wiring.Component):
                         m.d.comb += completes.eq(1)
                         m.d.sync += [chunk.eq(0), address.eq(address + 1)]
 
+        # The param buffer takes each chunk as it arrives (one write enable per chunk): the
+        # accepted word itself, at the wide word's address, under chunk `chunk`'s enable.
+        params = buffers.pop(SECTION_PARAMS)
+        stores = Signal()
+        m.d.comb += stores.eq(taken & in_payload & (kind == SECTION_PARAMS) & (index != 0))
+        m.d.comb += [Assert(params.wr_en == Mux(stores, Const(1, len(params.wr_en)) << chunk, 0)),
+                     Assert(~stores | (params.wr_addr == address[:len(params.wr_addr)])),
+                     Assert(~stores | (params.wr_data == word))]
         for section, buf in buffers.items():
             bits = len(buf.wr_data)
             writes = completes & (kind == section)

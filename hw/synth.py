@@ -71,15 +71,29 @@ def dsp_demand(cfg: AccelConfig, b: Board) -> int:
     return lanes + post
 
 
+#: Block-RAM read ports whose read-during-write result is never used: the host link's frame
+#: buffer (written while a frame arrives, read while it drains) and result buffer (a READ answers
+#: only words already written, and a full buffer takes no write), and the accelerator's param and
+#: layer-table buffers (written by PROGRAM/PARAMS sections, which the parser accepts only while no
+#: run reads them). Amaranth's read ports are read-first, which the iCE40 EBR does not offer for
+#: a separate write port, so Yosys would emulate it in soft logic (a register of the written word
+#: and its address, a comparator and a multiplexer: about 230 flip-flops and as many LUTs on the
+#: UP5K); marking a collision as undefined lets each map to bare block RAM.
+NO_COLLISION_READS = ("*.link/t:$memrd_v2", "*.params/t:$memrd_v2", "*.params.memory/t:$memrd_v2",
+                      "*.table/t:$memrd_v2")   # (params.memory: its pieces, with memory_pipeline)
+
+
 def _overrides(b: Board, use_dsps: bool) -> dict[str, str]:
     stat = "tee -q -o stat.json stat -json"
+    after_read = "setparam -set COLLISION_X_MASK 1'1 " + " ".join(NO_COLLISION_READS)
     # --timing-allow-fail: a missed target is a result to report, not a failed build.
     nextpnr = "--report report.json --seed 1 --timing-allow-fail"
     if b.family == "ice40":
         # -dsp maps wide multipliers to the UP5K's SB_MAC16, -spram large memories to its SPRAM.
-        return {"synth_opts": "-spram" + (" -dsp" if use_dsps else ""), "script_after_synth": stat,
-                "nextpnr_opts": nextpnr}
-    return {"synth_opts": "" if use_dsps else "-nodsp", "script_after_synth": stat, "nextpnr_opts": nextpnr}
+        return {"synth_opts": "-spram" + (" -dsp" if use_dsps else ""), "script_after_read": after_read,
+                "script_after_synth": stat, "nextpnr_opts": nextpnr}
+    return {"synth_opts": "" if use_dsps else "-nodsp", "script_after_read": after_read, "script_after_synth": stat,
+            "nextpnr_opts": nextpnr}
 
 
 def _count(cells: dict[str, int], *prefixes: str) -> int:
