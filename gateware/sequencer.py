@@ -328,22 +328,29 @@ class Sequencer(wiring.Component):
             addr = Signal(signed(A + 2), name=f"conv_addr{b}")
             m.d.comb += addr.eq(row_g + Mux(cur_s > b, cur_hi, cur_lo))
             conv_addr.append(addr)
-        # the SETUP values of the tap constants (from the latched entry, registered once)
-        tap_setup = []
+        # The tap constants, in two register steps (for Fmax: one adder each): SETUP registers
+        # each kh row's base (q·G, s) from the latched entry (`tap_base_setup`), INIT (conv
+        # layers only, at least one cycle before CONV) the nine taps from those (`tap_setup`):
+        # lo = base_q + {−G, 0, +G} and hi = lo + G as parallel sums, not one after the other.
+        tap_base_setup, tap_setup = [], []
+        groups_x2 = L.groups << 1
         for a in range(3):
             if a == 1:
                 base_q, base_s = Const(0, signed(A + 2)), Const(0, range(R + 1))
-            elif a == 2:   # + W
-                base_q, base_s = L.wdiv_g, L.wmod
-            else:          # − W, normalised to 0 <= s < R
-                base_q = Mux(L.wmod == 0, -L.wdiv_g, -L.wdiv_g - L.groups)
-                base_s = Mux(L.wmod == 0, 0, R - L.wmod)
+            else:
+                base_q, base_s = Signal(signed(A + 2), name=f"tap_base_q{a}"), Signal(range(R + 1), name=f"tap_base_s{a}")
+                if a == 2:   # + W
+                    tap_base_setup += [base_q.eq(L.wdiv_g), base_s.eq(L.wmod)]
+                else:        # − W, normalised to 0 <= s < R
+                    tap_base_setup += [base_q.eq(Mux(L.wmod == 0, -L.wdiv_g, -L.wdiv_g - L.groups)),
+                                       base_s.eq(Mux(L.wmod == 0, 0, R - L.wmod))]
             for b in range(3):
                 s_sum = Signal(signed(18), name=f"tap_sum_{a}_{b}")
                 m.d.comb += s_sum.eq(base_s + (b - 1))
                 lo = Mux(s_sum < 0, base_q - L.groups, Mux(s_sum >= R, base_q + L.groups, base_q))
+                hi = Mux(s_sum < 0, base_q, Mux(s_sum >= R, base_q + groups_x2, base_q + L.groups))
                 s_val = Mux(s_sum < 0, s_sum + R, Mux(s_sum >= R, s_sum - R, s_sum))
-                tap_setup += [tap_lo[a, b].eq(lo), tap_hi[a, b].eq(lo + L.groups), tap_s[a, b].eq(s_val)]
+                tap_setup += [tap_lo[a, b].eq(lo), tap_hi[a, b].eq(hi), tap_s[a, b].eq(s_val)]
         # -- pool engine ---------------------------------------------------------------------------
         # Output pixel (ho, wo) reads raster positions (2·ho + dy)·W + 2·wo + dx. Positions are
         # (address part, bank) pairs stepped by pair additions: rs0, rs1 = the starts of input rows
@@ -768,7 +775,7 @@ class Sequencer(wiring.Component):
                 w2_total = L.wmod << 1
                 w2_wrap = w2_total >= R
                 m.d.sync += [h.eq(0), kh.eq(Mux(L.fold_h, 1, 0)), kw.eq(Mux(L.fold_w, 1, 0)), g.eq(0), gg.eq(0), j.eq(0), to.eq(0), t.eq(0),
-                             w0.eq(0), wr.eq(0), tG.eq(0), tGo.eq(0), *tap_setup,
+                             w0.eq(0), wr.eq(0), tG.eq(0), tGo.eq(0), *tap_base_setup,
                              h_last.eq(L.height - 1), w_last.eq(L.width - 1), *fold_setup, *lanes_setup,
                              tiles_last.eq(L.tiles - 1), out_tiles_last.eq(L.out_tiles - 1),
                              passes_last.eq(L.passes - 1), pass_groups_last.eq(L.pass_groups - 1),
@@ -796,6 +803,7 @@ class Sequencer(wiring.Component):
             with m.State("INIT"):
                 # conv: row r's position = row r − 1's plus one raster step (settled after R − 1 cycles)
                 m.d.comb += self.busy.eq(1)
+                m.d.sync += tap_setup
                 for r in range(1, R):
                     wrap = pos_w[r - 1] == w_last
                     m.d.sync += [pos_w[r].eq(Mux(wrap, 0, pos_w[r - 1] + 1)), pos_h[r].eq(pos_h[r - 1] + wrap)]
