@@ -23,6 +23,12 @@ entry (`qjoule.program.LAYER_FIELDS`) and runs one of
   R/2 output words of one output row per two cycles (the R consecutive input positions of one
   input row per cycle); otherwise one word per two cycles (R = 2 or odd) or four (R = 1).
   Positions are (address, bank) pairs stepped by additions with a wrap.
+- **conv3x3 with a fused max-pool** (`fused_pool`, configs with `pool_fusion`: R a power of two,
+  the encoder fuses a conv and the 2×2 max-pool after it on maps of even width): the conv as
+  above; the writer stores the pooled map. A tile's rows 2k, 2k + 1 are a horizontal pair; the
+  writer maxes each pair, keeps the maxima in a line buffer (R/2 banks, a slot per tile, a
+  delay line of pairs) and, for pairs on odd conv rows, maxes with the vertical partner W/2 pairs
+  back and writes the pooled pixel (see "fused max-pool" below, docs/interface.md).
 
 A first layer folded by the input unit (`fold_w`/`fold_h`, see `qjoule.program.fold_image`)
 issues only the centre column (or centre) of taps. A finished tile's R·C accumulators are
