@@ -224,7 +224,8 @@ def _reach(tmp_path, name, harness_cls, cfg, never, depth):
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["conv", "dense", "pool", "first", "logits", "fused"])
 def test_sequencer_bounds_reach_reads_and_writes(tmp_path, kind):
-    from qjoule.hw.formal_sequencer import SEQ_DEPTH, SequencerBoundsHarness
+    from qjoule.hw.formal_sequencer import SequencerBoundsHarness, seq_depth
+    SEQ_DEPTH = seq_depth(kind)
     cfg = variant("tiny", q=4)
     harness = type("Kind", (SequencerBoundsHarness,), {"__init__": lambda self, c: SequencerBoundsHarness.__init__(self, c, kind)})
     if kind == "pool":   # reads: a pool read at the buffer
