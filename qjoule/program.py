@@ -678,8 +678,9 @@ def encode(model, cfg: AccelConfig, *, debug: bool = False) -> Program:
             if q not in cfg.modes and layer["kind"] != "maxpool2x2":  # (a pool runs at the next layer's mode)
                 raise UserError(f"layer {layer['name']!r} runs at Q={q} (q_in={layer['q_in']}, q_w={layer.get('q_w')}), "
                                 f"which is not one of the config's q_modes {list(cfg.modes)}")
-    if len(layers) > MAX_LAYERS:
-        raise UserError(f"model does not fit: {len(layers)} layers > {MAX_LAYERS}")
+    fused = fused_pools(model, cfg)
+    if len(layers) - len(fused) > MAX_LAYERS:   # (a fused pool runs in its conv's layer)
+        raise UserError(f"model does not fit: {len(layers) - len(fused)} layers > {MAX_LAYERS}")
     if not layers or layers[0]["kind"] != "conv3x3":
         raise UserError("model does not fit: the first layer must be conv3x3 (the pixel passes run on conv)")
     if layers[-1]["kind"] != "dense" or layers[-1]["act"] != "none":
@@ -701,7 +702,6 @@ def encode(model, cfg: AccelConfig, *, debug: bool = False) -> Program:
     in_layout = image
     shape = (c0, h0, w0)
     param_base = 0
-    fused = fused_pools(model, cfg)
     for i, layer in enumerate(layers):
         kind, name = layer["kind"], layer["name"]
         last = i == len(layers) - 1
