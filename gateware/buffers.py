@@ -2,7 +2,10 @@
 
 By default all are `amaranth.lib.memory.Memory` with one synchronous read port (data one cycle after the
 address) and one write port, so one engine can read this layer's inputs while another writes its
-outputs in the same cycle.
+outputs in the same cycle. The activation and weight buffers can add register stages to a read
+(config `memory_pipeline`, `PipelinedMemory`): on a large device their block RAMs are spread over
+the die, and a block RAM's unregistered output (DP16KD: ~6 ns clock-to-out) plus the route to the
+array would bound Fmax.
 
 - `ActivationBuffer`: R banks of D-bit words, each bank holding both halves (half h at addresses
   h·bank_depth ...). Writes have Q-bit granularity (one enable per lane; with per-layer modes
@@ -26,7 +29,7 @@ multiple of 4.
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, ClockSignal, Const, Instance, Module, Mux, Shape, Signal, Value, unsigned
+from amaranth.hdl import Array, Cat, ClockSignal, Const, Instance, Module, Mux, Shape, Signal, Value, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -37,8 +40,8 @@ from qjoule.program import bank_depth
 
 from .pe import is_ice40
 
-__all__ = ["ActivationBuffer", "SPRAM", "SPRAMModel", "WideBuffer", "activation_buffer_signature",
-           "spram_count", "wide_buffer_signature"]
+__all__ = ["ActivationBuffer", "PipelinedMemory", "SPRAM", "SPRAMModel", "WideBuffer", "activation_buffer_signature",
+           "bram_piece_depth", "spram_count", "wide_buffer_signature"]
 
 #: SB_SPRAM256KA address bits (16k words).
 SPRAM_ADDR_BITS = 14
@@ -109,6 +112,75 @@ class SPRAMModel(wiring.Component):
         return m
 
 
+def bram_piece_depth(granularity: int) -> int:
+    """Words of one ECP5 block RAM (DP16KD: 16k×1, 8k×2, 4k×4, 2k×9, 1k×18) when a memory's write
+    enables cover `granularity` bits each: Yosys gives every enable its own columns, so that is
+    the depth one block holds."""
+    for bits, depth in ((1, 16384), (2, 8192), (4, 4096), (9, 2048)):
+        if granularity <= bits:
+            return depth
+    return 1024
+
+
+class PipelinedMemory(wiring.Component):
+    """A memory with one read and one write port whose read data comes `1 + pipeline` cycles
+    after the address (pipeline 0, 1 or 2).
+
+    pipeline 2 splits the memory into block-RAM-deep pieces (`bram_piece_depth`): each piece's
+    read data is registered by itself (a flop the placer can put next to its block RAM), then the
+    piece the address chose is registered; the write port is registered per piece too (a write
+    lands one cycle later, which no reader can observe: reads of written data are layers apart).
+    Ports: rd_addr, rd_data, wr_addr, wr_data, wr_en (one enable per `granularity` bits).
+    """
+
+    def __init__(self, shape, depth: int, *, granularity: int | None = None, pipeline: int = 0, init=()):
+        width = Shape.cast(shape).width
+        self.granularity = width if granularity is None else granularity
+        if pipeline not in (0, 1, 2):
+            raise ValueError(f"pipeline must be 0, 1 or 2, not {pipeline!r}")
+        self.depth, self.pipeline = depth, pipeline
+        self.addr_bits = max(1, ceil_log2(depth))
+        super().__init__({"rd_addr": In(self.addr_bits), "rd_data": Out(shape), "wr_addr": In(self.addr_bits),
+                          "wr_data": In(shape), "wr_en": In(width // self.granularity)})
+        init = [int(w) for w in init]
+        if pipeline < 2:
+            self.piece_depth = depth
+        else:
+            self.piece_depth = min(bram_piece_depth(self.granularity), 1 << self.addr_bits)
+        self.pieces = [Memory(shape=shape, depth=min(self.piece_depth, depth - k),
+                              init=init[k:k + self.piece_depth])
+                       for k in range(0, depth, self.piece_depth)]
+
+    def elaborate(self, platform):
+        m = Module()
+        lo = ceil_log2(self.piece_depth)
+        data_q = []
+        sel_1, sel_2 = Signal(range(len(self.pieces))), Signal(range(len(self.pieces)))
+        if len(self.pieces) > 1:
+            m.d.sync += [sel_1.eq(self.rd_addr[lo:]), sel_2.eq(sel_1)]
+        for k, mem in enumerate(self.pieces):
+            m.submodules[f"piece{k}"] = mem
+            rd = mem.read_port()
+            wr = mem.write_port(granularity=self.granularity)
+            m.d.comb += rd.addr.eq(self.rd_addr[:lo] if len(self.pieces) > 1 else self.rd_addr)
+            if self.pipeline < 2:
+                m.d.comb += [wr.addr.eq(self.wr_addr), wr.data.eq(self.wr_data), wr.en.eq(self.wr_en)]
+                data_q.append(rd.data)
+                continue
+            mine = self.wr_addr[lo:] == k if len(self.pieces) > 1 else 1
+            m.d.sync += [wr.addr.eq(self.wr_addr), wr.data.eq(self.wr_data), wr.en.eq(Mux(mine, self.wr_en, 0))]
+            piece_q = Signal.like(rd.data, name=f"piece{k}_q")
+            m.d.sync += piece_q.eq(rd.data)
+            data_q.append(piece_q)
+        if self.pipeline == 0:
+            m.d.comb += self.rd_data.eq(data_q[0])
+        elif self.pipeline == 1:
+            m.d.sync += self.rd_data.eq(data_q[0])
+        else:
+            m.d.sync += self.rd_data.eq(Array(data_q)[sel_2] if len(data_q) > 1 else data_q[0])
+        return m
+
+
 def activation_buffer_signature(cfg: AccelConfig, addr_bits: int) -> wiring.Signature:
     """The activation buffer's ports, seen from the buffer (addresses in, read data out)."""
     r, d, s = cfg.rows, cfg.datapath, cfg.write_lanes  # S enables, finer with per-layer modes
@@ -156,6 +228,10 @@ class ActivationBuffer(wiring.Component):
             depth = self.bank_depth
             self.banks = [[SPRAM(init=(init[b][h * depth:(h + 1) * depth] if init else [])) for h in range(2)]
                           for b in range(r)]
+        elif cfg.memory_pipeline:
+            self.banks = [PipelinedMemory(unsigned(d), 2 * self.bank_depth, granularity=cfg.write_granularity,
+                                          pipeline=cfg.memory_pipeline, init=(init[b] if init else []))
+                          for b in range(r)]
         else:
             self.banks = [Memory(shape=unsigned(d), depth=2 * self.bank_depth, init=(init[b] if init else []))
                           for b in range(r)]
@@ -174,6 +250,15 @@ class ActivationBuffer(wiring.Component):
 
         for b, mem in enumerate(self.banks):
             m.submodules[f"bank{b}"] = mem
+            if cfg.memory_pipeline:
+                m.d.comb += [
+                    mem.rd_addr.eq(address(self.rd_addr[b], self.rd_half)),
+                    self.rd_data[b].eq(mem.rd_data),
+                    mem.wr_addr.eq(address(self.wr_addr[b], self.wr_half)),
+                    mem.wr_data.eq(self.wr_data[b]),
+                    mem.wr_en.eq(self.wr_en[b]),
+                ]
+                continue
             rd = mem.read_port()
             wr = mem.write_port(granularity=cfg.write_granularity)
             m.d.comb += [
@@ -218,7 +303,7 @@ class WideBuffer(wiring.Component):
     `memory="spram"`: ceil(width/16) SPRAMs side by side (at most 16k words) whose one port
     writes when `wr_en` is high and reads otherwise, so the owner must not read while writing."""
 
-    def __init__(self, shape, depth: int, *, init=(), memory: str = "bram"):
+    def __init__(self, shape, depth: int, *, init=(), memory: str = "bram", pipeline: int = 0):
         if depth < 1:
             raise ValueError(f"depth must be >= 1, got {depth!r}")
         if memory not in MEMORY_KINDS:
@@ -231,8 +316,12 @@ class WideBuffer(wiring.Component):
             width = Shape.cast(shape).width
             words = [int(w) for w in init]
             self.memory = [SPRAM(init=[w >> (16 * k) & 0xFFFF for w in words]) for k in range(spram_count(width, depth))]
+        elif pipeline:
+            self.memory = PipelinedMemory(shape, depth, pipeline=pipeline, init=init)
         else:
             self.memory = Memory(shape=shape, depth=depth, init=list(init))
+        if pipeline and memory != "bram":
+            raise ValueError(f"a pipelined read needs memory 'bram', not {memory!r}")
 
     def elaborate(self, platform):
         m = Module()
@@ -247,6 +336,9 @@ class WideBuffer(wiring.Component):
             m.d.comb += self.rd_data.eq(Cat(*outs))
             return m
         m.submodules.memory = mem = self.memory
+        if isinstance(mem, PipelinedMemory):
+            wiring.connect(m, wiring.flipped(self), mem)
+            return m
         rd = mem.read_port()
         wr = mem.write_port()
         m.d.comb += [

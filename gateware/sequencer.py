@@ -47,7 +47,7 @@ delayed to match) and each write one cycle after it is formed.
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Shape, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.memory import Memory
@@ -98,6 +98,7 @@ class Sequencer(wiring.Component):
     def __init__(self, cfg: AccelConfig, act_addr_bits: int, weight_depth: int):
         self._cfg = cfg
         self._act_addr_bits = act_addr_bits
+        self._weight_depth = weight_depth
         super().__init__({
             "start": In(1),
             "n_layers": In(range(MAX_LAYERS + 1)),
@@ -153,33 +154,47 @@ class Sequencer(wiring.Component):
                     m.d.comb += out_idx.eq(k)
 
         # -- counters shared by conv and dense issue -------------------------------------------
+        # Widths from the config's bounds (program.encode refuses a layer beyond them), not fixed
+        # 16/24 bits: shorter carry chains and comparators, and the iCE40's cells. `dim` also
+        # holds the output rows a map's last tile runs past its end; a map's groups (the words
+        # of one pixel) all sit in one bank half.
+        dim = range(max(cfg.max_height, cfg.max_width) + 2 * R + 2)
+        grp = range((1 << self._act_addr_bits) + 1)
+        n_tiles = range(-(-cfg.max_height * cfg.max_width // R) + 1)
+        n_out_tiles = range(-(-max(cfg.max_channels, cfg.max_classes) // C) + 1)
+        n_weights = range(self._weight_depth + 1)
         # A raster position i (of the input map) is kept as the pair (i div R)·G, i mod R: the
         # address part and the bank. Steps of it are pair additions (`_pair_add`), no divider.
-        h = Signal(16)          # dense: input row
+        h = Signal(dim)         # dense: input row
         kh = Signal(2)
         kw = Signal(2)
         # Folded first layer: the input unit stored the kw (and kh) neighbours in extra lanes, so
         # only the centre column (or centre) of taps is issued.
         kh0, kh1, kw0, kw1 = Signal(2), Signal(2), Signal(2), Signal(2)
-        g = Signal(16)          # group within the pass
-        gg = Signal(16)         # group within the input map (j·G_c + g)
+        g = Signal(grp)         # group within the pass
+        gg = Signal(grp)        # group within the input map (j·G_c + g)
         j = Signal(4)           # first-layer pass
-        to = Signal(16)         # output tile
-        t = Signal(24)          # conv: pixel tile (raster positions t·R .. t·R + R − 1)
-        w0 = Signal(16)         # dense: input column
+        to = Signal(n_out_tiles)  # output tile
+        t = Signal(n_tiles)     # conv: pixel tile (raster positions t·R .. t·R + R − 1)
+        w0 = Signal(dim)        # dense: input column
         wr = Signal(range(R))   # dense: bank of the input position (i mod R)
         tG = Signal(A)          # conv: t·G_in; dense: (i div R)·G_in
         tGo = Signal(A)         # conv: t·G_out, the output address of the tile's pixels
-        wcount = Signal(24)     # weight address
-        wtile = Signal(24)      # weight address of the current tile's first word
+        wcount = Signal(n_weights)  # weight address
+        wtile = Signal(n_weights)   # weight address of the current tile's first word
         # conv: per-row position (h_r, w_r) of the tile's output pixel t·R + r, stepped by
         # (tile_dh, tile_dw) = divmod(R, W) per tile (set up by counting in INIT); rows past the end
         # of the map have h_r >= H.
-        pos_h = [Signal(16, name=f"pos_h{r}") for r in range(R)]
-        pos_w = [Signal(16, name=f"pos_w{r}") for r in range(R)]
+        pos_h = [Signal(dim, name=f"pos_h{r}") for r in range(R)]
+        pos_w = [Signal(dim, name=f"pos_w{r}") for r in range(R)]
         init_k = Signal(range(R + 1))
-        # layer constants registered at SETUP (no path from the latched entry into the issue logic)
-        h_last, w_last = Signal(16), Signal(16)
+        # Layer constants registered at SETUP, so no path runs from the latched entry (or a "− 1"
+        # subtractor) into the issue, drain and pool logic: `*_last` = the field − 1.
+        h_last, w_last = Signal(dim), Signal(dim)
+        tiles_last, out_tiles_last = Signal(n_tiles), Signal(n_out_tiles)
+        passes_last, pass_groups_last, groups_last = Signal(4), Signal(grp), Signal(grp)
+        out_h_last, out_w_last, out_words_last = Signal(dim), Signal(dim), Signal(grp)
+        is_dense = Signal()
 
         # -- hold registers and in-flight tracking -----------------------------------------------
         # Two hold slots used in turn: tile ends are issued, captured (capture_delay cycles
@@ -187,7 +202,7 @@ class Sequencer(wiring.Component):
         # feeder in the same order, so the n-th tile end always uses slot n mod 2. At most two
         # tiles are between their last issue and the feeder, so a capture always finds its slot
         # free, and tiles shorter than the capture delay still keep the array busy.
-        capture_delay = 2 + MacArray.latency
+        capture_delay = 2 + cfg.memory_pipeline + MacArray.latency
         last_line = Signal(capture_delay)
         hold_acc = [Signal.like(array.acc, name=f"hold_acc{k}") for k in range(2)]
         hold_valid = Signal(2)
@@ -197,26 +212,32 @@ class Sequencer(wiring.Component):
         half = R // 2
         # emit (pool fusion): pair k of the tile (rows 2k, 2k + 1) is on an odd conv row, so its
         # pooled pixel is complete (its vertical partner is the even row above)
-        meta_layout = data.StructLayout({"to": unsigned(16), "rows": unsigned(R), "obase": unsigned(A),
-                                         **({"emit": unsigned(half)} if fusion else {})})
+        meta_layout = data.StructLayout({"to": unsigned(Shape.cast(n_out_tiles).width), "rows": unsigned(R),
+                                         "obase": unsigned(A), **({"emit": unsigned(half)} if fusion else {})})
         pending = [Signal(meta_layout, name=f"pending{k}") for k in range(2)]  # per slot, from its issue
         iss_ptr, cap_ptr, rd_ptr = Signal(), Signal(), Signal()
         inflight = Signal()
         m.d.comb += inflight.eq(last_line.any())
-        occupancy = Signal(range(capture_delay + 3))
-        m.d.comb += occupancy.eq(sum(last_line[k] for k in range(capture_delay)) + hold_valid[0] + hold_valid[1])
+        # tiles between their last issue and the feeder's copy (in flight or held): a register,
+        # so the issue decision does not wait on the drain's handshakes
+        occupancy = Signal(range(4))
 
         # -- issue-cycle signals (combinational) -----------------------------------------------
+        gc_last = Signal()      # the last group of the pass
+        m.d.comb += gc_last.eq(g == pass_groups_last)
         issue = Signal()        # one array cycle issued this cycle
         tile_first = Signal()
         tile_last = Signal()
         can_issue = Signal()
-        m.d.comb += [kh0.eq(Mux(L.fold_h, 1, 0)), kh1.eq(Mux(L.fold_h, 1, 2)),
-                     kw0.eq(Mux(L.fold_w, 1, 0)), kw1.eq(Mux(L.fold_w, 1, 2))]
-        # A tile's last cycle may issue while fewer than two tiles are in flight or held, or two
-        # are and the feeder copies one out this cycle.
+        fold_setup = [kh0.eq(Mux(L.fold_h, 1, 0)), kh1.eq(Mux(L.fold_h, 1, 2)),
+                      kw0.eq(Mux(L.fold_w, 1, 0)), kw1.eq(Mux(L.fold_w, 1, 2))]
+        # A tile's last cycle may issue while fewer than two tiles are in flight or held. (Not
+        # also "two, and the feeder copies one out this cycle": that put the whole drain
+        # handshake, collector -> post-processing ready -> feeder, in front of every issue
+        # counter's enable. The tile waits one cycle instead, hidden by the other held tile.)
         copying = Signal()
-        m.d.comb += can_issue.eq(~tile_last | (occupancy < 2) | ((occupancy == 2) & copying))
+        m.d.comb += can_issue.eq(~tile_last | (occupancy < 2))
+        m.d.sync += occupancy.eq(occupancy + (issue & tile_last) - copying)
 
         # Registered controls for the array. The issue cycle's buffer addresses are registered
         # (`_a`, for Fmax: no adder chain ends in a block RAM's address pins), the reads take one
@@ -226,22 +247,38 @@ class Sequencer(wiring.Component):
         rowv_a, rowv_d = Signal(R), Signal(R)
         lanev_a, lanev_d = Signal(cfg.max_lanes), Signal(cfg.max_lanes)
         rot_a, rot_d = Signal(range(R)), Signal(range(R))  # row r takes bank (r + rot) mod R
-        wcount_a = Signal(24)
-        m.d.sync += [en_d.eq(en_a), clear_d.eq(clear_a), shift_d.eq(shift_a), rowv_d.eq(rowv_a),
-                     lanev_d.eq(lanev_a), rot_d.eq(rot_a), wcount_a.eq(wcount)]
-        lanes_mask = Signal(cfg.max_lanes)
+        wcount_a = Signal(n_weights)
+        # With memory_pipeline, the read data comes 1 + memory_pipeline cycles after the address:
+        # `pipe` gives each `_d` copy that many registers (one, the plain assignment, without).
+        in_flight = []   # every pipeline stage's valid, for FINISH
+
+        def pipe(dst, src, valid=False):
+            for k in range(cfg.memory_pipeline):
+                stage = Signal.like(src, name=f"{dst.name}_p{k}")
+                m.d.sync += stage.eq(src)
+                if valid:
+                    in_flight.append(stage)
+                src = stage
+            m.d.sync += dst.eq(src)
+
+        if not cfg.memory_pipeline:
+            m.d.sync += [en_d.eq(en_a), clear_d.eq(clear_a), shift_d.eq(shift_a), rowv_d.eq(rowv_a),
+                         lanev_d.eq(lanev_a), rot_d.eq(rot_a), wcount_a.eq(wcount)]
+        else:
+            for dst, src in ((en_d, en_a), (clear_d, clear_a), (shift_d, shift_a), (rowv_d, rowv_a),
+                             (lanev_d, lanev_a), (rot_d, rot_a)):
+                pipe(dst, src, valid=dst is en_d)
+            m.d.sync += wcount_a.eq(wcount)
+        lanes_mask = Signal(cfg.max_lanes)   # registered at SETUP
         if not cfg.mixed:
-            m.d.comb += lanes_mask.eq(Mux(L.lanes_last >= S, (1 << S) - 1,
-                                          (Const(1, S + 1) << L.lanes_last[:8]) - 1))
+            lanes_setup = [lanes_mask.eq(Mux(L.lanes_last >= S, (1 << S) - 1,
+                                             (Const(1, S + 1) << L.lanes_last[:8]) - 1))]
             full_mask = (1 << S) - 1
         else:
-            full_mask = Signal(cfg.max_lanes)   # every lane of the layer's mode
+            full_mask = Signal(cfg.max_lanes)   # every lane of the layer's mode (registered at SETUP)
             # lanes_last is 1 .. S of the layer's mode (the encoder's), so no clamp is needed
-            m.d.comb += lanes_mask.eq((Const(1, cfg.max_lanes + 1) << L.lanes_last[:8]) - 1)
-            with m.Switch(mode_idx):
-                for k, mq in enumerate(modes):
-                    with m.Case(k):
-                        m.d.comb += full_mask.eq((1 << (D // mq)) - 1)
+            lanes_setup = [lanes_mask.eq((Const(1, cfg.max_lanes + 1) << L.lanes_last[:8]) - 1),
+                           full_mask.eq(Array(Const((1 << (D // mq)) - 1, cfg.max_lanes) for mq in modes)[mode_idx])]
 
         m.d.sync += last_line.eq(Cat(issue & tile_last, last_line[:-1]))
         with m.If(last_line[-1]):
@@ -333,7 +370,7 @@ class Sequencer(wiring.Component):
         vec = R % 2 == 0 and R >= 4
         half = R // 2
         AP = A + 8
-        p_ho, p_wo, p_g, p_k = Signal(16), Signal(16), Signal(16), Signal(2)
+        p_ho, p_wo, p_g, p_k = Signal(dim), Signal(dim), Signal(grp), Signal(2)
         p_issue = Signal()
         p_dy = Signal()
         m.d.comb += p_dy.eq(p_k[0] if two_cols else p_k[1])
@@ -343,7 +380,7 @@ class Sequencer(wiring.Component):
 
         rs0, rs1, p_in0, p_in1, p_o, p_orow, p_w2 = (pos(n) for n in ("p_rs0", "p_rs1", "p_in0", "p_in1", "p_o",
                                                                      "p_orow", "p_w2"))
-        p_t, p_wo0 = Signal(16), Signal(16)   # vector engine: step t of the row, wo0 = t·R/2
+        p_t, p_wo0 = Signal(dim), Signal(dim)   # vector engine: step t of the row, wo0 = t·R/2
         p_tG = Signal(AP)                     # t·G (R input positions per step: one bank column)
         # the position read this cycle, and its address per bank (banks below its bank wrapped)
         rd_q, rd_s = Signal(AP), Signal(range(R))
@@ -367,9 +404,14 @@ class Sequencer(wiring.Component):
         m.d.sync += [p_valid_a.eq(p_issue), p_first_a.eq(p_k == 0), p_last_a.eq(p_k == k_last), p_s_a.eq(rd_s),
                      p_waddr_a.eq(p_o[0] + p_g), p_os_a.eq(p_o[1])]
         if vec:
-            m.d.sync += p_mask_a.eq(Cat(*[p_wo0 + k < L.out_width for k in range(half)]))
-        m.d.sync += [p_valid_d.eq(p_valid_a), p_first_d.eq(p_first_a), p_last_d.eq(p_last_a), p_s_d.eq(p_s_a),
-                     p_waddr_d.eq(p_waddr_a), p_os_d.eq(p_os_a), p_mask_d.eq(p_mask_a)]
+            m.d.sync += p_mask_a.eq(Cat(*[p_wo0 + k <= out_w_last for k in range(half)]))
+        if not cfg.memory_pipeline:
+            m.d.sync += [p_valid_d.eq(p_valid_a), p_first_d.eq(p_first_a), p_last_d.eq(p_last_a), p_s_d.eq(p_s_a),
+                         p_waddr_d.eq(p_waddr_a), p_os_d.eq(p_os_a), p_mask_d.eq(p_mask_a)]
+        else:
+            for dst, src in ((p_valid_d, p_valid_a), (p_first_d, p_first_a), (p_last_d, p_last_a), (p_s_d, p_s_a),
+                             (p_waddr_d, p_waddr_a), (p_os_d, p_os_a), (p_mask_d, p_mask_a)):
+                pipe(dst, src, valid=dst is p_valid_d)
         # the input words in raster order: in_words[k] is position (read position) + k
         in_words = []
         for k in range(R if vec else min(R, 2)):
@@ -418,7 +460,7 @@ class Sequencer(wiring.Component):
         feed_row = Signal(range(R + 1))
         coll_row = Signal(range(R + 1))
         n_rows = Signal(range(R + 1))
-        m.d.comb += n_rows.eq(Mux(L.kind == KIND_DENSE, 1, R))
+        m.d.comb += n_rows.eq(Mux(is_dense, 1, R))
         codes = [[Signal(cfg.code_bits, name=f"code_{r}_{c}") for c in range(C)] for r in range(R)]
         logits = [Signal(64, name=f"logit{c}") for c in range(C)]
         wcodes = [[Signal(cfg.code_bits, name=f"wcode_{r}_{c}") for c in range(C)] for r in range(R)]
@@ -479,7 +521,7 @@ class Sequencer(wiring.Component):
         # dense tile feeds one row, and at R = 1 a conv tile too.
         feed_last = Signal()
         chain_ok = Signal()
-        m.d.comb += chain_ok.eq((L.kind != KIND_DENSE) if R >= 2 else 0)
+        m.d.comb += chain_ok.eq(~is_dense if R >= 2 else 0)
         m.d.comb += copying.eq((feeder_idle | (feed_last & chain_ok)) & hold_valid.bit_select(rd_ptr, 1)
                                & meta_fifo.w_rdy)
         pp_ready = Signal()
@@ -526,25 +568,30 @@ class Sequencer(wiring.Component):
         # collector
         # A full `codes` takes the next tile's first row in the cycle the writer copies it out
         # (the writer samples the old values at the same edge), so a tile costs R cycles here too.
-        codes_full = Signal()
+        # For Fmax, the units' ready comes from flip-flops only (`codes_full` is a register, and
+        # the writer takes a full `codes` whenever it is idle), and each column's codes are
+        # captured on its own unit's valid (the units run in lockstep).
+        codes_full = Signal()   # coll_row == n_rows, registered
         writer_take = Signal()
+        writer_idle = Signal()
+        coll_ready = Signal()
         coll_at = Signal(range(R + 1))
-        m.d.comb += [codes_full.eq(coll_row == n_rows), coll_at.eq(Mux(codes_full, 0, coll_row))]
+        m.d.comb += [coll_ready.eq(~codes_full | writer_idle), coll_at.eq(Mux(codes_full, 0, coll_row))]
         coll_accept = Signal()
-        m.d.comb += coll_accept.eq(pps[0].o.valid & (~codes_full | writer_take))
-        for pp in pps:
-            m.d.comb += pp.o.ready.eq(~codes_full | writer_take)
-        with m.If(coll_accept):
-            for c, pp in enumerate(pps):
+        m.d.comb += coll_accept.eq(pps[0].o.valid & coll_ready)
+        for c, pp in enumerate(pps):
+            m.d.comb += pp.o.ready.eq(coll_ready)
+            with m.If(pp.o.valid & coll_ready):
                 with m.Switch(coll_at):
                     for r in range(R):
                         with m.Case(r):
                             m.d.sync += codes[r][c].eq(pp.o.payload.code)
                 m.d.sync += logits[c].eq(pp.o.payload.logit)
-        m.d.sync += coll_row.eq(Mux(writer_take, 0, coll_row) + coll_accept)
+        coll_next = Signal(range(R + 1))
+        m.d.comb += coll_next.eq(Mux(writer_take, 0, coll_row) + coll_accept)
+        m.d.sync += [coll_row.eq(coll_next), codes_full.eq(coll_next == n_rows)]
 
         # writer
-        writer_idle = Signal()
         sel_logit = Signal(64)
         emit_valid = Signal()
         emit_data = Signal(WORD_BITS)
@@ -620,8 +667,8 @@ class Sequencer(wiring.Component):
             pm = [Signal(D, name=f"f_pm{k}") for k in range(half)]
             for k in range(half):
                 _lane_max(m, cfg, out_idx, Const(1), pm[k], [d_wdata[2 * k], d_wdata[2 * k + 1]], Const(0, D))
-            grp = Signal(16)
-            m.d.comb += grp.eq(W.p.group_first + wk)
+            f_grp = Signal(16)
+            m.d.comb += f_grp.eq(W.p.group_first + wk)
             f_go = Signal()
             m.d.comb += f_go.eq(drain_writing & fuse_r)
             emit = W.t.emit
@@ -636,9 +683,9 @@ class Sequencer(wiring.Component):
                     with m.If(hit):
                         m.d.comb += [o_sel[b].eq(k), o_en[b].eq(1), o_wrap[b].eq(u >= R)]
             for k in range(half):
-                m.d.sync += [lb_wr[k].addr.eq(Cat(grp[:gbits], ws)), lb_wr[k].data.eq(pm[k]),
+                m.d.sync += [lb_wr[k].addr.eq(Cat(f_grp[:gbits], ws)), lb_wr[k].data.eq(pm[k]),
                              lb_wr[k].en.eq(Mux(f_go & W.t.rows[2 * k], d_wen[2 * k], 0)),
-                             lb_rd[k].addr.eq(Cat(grp[:gbits], Mux(f_ext[k], rs_hi, rs_lo)))]
+                             lb_rd[k].addr.eq(Cat(f_grp[:gbits], Mux(f_ext[k], rs_hi, rs_lo)))]
             # stage 1 (`_a`) and 2 (`_b`)
             pm_a = [Signal(D, name=f"f_pm_a{k}") for k in range(half)]
             pm_b = [Signal(D, name=f"f_pm_b{k}") for k in range(half)]
@@ -647,7 +694,7 @@ class Sequencer(wiring.Component):
             sel_a = [Signal(range(half), name=f"f_sel_a{b}") for b in range(R)]
             sel_b = [Signal(range(half), name=f"f_sel_b{b}") for b in range(R)]
             en_fa, wrap_a, wrap_b = Signal(R), Signal(R), Signal(R)
-            m.d.sync += [fv_a.eq(f_go), len_a.eq(d_wen[0]), oaddr_a.eq(oq + grp), en_fa.eq(o_en), wrap_a.eq(o_wrap),
+            m.d.sync += [fv_a.eq(f_go), len_a.eq(d_wen[0]), oaddr_a.eq(oq + f_grp), en_fa.eq(o_en), wrap_a.eq(o_wrap),
                          *[pm_a[k].eq(pm[k]) for k in range(half)], *[sel_a[b].eq(o_sel[b]) for b in range(R)]]
             m.d.sync += [fv_b.eq(fv_a), flen_b.eq(len_a), oaddr_b.eq(oaddr_a), fo_en_b.eq(en_fa), wrap_b.eq(wrap_a),
                          *[pm_b[k].eq(pm_a[k]) for k in range(half)], *[sel_b[b].eq(sel_a[b]) for b in range(R)]]
@@ -666,12 +713,12 @@ class Sequencer(wiring.Component):
             n_emit = Signal(range(half + 1))
             m.d.comb += n_emit.eq(sum(emit[k] for k in range(half)))
             total = os_ + n_emit
-            with m.If(drain_writing & fuse_r & (wk == W.p.n_groups - 1) & (W.t.to == L.out_tiles - 1)):
+            with m.If(drain_writing & fuse_r & (wk == W.p.n_groups - 1) & (W.t.to == out_tiles_last)):
                 m.d.sync += [ws.eq(ws + 1), rs_lo.eq(rs_lo + 1), rs_hi.eq(rs_hi + 1),
                              os_.eq(Mux(total >= R, total - R, total)), oq.eq(oq + Mux(total >= R, L.out_groups, 0))]
 
         # -- dump engine -------------------------------------------------------------------------
-        dump_addr = Signal(24)
+        dump_addr = Signal(grp)
         dump_k = Signal(range(R * -(-D // WORD_BITS) + 1))
         dump_words = Signal(R * D)
         dump_valid = Signal()
@@ -719,7 +766,7 @@ class Sequencer(wiring.Component):
         m.d.sync += [en_a.eq(issue), clear_a.eq(issue & tile_first)]
         with m.If(issue):
             m.d.sync += [shift_a.eq(j), rot_a.eq(rot_now),
-                         lanev_a.eq(Mux(g == L.pass_groups - 1, lanes_mask, full_mask)),
+                         lanev_a.eq(Mux(gc_last, lanes_mask, full_mask)),
                          wcount.eq(wcount + 1)]
             with m.If(tile_last):
                 m.d.sync += iss_ptr.eq(~iss_ptr)
@@ -766,8 +813,6 @@ class Sequencer(wiring.Component):
         orow_next = added(p_orow, L.out_wdiv_g, L.out_wmod, "p_orow_next")
 
         # -- main FSM ------------------------------------------------------------------------------
-        gc_last = Signal()
-        m.d.comb += gc_last.eq(g == L.pass_groups - 1)
         with m.FSM(name="main"):
             with m.State("IDLE"):
                 with m.If(self.start):
@@ -802,9 +847,14 @@ class Sequencer(wiring.Component):
                 m.d.comb += self.busy.eq(1)
                 w2_total = L.wmod << 1
                 w2_wrap = w2_total >= R
-                m.d.sync += [h.eq(0), kh.eq(kh0), kw.eq(kw0), g.eq(0), gg.eq(0), j.eq(0), to.eq(0), t.eq(0),
+                m.d.sync += [h.eq(0), kh.eq(Mux(L.fold_h, 1, 0)), kw.eq(Mux(L.fold_w, 1, 0)), g.eq(0), gg.eq(0), j.eq(0), to.eq(0), t.eq(0),
                              w0.eq(0), wr.eq(0), tG.eq(0), tGo.eq(0), *tap_setup,
-                             h_last.eq(L.height - 1), w_last.eq(L.width - 1),
+                             h_last.eq(L.height - 1), w_last.eq(L.width - 1), *fold_setup, *lanes_setup,
+                             tiles_last.eq(L.tiles - 1), out_tiles_last.eq(L.out_tiles - 1),
+                             passes_last.eq(L.passes - 1), pass_groups_last.eq(L.pass_groups - 1),
+                             groups_last.eq(L.groups - 1), out_h_last.eq(L.out_height - 1),
+                             out_w_last.eq(L.out_width - 1), out_words_last.eq(L.out_words - 1),
+                             is_dense.eq(L.kind == KIND_DENSE),
                              pos_h[0].eq(0), pos_w[0].eq(0), init_k.eq(0),
                              wcount.eq(L.weight_base), wtile.eq(L.weight_base),
                              p_ho.eq(0), p_wo.eq(0), p_g.eq(0), p_k.eq(0), p_t.eq(0), p_wo0.eq(0), p_tG.eq(0),
@@ -847,7 +897,7 @@ class Sequencer(wiring.Component):
                 m.d.comb += [self.busy.eq(1), rd_sel.eq(0), issue.eq(can_issue), rot_now.eq(cur_s),
                              tile_rows.eq(exists),
                              tile_first.eq((j == 0) & (gg == 0) & (kh == kh0) & (kw == kw0)),
-                             tile_last.eq((j == L.passes - 1) & gc_last & (kh == kh1) & (kw == kw1))]
+                             tile_last.eq((j == passes_last) & gc_last & (kh == kh1) & (kw == kw1))]
                 with m.If(issue):
                     m.d.sync += rowv_a.eq(conv_rowv)
                     m.d.sync += kw.eq(kw + 1)
@@ -857,11 +907,11 @@ class Sequencer(wiring.Component):
                             m.d.sync += [kh.eq(kh0), g.eq(g + 1), gg.eq(gg + 1)]
                             with m.If(gc_last):
                                 m.d.sync += [g.eq(0), j.eq(j + 1), wcount.eq(wtile)]
-                                with m.If(j == L.passes - 1):
+                                with m.If(j == passes_last):
                                     # tile of output channels done
                                     m.d.sync += [j.eq(0), gg.eq(0), to.eq(to + 1),
                                                  wcount.eq(wcount + 1), wtile.eq(wcount + 1)]
-                                    with m.If(to == L.out_tiles - 1):
+                                    with m.If(to == out_tiles_last):
                                         # pixel tile done: the next R raster positions
                                         m.d.sync += [to.eq(0), wcount.eq(L.weight_base), wtile.eq(L.weight_base),
                                                      t.eq(t + 1), tG.eq(tG + L.groups), tGo.eq(tGo + L.out_groups)]
@@ -870,14 +920,14 @@ class Sequencer(wiring.Component):
                                             wrap = nw > w_last
                                             m.d.sync += [pos_w[r].eq(Mux(wrap, nw - L.width, nw)),
                                                          pos_h[r].eq(pos_h[r] + L.tile_dh + wrap)]
-                                        with m.If(t == L.tiles - 1):
+                                        with m.If(t == tiles_last):
                                             m.next = "FINISH"
 
             with m.State("DENSE"):
                 # input positions i = h·W + w in raster order (bank wr, address part tG); groups innermost
                 m.d.comb += [self.busy.eq(1), rd_sel.eq(1), issue.eq(can_issue), rot_now.eq(wr), tile_rows.eq(1),
                              tile_first.eq((h == 0) & (w0 == 0) & (gg == 0)),
-                             tile_last.eq((h == L.height - 1) & (w0 == L.width - 1) & gc_last)]
+                             tile_last.eq((h == h_last) & (w0 == w_last) & gc_last)]
                 with m.If(issue):
                     m.d.sync += [rowv_a.eq(1), g.eq(g + 1), gg.eq(gg + 1)]
                     with m.If(gc_last):
@@ -887,11 +937,11 @@ class Sequencer(wiring.Component):
                         else:
                             with m.If(wr == R - 1):
                                 m.d.sync += [wr.eq(0), tG.eq(tG + L.groups)]
-                        with m.If(w0 == L.width - 1):
+                        with m.If(w0 == w_last):
                             m.d.sync += [w0.eq(0), h.eq(h + 1)]
-                            with m.If(h == L.height - 1):
+                            with m.If(h == h_last):
                                 m.d.sync += [h.eq(0), wr.eq(0), tG.eq(0), to.eq(to + 1)]
-                                with m.If(to == L.out_tiles - 1):
+                                with m.If(to == out_tiles_last):
                                     m.next = "FINISH"
 
             with m.State("POOL"):
@@ -899,17 +949,17 @@ class Sequencer(wiring.Component):
                 m.d.sync += p_k.eq(p_k + 1)
                 with m.If(p_k == k_last):
                     m.d.sync += [p_k.eq(0), p_g.eq(p_g + 1)]
-                    with m.If(p_g == L.groups - 1):
+                    with m.If(p_g == groups_last):
                         m.d.sync += p_g.eq(0)
                         if vec:
                             # next step of R/2 output words; at the row's end, the next row pair
                             m.d.sync += [p_t.eq(p_t + 1), p_wo0.eq(p_wo0 + half), p_tG.eq(p_tG + L.groups),
                                          *advance(p_o, *step(half))]
-                            row_end = p_wo0 + half >= L.out_width
+                            row_end = p_wo0 + half > out_w_last
                         else:
                             m.d.sync += [p_wo.eq(p_wo + 1), *advance(p_in0, *step(2)), *advance(p_in1, *step(2)),
                                          *advance(p_o, *step(1))]
-                            row_end = p_wo == L.out_width - 1
+                            row_end = p_wo == out_w_last
                         with m.If(row_end):
                             m.d.sync += [p_ho.eq(p_ho + 1), p_wo.eq(0), p_t.eq(0), p_wo0.eq(0), p_tG.eq(0),
                                          rs0[0].eq(rs0_next[0]), rs0[1].eq(rs0_next[1]),
@@ -919,15 +969,17 @@ class Sequencer(wiring.Component):
                             if vec:
                                 m.d.sync += [p_orow[0].eq(orow_next[0]), p_orow[1].eq(orow_next[1]),
                                              p_o[0].eq(orow_next[0]), p_o[1].eq(orow_next[1])]
-                            with m.If(p_ho == L.out_height - 1):
+                            with m.If(p_ho == out_h_last):
                                 m.next = "FINISH"
 
             with m.State("FINISH"):
                 # wait for the array pipeline, the hold register, the drain and the pool write
                 m.d.comb += self.busy.eq(1)
-                with m.If(~inflight & ~hold_valid.any() & drain_idle & ~p_valid_a & ~p_valid_d & ~en_a & ~en_d
-                          & ~fv_a & ~fv_b
-                          & ~wr_pending):
+                settled = (~inflight & ~hold_valid.any() & drain_idle & ~p_valid_a & ~p_valid_d & ~en_a & ~en_d
+                           & ~fv_a & ~fv_b & ~wr_pending)
+                if in_flight:
+                    settled = settled & ~Cat(*in_flight).any()
+                with m.If(settled):
                     with m.If(L.dump):
                         m.next = "DUMP_READ"
                     with m.Else():
@@ -937,7 +989,14 @@ class Sequencer(wiring.Component):
                 m.next = "DUMP_WAIT"
             with m.State("DUMP_WAIT"):  # the registered address reaches the buffer
                 m.d.comb += [self.busy.eq(1), rd_sel.eq(3)]
-                m.next = "DUMP_LATCH"
+                if not cfg.memory_pipeline:
+                    m.next = "DUMP_LATCH"
+                else:  # and its data comes memory_pipeline cycles later still
+                    dump_wait = Signal(range(cfg.memory_pipeline + 1))
+                    m.d.sync += dump_wait.eq(dump_wait + 1)
+                    with m.If(dump_wait == cfg.memory_pipeline):
+                        m.d.sync += dump_wait.eq(0)
+                        m.next = "DUMP_LATCH"
             with m.State("DUMP_LATCH"):
                 m.d.comb += [self.busy.eq(1), rd_sel.eq(3)]
                 m.d.sync += [dump_words.eq(self.act.rd_data), dump_k.eq(0)]
@@ -948,7 +1007,7 @@ class Sequencer(wiring.Component):
                     m.d.sync += dump_k.eq(dump_k + 1)
                     with m.If(dump_k == R * dump_chunks - 1):
                         m.d.sync += dump_addr.eq(dump_addr + 1)
-                        with m.If(dump_addr == L.out_words - 1):
+                        with m.If(dump_addr == out_words_last):
                             m.next = "NEXT"
                         with m.Else():
                             m.next = "DUMP_READ"

@@ -39,7 +39,10 @@ SPRAM_BITS = 16
 TABLE_KINDS = ("wide", "words")
 #: Fields added after version 1 that appear in the JSON (and so in config_id) only when they are
 #: not at their default: every config written before them keeps its JSON and its Verilog.
-_OPTIONAL_FIELDS = {"act_memory": "bram", "weight_memory": "bram", "layer_table": "wide", "fuse_pool": True}
+_OPTIONAL_FIELDS = {"act_memory": "bram", "weight_memory": "bram", "layer_table": "wide", "memory_pipeline": 0,
+                    "fuse_pool": True}
+#: Register stages the activation and weight buffers may add to a read (`memory_pipeline`).
+MEMORY_PIPELINES = (0, 1, 2)
 
 
 def default_datapath(q: int, modes: tuple[int, ...] = ()) -> int:
@@ -94,6 +97,13 @@ class AccelConfig:
     weight_memory: str = "bram"
     #: How the layer table stores its entries (TABLE_KINDS).
     layer_table: str = "wide"
+    #: Register stages after the activation and weight buffers' block RAMs, for Fmax on a large
+    #: device (MEMORY_PIPELINES; gateware/buffers.py): 0 = read data straight from the memory, one
+    #: cycle after the address; 1 = one register after it; 2 = the memory split into block-RAM-deep
+    #: pieces, each piece's output registered next to it, then the piece mux registered (and each
+    #: piece's write port registered). A read then takes 1 + memory_pipeline cycles; the sequencer
+    #: delays its controls to match.
+    memory_pipeline: int = 0
     #: Per-layer mixed precision: the container widths the hardware runs at (docs/contract.md
     #: "Per-layer mixed precision", docs/interface.md). Empty = one uniform Q (`q`), the design and
     #: its Verilog exactly the single-Q ones. Otherwise every mode divides `datapath` and `q` is one
@@ -120,7 +130,7 @@ class AccelConfig:
     def validate(self) -> None:
         for field in ("q", "datapath", "rows", "cols", "act_buffer_bits", "weight_buffer_bits",
                       "max_channels", "max_height", "max_width", "max_dense_inputs", "max_classes", "pp_channels",
-                      "pp_bias_bits"):
+                      "pp_bias_bits", "memory_pipeline"):
             value = getattr(self, field)
             if not isinstance(value, int) or isinstance(value, bool):
                 raise UserError(f"{field} must be an integer, got {value!r}")
@@ -147,6 +157,12 @@ class AccelConfig:
         for field, kinds in (("act_memory", MEMORY_KINDS), ("weight_memory", MEMORY_KINDS), ("layer_table", TABLE_KINDS)):
             if getattr(self, field) not in kinds:
                 raise UserError(f"{field} must be one of {', '.join(map(repr, kinds))}, got {getattr(self, field)!r}")
+        if self.memory_pipeline not in MEMORY_PIPELINES:
+            raise UserError(f"memory_pipeline must be one of {', '.join(map(str, MEMORY_PIPELINES))} (register stages "
+                            f"after a buffer read), got {self.memory_pipeline!r}")
+        if self.memory_pipeline and "spram" in (self.act_memory, self.weight_memory):
+            raise UserError(f"memory_pipeline={self.memory_pipeline} registers block-RAM reads; it needs act_memory and "
+                            f"weight_memory 'bram', got {self.act_memory!r} and {self.weight_memory!r}")
         if self.act_buffer_bits < 2 * self.datapath:
             raise UserError(f"act_buffer_bits must hold at least two {self.datapath}-bit words, got {self.act_buffer_bits!r}")
         if self.weight_buffer_bits < self.datapath * self.cols:
@@ -226,6 +242,11 @@ class AccelConfig:
         >= 2: a tile's R/2 horizontal pixel pairs, and the line-buffer position of a pair a
         shift and a mask of the map width, no divider)."""
         return self.fuse_pool and self.rows >= 2 and self.rows & (self.rows - 1) == 0
+
+    @property
+    def read_latency(self) -> int:
+        """Cycles from a registered address at the activation or weight buffer to its read data."""
+        return 1 + self.memory_pipeline
 
     @property
     def lanes(self) -> int:
@@ -367,8 +388,10 @@ VARIANTS: dict[str, AccelConfig] = {
                              max_channels=64, max_height=32, max_width=32, max_dense_inputs=1024, max_classes=16,
                              pp_channels=512),
     # ECP5-85F: ~3.7 Mb of block RAM; the paper's typical case M = 2 Mb (1 Mb each way).
+    # The buffers fill most of the device's 208 block RAMs, spread over the die: their reads are
+    # registered twice (next to each block RAM, then after the piece mux) so they do not bound Fmax.
     "ulx3s": _DEFAULT.replace(name="ulx3s", rows=8, cols=8, act_buffer_bits=1024 * 1024,
-                              weight_buffer_bits=1024 * 1024),
+                              weight_buffer_bits=1024 * 1024, memory_pipeline=2),
     # iCE40 UP5K: 1 Mb SPRAM + 120 kb BRAM, the small-memory case where DRAM traffic decides. The
     # whole accelerator has to fit 5,280 logic cells: one PE (its sequencer, input unit and host
     # link are most of the logic), the activation buffer in two SPRAMs (one per half: 16k × 16

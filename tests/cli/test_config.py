@@ -41,6 +41,8 @@ def test_default_datapath_is_a_multiple(q):
     ({"q": 3, "datapath": 16}, "multiple of q=3, got 16"),
     ({"rows": 0}, "rows must be >= 1, got 0"),
     ({"cols": -1}, "cols must be >= 1, got -1"),
+    ({"memory_pipeline": 3}, "memory_pipeline must be one of 0, 1, 2 (register stages after a buffer read), got 3"),
+    ({"memory_pipeline": 1, "act_memory": "spram"}, "needs act_memory and weight_memory 'bram', got 'spram' and 'bram'"),
 ])
 def test_bad_values_name_the_value(changes, fragment):
     with pytest.raises(UserError, match=fragment.replace("(", r"\(").replace(")", r"\)")):
@@ -54,6 +56,9 @@ def test_json_round_trip(tmp_path):
     assert AccelConfig.load(path) == cfg
     data = json.loads(path.read_text())
     assert data["derived"]["p"] == cfg.parallelism
+    assert data["memory_pipeline"] == 2 and cfg.read_latency == 3
+    # a field at its default stays out of the JSON (and so out of config_id)
+    assert "memory_pipeline" not in json.loads(variant("tiny").to_json())
 
 
 def test_load_rejects_wrong_files(tmp_path):

@@ -4,7 +4,7 @@ import numpy as np
 from amaranth.sim import Simulator
 
 from qjoule.config import AccelConfig
-from qjoule.gateware.buffers import ActivationBuffer, WideBuffer
+from qjoule.gateware.buffers import ActivationBuffer, PipelinedMemory, WideBuffer, bram_piece_depth
 from qjoule.program import layout_codes
 
 
@@ -93,6 +93,59 @@ def test_wide_buffer():
 
     _run(dut, bench)
     assert got == [3, (1 << 39) | 7]
+
+
+def test_bram_piece_depths_follow_the_dp16kd_geometry():
+    # 16k x 1, 8k x 2, 4k x 4 (3-bit lanes too), 2k x 9, 1k x 18 and anything wider
+    assert [bram_piece_depth(g) for g in (1, 2, 3, 4, 5, 8, 9, 10, 16, 128)] == \
+        [16384, 8192, 4096, 4096, 2048, 2048, 2048, 1024, 1024, 1024]
+
+
+def test_pipelined_memory_reads_after_its_latency_across_pieces():
+    """A read issued every cycle returns, 1 + pipeline cycles later, what a reference memory
+    holds, while random lane writes land anywhere, across piece boundaries too (a 2,500-word
+    memory: pieces of 2,048 + 452 words at 8-bit lanes, 1,024 + 1,024 + 452 at whole words). A
+    write is seen by reads issued the next cycle, or two cycles later with pipeline 2 (its write
+    port is registered per piece)."""
+    rng = np.random.default_rng(3)
+    depth, width = 2500, 16
+    init = [int(v) for v in rng.integers(0, 1 << width, size=depth)]
+    for gran, pipeline, pieces in ((8, 0, 1), (8, 1, 1), (8, 2, 2), (16, 2, 3)):
+        dut = PipelinedMemory(width, depth, granularity=gran, pipeline=pipeline, init=init)
+        assert len(dut.pieces) == pieces
+        lanes = width // gran
+        # addresses around the piece boundaries, so reads often meet recent writes
+        spots = [0, 1, 1023, 1024, 1025, 2047, 2048, 2049, 2499, int(rng.integers(0, depth))]
+        ops = [(int(rng.choice(spots)), int(rng.choice(spots)), int(rng.integers(0, 1 << width)),
+                int(rng.integers(0, 1 << lanes))) for _ in range(400)]
+        got = []
+
+        async def bench(ctx):
+            for rd_addr, wr_addr, data, en in ops:
+                ctx.set(dut.rd_addr, rd_addr)
+                ctx.set(dut.wr_addr, wr_addr)
+                ctx.set(dut.wr_data, data)
+                ctx.set(dut.wr_en, en)
+                await ctx.tick()
+                got.append(ctx.get(dut.rd_data))
+            ctx.set(dut.wr_en, 0)
+            for _ in range(pipeline):
+                await ctx.tick()
+                got.append(ctx.get(dut.rd_data))
+
+        _run(dut, bench)
+        write_lag = 2 if pipeline == 2 else 1
+        mem, applied, reads = list(init), 0, []
+        for k, (rd_addr, _, _, _) in enumerate(ops):
+            while applied <= k - write_lag:
+                _, wa, wd, we = ops[applied]
+                for lane in range(lanes):
+                    if we >> lane & 1:
+                        mask = ((1 << gran) - 1) << (lane * gran)
+                        mem[wa] = (mem[wa] & ~mask) | (wd & mask)
+                applied += 1
+            reads.append(mem[rd_addr])
+        assert got[pipeline:] == reads, (gran, pipeline)
 
 
 # -- SPRAM-backed buffers (act_memory / weight_memory "spram": the SB_SPRAM256KA model) ------------

@@ -21,9 +21,9 @@ def _images(n, seed=0):
     return np.random.default_rng(seed).integers(0, 256, size=(n, 1, 8, 8), dtype=np.uint8)
 
 
-@pytest.mark.parametrize("q, width", [(1, 16), (2, 8), (4, 12), (8, 8)])
-def test_digits_network_every_layer(accel_run, q, width):
-    cfg = variant("tiny", q=q)
+@pytest.mark.parametrize("q, width, memory_pipeline", [(1, 16, 0), (2, 8, 0), (4, 12, 0), (8, 8, 0), (1, 16, 2)])
+def test_digits_network_every_layer(accel_run, q, width, memory_pipeline):
+    cfg = variant("tiny", q=q, memory_pipeline=memory_pipeline)
     model = random_model((1, 8, 8), 10, 1, width, q, seed=q)
     images = _images(1, seed=q)
     decoded, ref, _ = accel_run(model, cfg, images)
@@ -112,12 +112,15 @@ def test_width32_network_on_the_unsized_ulx3s_config():
     assert np.array_equal(logits, ref.logits[0])
 
 
-def test_r8_network_on_14_7_3_wide_maps_every_layer(accel_run):
+@pytest.mark.parametrize("memory_pipeline", [0, 1, 2])
+def test_r8_network_on_14_7_3_wide_maps_every_layer(accel_run, memory_pipeline):
     # ulx3s rows (R = 8) on maps whose widths are not multiples of R: 14x14 -> pool 7x7 -> pool 3x3.
     # Raster tiles span row ends on every conv, the vector pool writes rows of 7 and 3 words
-    # across bank wraps, the dense layer walks a 3x3 map (row 0 only).
+    # across bank wraps, the dense layer walks a 3x3 map (row 0 only). With memory_pipeline the
+    # conv, pool and dump reads come 1 + memory_pipeline cycles after their addresses.
     model = random_model((1, 14, 14), 10, 1, 8, 4, seed=8)
-    cfg = size_for_model(model, variant("tiny", q=4, rows=8, cols=4), keep={"rows", "cols"})
+    cfg = size_for_model(model, variant("tiny", q=4, rows=8, cols=4, memory_pipeline=memory_pipeline),
+                         keep={"rows", "cols"})
     images = np.random.default_rng(8).integers(0, 256, size=(1, 1, 14, 14), dtype=np.uint8)
     decoded, ref, _ = accel_run(model, cfg, images, gap_seed=2)
     logits, layers = decoded[0]

@@ -44,13 +44,15 @@ def test_trained_digits_network(trained, tmp_path, q):
     _assert_all_match(tb)
 
 
-@pytest.mark.parametrize("q", [3, 5])
-def test_random_network(tmp_path, q):
+@pytest.mark.parametrize("q, memory_pipeline", [(3, 0), (5, 0), (4, 2)])
+def test_random_network(tmp_path, q, memory_pipeline):
+    # (memory_pipeline 2: the ulx3s board's registered buffer reads, on the tiny array)
     model = intmodel.random_model((1, 8, 8), 10, 1, 8, q, seed=q)
     path = tmp_path / "model.qjm"
     intmodel.save(model, path)
     images = np.random.default_rng(q).integers(0, 256, size=(2, 1, 8, 8), dtype=np.uint8)
-    tb, outcome, _ = run_jobs([{"model": path, "images": images}], variant("tiny", q=q), tmp_path / "sim", seed=q)
+    cfg = variant("tiny", q=q, memory_pipeline=memory_pipeline)
+    tb, outcome, _ = run_jobs([{"model": path, "images": images}], cfg, tmp_path / "sim", seed=q)
     assert outcome.passed
     _assert_all_match(tb)
 
