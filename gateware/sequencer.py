@@ -524,16 +524,35 @@ class Sequencer(wiring.Component):
         m.d.comb += chain_ok.eq(~is_dense if R >= 2 else 0)
         m.d.comb += copying.eq((feeder_idle | (feed_last & chain_ok)) & hold_valid.bit_select(rd_ptr, 1)
                                & meta_fifo.w_rdy)
-        pp_ready = Signal()
-        m.d.comb += pp_ready.eq(pps[0].i.ready)
+        pp_ready = Signal()     # the row presented this cycle is taken
+        feed_valid = Signal()   # the feeder presents a row (FEED)
+        # With pipelined buffers (the large-device setting), a one-row skid register per column
+        # sits in front of its unit, so the feeder sees a flop as ready (not the units' stall
+        # logic across the die) and each column's skid follows its own unit.
+        skid = cfg.memory_pipeline > 0
+        skid_probe = {}
+        if not skid:
+            m.d.comb += pp_ready.eq(pps[0].i.ready)
         for c, pp in enumerate(pps):
-            m.d.comb += [
-                pp.i.payload.acc.eq(Array(feed_acc[r * C + c] for r in range(R))[feed_row]),
-                pp.i.payload.mult.eq(P.cols[c].mult),
-                pp.i.payload.bias.eq(P.cols[c].bias),
-                pp.i.payload.shift.eq(L.shift),
-                pp.i.payload.act.as_value().eq(L.act),
-            ]
+            row = [Array(feed_acc[r * C + c] for r in range(R))[feed_row], P.cols[c].mult, P.cols[c].bias]
+            ports = [pp.i.payload.acc, pp.i.payload.mult, pp.i.payload.bias]
+            if not skid:
+                m.d.comb += [port.eq(value) for port, value in zip(ports, row)]
+                m.d.comb += pp.i.valid.eq(feed_valid)
+            else:
+                held = Signal(name=f"skid{c}_valid")
+                regs = [Signal.like(port, name=f"skid{c}_{name}") for port, name in zip(ports, ("acc", "mult", "bias"))]
+                m.d.comb += [port.eq(Mux(held, reg, value)) for port, reg, value in zip(ports, regs, row)]
+                m.d.comb += pp.i.valid.eq(feed_valid | held)
+                with m.If(held):
+                    with m.If(pp.i.ready):
+                        m.d.sync += held.eq(0)
+                with m.Elif(feed_valid & ~pp.i.ready):
+                    m.d.sync += [held.eq(1), *[reg.eq(value) for reg, value in zip(regs, row)]]
+                if c == 0:
+                    m.d.comb += pp_ready.eq(~held)
+                    skid_probe = {"skid_held": held}
+            m.d.comb += [pp.i.payload.shift.eq(L.shift), pp.i.payload.act.as_value().eq(L.act)]
             if cfg.mixed:
                 m.d.comb += pp.i.payload.q_out.eq(L.clamp_q)
         params_now = Signal(param_layout(cfg))
@@ -555,8 +574,7 @@ class Sequencer(wiring.Component):
                     take_hold()
                     m.next = "FEED"
             with m.State("FEED"):
-                for pp in pps:
-                    m.d.comb += pp.i.valid.eq(1)
+                m.d.comb += feed_valid.eq(1)
                 m.d.comb += feed_last.eq(pp_ready & (feed_row == n_rows - 1))
                 with m.If(pp_ready):
                     m.d.sync += feed_row.eq(feed_row + 1)
@@ -785,7 +803,8 @@ class Sequencer(wiring.Component):
         self.probes = {"issue": issue, "tile_last": tile_last, "hold_valid": hold_valid, "inflight": inflight,
                        "feeder_idle": feeder_idle, "writer_idle": writer_idle, "codes_full": codes_full,
                        "kh": kh, "kw": kw, "to": to, "fifo_rdy": meta_fifo.r_rdy, "copying": copying, "j": j,
-                       "en": en_d, "row_valid": rowv_d, "lane_valid": lanev_d, "rot": rot_now}
+                       "en": en_d, "row_valid": rowv_d, "lane_valid": lanev_d, "rot": rot_now,
+                       **skid_probe}
 
         def step(k):
             """A constant step of k raster positions as (address part, bank part)."""

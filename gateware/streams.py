@@ -31,8 +31,11 @@ class SimResult:
 
 
 def simulate(dut, words: Sequence[int], n_out: int, *, gap_seed: int | None = None, runs: int = 1,
-             max_cycles: int = 2_000_000, vcd: str | None = None, mark: int | None = None) -> SimResult:
-    """Run `dut` (a QjouleAccel) until `runs` runs have ended and `n_out` output words arrived."""
+             max_cycles: int = 2_000_000, vcd: str | None = None, mark: int | None = None,
+             monitors: Sequence = ()) -> SimResult:
+    """Run `dut` (a QjouleAccel) until `runs` runs have ended and `n_out` output words arrived.
+    `monitors`: async functions of the simulator context run alongside (background processes
+    that watch internal signals)."""
     rng = random.Random(gap_seed)
     outputs: list[int] = []
     stats: dict[int, list[int]] = {}
@@ -84,6 +87,8 @@ def simulate(dut, words: Sequence[int], n_out: int, *, gap_seed: int | None = No
     sim.add_clock(1e-8)
     sim.add_testbench(source)
     sim.add_testbench(sink)
+    for monitor in monitors:
+        sim.add_process(monitor)
     if vcd:
         with sim.write_vcd(vcd):
             sim.run()

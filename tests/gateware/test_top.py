@@ -128,3 +128,31 @@ def test_r8_network_on_14_7_3_wide_maps_every_layer(accel_run, memory_pipeline):
     for name, codes in layers.items():
         assert np.array_equal(codes, ref.outputs[name][0]), name
     assert np.array_equal(logits, ref.logits[0])
+
+
+def test_skid_rows_under_output_backpressure_stay_exact():
+    # memory_pipeline puts a one-row skid register in front of each post-processing unit. The
+    # logits layer of a width-8 digits network has 2-cycle tiles and 4-word logit bursts, so with
+    # a stalling output stream the units stall and the skid takes rows: they must come out exact.
+    from qjoule.gateware.streams import simulate
+    from qjoule.gateware.top import QjouleAccel
+
+    cfg = variant("tiny", q=4, memory_pipeline=2)
+    model = random_model((1, 8, 8), 10, 1, 8, 4, seed=11)
+    prog = encode(model, cfg, debug=False)
+    images = _images(2, seed=5)
+    dut = QjouleAccel(cfg)
+    held = [0]
+
+    async def watch(ctx):
+        async for _, _, value in ctx.tick().sample(dut.sequencer.probes["skid_held"]):
+            held[0] += value
+
+    words = list(prog.setup_words) + [w for image in images for w in prog.image_words(image)]
+    n = prog.output_word_count()
+    res = simulate(dut, words, 2 * n, gap_seed=7, runs=2, monitors=[watch])
+    ref = golden.run(model, images)
+    assert held[0] > 0
+    for i in range(2):
+        logits, _ = prog.decode(res.outputs[i * n:(i + 1) * n])
+        assert np.array_equal(logits, ref.logits[i])
