@@ -313,3 +313,18 @@ def test_fused_pool_at_the_output_maps_mode(accel_run, qs, rows):
     for name, codes in layers.items():
         assert np.array_equal(codes, x.outputs[name][0]), name
     assert np.array_equal(logits, x.logits[0])
+
+
+@pytest.mark.parametrize("pipeline", [1, 2])
+def test_fused_pool_with_registered_buffer_reads(model_builder, accel_run, pipeline):
+    # memory_pipeline (the ulx3s variant's 2): reads come later and the drain waits on skid rows;
+    # the fused writer's own pipeline is unchanged. 28 then 14 wide on R = 8, every dump compared.
+    cfg = _cfg(4, 8, 2, max_width=32, memory_pipeline=pipeline)
+    model = model_builder(4, (1, 4, 28), [4, 3], classes=3, seed=40 + pipeline, pool_after=(0, 1))
+    image = np.random.default_rng(pipeline).integers(0, 256, size=(1, 4, 28), dtype=np.uint8)
+    (logits, layers), = accel_run(model, cfg, [image], gap_seed=pipeline)[0]
+    x = golden.run(model, image[None])
+    assert set(layers) == {"P0", "P1"}
+    for name in layers:
+        assert np.array_equal(layers[name], x.outputs[name][0]), name
+    assert np.array_equal(logits, x.logits[0])
