@@ -514,7 +514,21 @@ class Sequencer(wiring.Component):
         # the next slot's tile parameters, read ahead (its pending meta is stable from its issue)
         rd_meta = Signal(meta_layout)
         m.d.comb += rd_meta.eq(Mux(rd_ptr, pending[1], pending[0]))
-        m.d.comb += self.params.rd_addr.eq(L.param_base + rd_meta.to)
+        if not cfg.memory_pipeline:
+            m.d.comb += self.params.rd_addr.eq(L.param_base + rd_meta.to)
+        else:
+            # Pipelined: the address registered too, so the words of the slot rd_ptr points to are
+            # there param_lag cycles after it flips (or its pending meta was written, which the
+            # capture delay covers); `param_settled` holds the next take back until then.
+            m.d.sync += self.params.rd_addr.eq(L.param_base + rd_meta.to)
+            param_lag = 2 + cfg.read_latency
+            since_take = Signal(range(param_lag + 1))
+            param_settled = Signal()
+            m.d.comb += param_settled.eq(since_take == param_lag)
+            with m.If(copying):
+                m.d.sync += since_take.eq(1)
+            with m.Elif(~param_settled):
+                m.d.sync += since_take.eq(since_take + 1)
         feeder_idle = Signal()
         # The feeder takes the next hold slot in the cycle its last row enters the units (R
         # cycles a tile, not R + 1), except where the param read-ahead would not have settled: a
@@ -522,8 +536,8 @@ class Sequencer(wiring.Component):
         feed_last = Signal()
         chain_ok = Signal()
         m.d.comb += chain_ok.eq(~is_dense if R >= 2 else 0)
-        m.d.comb += copying.eq((feeder_idle | (feed_last & chain_ok)) & hold_valid.bit_select(rd_ptr, 1)
-                               & meta_fifo.w_rdy)
+        take_ok = (feeder_idle | (feed_last & chain_ok)) & hold_valid.bit_select(rd_ptr, 1) & meta_fifo.w_rdy
+        m.d.comb += copying.eq(take_ok & param_settled if cfg.memory_pipeline else take_ok)
         pp_ready = Signal()     # the row presented this cycle is taken
         feed_valid = Signal()   # the feeder presents a row (FEED)
         # With pipelined buffers (the large-device setting), a one-row skid register per column

@@ -32,10 +32,11 @@ class SimResult:
 
 def simulate(dut, words: Sequence[int], n_out: int, *, gap_seed: int | None = None, runs: int = 1,
              max_cycles: int = 2_000_000, vcd: str | None = None, mark: int | None = None,
-             monitors: Sequence = ()) -> SimResult:
+             monitors: Sequence = (), out_stall: float = 0.3) -> SimResult:
     """Run `dut` (a QjouleAccel) until `runs` runs have ended and `n_out` output words arrived.
-    `monitors`: async functions of the simulator context run alongside (background processes
-    that watch internal signals)."""
+    With `gap_seed`, the input has random gaps and the output is not ready in a random
+    `out_stall` share of the cycles. `monitors`: async functions of the simulator context run
+    alongside (background processes that watch internal signals)."""
     rng = random.Random(gap_seed)
     outputs: list[int] = []
     stats: dict[int, list[int]] = {}
@@ -58,7 +59,7 @@ def simulate(dut, words: Sequence[int], n_out: int, *, gap_seed: int | None = No
         cycles, last_mac = 0, 0
         ended, was_busy = 0, False
         while cycles < max_cycles:
-            ready = 1 if gap_seed is None else int(rng.random() >= 0.3)
+            ready = 1 if gap_seed is None else int(rng.random() >= out_stall)
             ctx.set(dut.o.ready, ready)
             valid, payload, busy, layer, mac = (ctx.get(dut.o.valid), ctx.get(dut.o.payload), ctx.get(dut.busy),
                                                 ctx.get(dut.layer), ctx.get(dut.mac_cycles))

@@ -60,7 +60,8 @@ class QjouleAccel(wiring.Component):
         m.submodules.act = act = ActivationBuffer(cfg)
         m.submodules.weights = wbuf = WideBuffer(unsigned(weight_word_bits(cfg)), cfg.weight_words,
                                                  memory=cfg.weight_memory, pipeline=cfg.memory_pipeline)
-        m.submodules.params = pbuf = WideBuffer(unsigned(param_word_bits(cfg)), param_words(cfg))
+        m.submodules.params = pbuf = WideBuffer(unsigned(param_word_bits(cfg)), param_words(cfg),
+                                                pipeline=cfg.memory_pipeline)
         # The layer table: whole entries, or (layer_table "words") the PROGRAM section's words as
         # they arrive, which the sequencer assembles in FETCH (a 32-bit table fits a few EBRs).
         words_table = cfg.layer_table == "words"
