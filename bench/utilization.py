@@ -5,10 +5,12 @@ factor), i.e. it measures the schedule rather than the Q-bit datapath's pixel pe
 
 Runs random networks of the topology family through `QjouleAccel` in the Amaranth simulator
 (logits only, no debug dump), checks the logits against the golden model, and prints a table per
-network plus the whole-network figure; writes everything to JSON. `schedule` is what the layer's
+network plus the whole-network figure; writes everything to JSON. A conv with a fused max-pool
+(config `fuse_pool`, the default where R is a power of two) is one layer, named "A1+A.pool";
+`--no-fuse-pool` runs every pool as its own layer (the figures before fusion). `schedule` is what the layer's
 loop nest alone costs (`schedule_cycles`), so cycles − schedule is setup and drain overhead.
 
-    .venv/bin/python bench/utilization.py [--quick] [--out bench/utilization.json]
+    .venv/bin/python bench/utilization.py [--quick] [--no-fuse-pool] [--out bench/utilization.json]
 """
 
 from __future__ import annotations
@@ -37,9 +39,9 @@ CASES = [
 QUICK = [CASES[2]]
 
 
-def run_case(name, base, q, shape, blocks, width, rows, cols, seed=0):
+def run_case(name, base, q, shape, blocks, width, rows, cols, seed=0, fuse_pool=True):
     changes = {k: v for k, v in (("rows", rows), ("cols", cols)) if v is not None}
-    cfg = variant(base, q=q, **changes)
+    cfg = variant(base, q=q, fuse_pool=fuse_pool, **changes)
     model = random_model(shape, 10, blocks, width, q, seed=seed)
     # buffers sized so every layer's weights stay on chip: this measures the compute schedule
     # (external weights would add their stream-in time, which is DRAM traffic, not MAC utilization)
@@ -59,7 +61,7 @@ def run_case(name, base, q, shape, blocks, width, rows, cols, seed=0):
         ideal = plan.macs / p
         # the first layer's 8-bit pixels need ceil(8/Q) passes through the Q-bit lanes (paper §III)
         hw_ideal = ideal * (cfg.first_layer_passes if i == 0 else 1)
-        rows_out.append({"layer": plan.name, "kind": plan.kind, "macs": plan.macs, "ideal_cycles": ideal,
+        rows_out.append({"layer": plan.label, "kind": plan.kind, "macs": plan.macs, "ideal_cycles": ideal,
                          "schedule_cycles": schedule_cycles(plan, cfg, prog.fold),
                          "ideal_cycles_with_passes": hw_ideal, "cycles": cycles, "array_cycles": mac_cycles,
                          "utilization": ideal / cycles if cycles and plan.macs else None,
@@ -98,14 +100,14 @@ def print_case(r):
     cfg = r["config"]
     print(f"\n{r['name']}: q={cfg['q']} D={cfg['datapath']} R={cfg['rows']} C={cfg['cols']} p={r['p']}  "
           f"logits {'match' if r['match'] else 'MISMATCH'} golden  ({r['sim_seconds']} s simulated)")
-    print(f"  {'layer':>8} {'kind':>10} {'MACs':>9} {'ideal':>9} {'schedule':>9} {'cycles':>8} {'util':>7} {'util(P)':>8}")
+    print(f"  {'layer':>10} {'kind':>10} {'MACs':>9} {'ideal':>9} {'schedule':>9} {'cycles':>8} {'util':>7} {'util(P)':>8}")
     for row in r["layers"]:
         util = f"{row['utilization']:.1%}" if row["utilization"] is not None else "-"
         util_p = f"{row['utilization_with_passes']:.1%}" if row["utilization"] is not None else "-"
-        print(f"  {row['layer']:>8} {row['kind']:>10} {row['macs']:>9} {row['ideal_cycles']:>9.0f} "
+        print(f"  {row['layer']:>10} {row['kind']:>10} {row['macs']:>9} {row['ideal_cycles']:>9.0f} "
               f"{row['schedule_cycles']:>9} {row['cycles']:>8} "
               f"{util:>7} {util_p:>8}")
-    print(f"  {'network':>8} {'':>10} {'':>9} {r['total_ideal_cycles']:>9.0f} "
+    print(f"  {'network':>10} {'':>10} {'':>9} {r['total_ideal_cycles']:>9.0f} "
           f"{sum(row['schedule_cycles'] for row in r['layers']):>9} {r['total_cycles']:>8} {r['utilization']:>7.1%}")
     print(f"  image load (first-layer fold {r['fold']}): {r['image_load_cycles']} cycles before the run starts "
           f"(not in the network total; with it: {r['utilization_with_image_load']:.1%})")
@@ -115,12 +117,13 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="one small case only")
     ap.add_argument("--case", action="append", default=None, help="run only the named case(s)")
+    ap.add_argument("--no-fuse-pool", action="store_true", help="run every max-pool as its own layer (config fuse_pool off)")
     ap.add_argument("--out", default="bench/utilization.json")
     args = ap.parse_args(argv)
     results = []
     cases = [c for c in CASES if c[0] in args.case] if args.case else (QUICK if args.quick else CASES)
     for case in cases:
-        r = run_case(*case)
+        r = run_case(*case, fuse_pool=not args.no_fuse_pool)
         print_case(r)
         results.append(r)
     print(f"\n{'case':>24} {'hidden 3x3 convs':>24} {'network':>8} {'+image load':>12}")

@@ -23,6 +23,12 @@ entry (`qjoule.program.LAYER_FIELDS`) and runs one of
   R/2 output words of one output row per two cycles (the R consecutive input positions of one
   input row per cycle); otherwise one word per two cycles (R = 2 or odd) or four (R = 1).
   Positions are (address, bank) pairs stepped by additions with a wrap.
+- **conv3x3 with a fused max-pool** (`fused_pool`, configs with `pool_fusion`: R a power of two,
+  the encoder fuses a conv and the 2×2 max-pool after it on maps of even width): the conv as
+  above; the writer stores the pooled map. A tile's rows 2k, 2k + 1 are a horizontal pair; the
+  writer maxes each pair, keeps the maxima in a line buffer (R/2 banks, a slot per tile, a
+  delay line of pairs) and, for pairs on odd conv rows, maxes with the vertical partner W/2 pairs
+  back and writes the pooled pixel (see "fused max-pool" below, docs/interface.md).
 
 A first layer folded by the input unit (`fold_w`/`fold_h`, see `qjoule.program.fold_image`)
 issues only the centre column (or centre) of taps. A finished tile's R·C accumulators are
@@ -44,11 +50,13 @@ from __future__ import annotations
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Shape, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFO
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from qjoule.config import PP_MULT_BITS, AccelConfig
-from qjoule.program import (KIND_DENSE, KIND_POOL, LAYER_FIELDS, MAX_LAYERS, MIXED_LAYER_FIELDS, PARAM_META_BITS,
-                            PARAM_META_FIELDS, WORD_BITS, layer_fields, layer_words, param_word_bits, param_words)
+from qjoule.program import (FUSE_LAYER_FIELDS, KIND_DENSE, KIND_POOL, LAYER_FIELDS, MAX_LAYERS, MIXED_LAYER_FIELDS,
+                            PARAM_META_BITS, PARAM_META_FIELDS, WORD_BITS, layer_fields, layer_words, line_buffer_shape,
+                            param_word_bits, param_words)
 
 from .array import MacArray
 from .buffers import activation_buffer_signature, wide_buffer_signature
@@ -60,7 +68,8 @@ __all__ = ["Sequencer", "layer_layout", "param_layout", "table_signature"]
 def layer_layout(cfg: AccelConfig | None = None) -> data.StructLayout:
     """A layer-table entry as the hardware for `cfg` holds it (`program.layer_fields`: the
     per-layer-mode fields only with q_modes; None: the single-Q entry)."""
-    fields = [f for f in LAYER_FIELDS if f[0] not in MIXED_LAYER_FIELDS] if cfg is None else layer_fields(cfg)
+    fields = ([f for f in LAYER_FIELDS if f[0] not in MIXED_LAYER_FIELDS + FUSE_LAYER_FIELDS] if cfg is None
+              else layer_fields(cfg))
     return data.StructLayout({name: unsigned(bits) for name, bits in fields})
 
 
@@ -199,8 +208,12 @@ class Sequencer(wiring.Component):
         hold_valid = Signal(2)
         # obase: the output address of the tile's pixels (all R in distinct banks, same address);
         # rows: which of its R pixels exist (the last tile of a map may be partial)
+        fusion = cfg.pool_fusion
+        half = R // 2
+        # emit (pool fusion): pair k of the tile (rows 2k, 2k + 1) is on an odd conv row, so its
+        # pooled pixel is complete (its vertical partner is the even row above)
         meta_layout = data.StructLayout({"to": unsigned(Shape.cast(n_out_tiles).width), "rows": unsigned(R),
-                                         "obase": unsigned(A)})
+                                         "obase": unsigned(A), **({"emit": unsigned(half)} if fusion else {})})
         pending = [Signal(meta_layout, name=f"pending{k}") for k in range(2)]  # per slot, from its issue
         iss_ptr, cap_ptr, rd_ptr = Signal(), Signal(), Signal()
         inflight = Signal()
@@ -648,6 +661,101 @@ class Sequencer(wiring.Component):
         drain_idle = Signal()
         m.d.comb += drain_idle.eq(~hold_valid.any() & feeder_idle & ~meta_fifo.r_rdy & writer_idle)
 
+        # -- fused max-pool in the writer (cfg.pool_fusion, layers with `fused_pool`) -----------
+        # A conv tile's R rows are R/2 horizontal pairs (W even, the tile start t·R even): pair k
+        # = rows 2k, 2k + 1, pair index p = t·R/2 + k. The writer takes the lane-wise max of each
+        # pair (at the output map's mode) and stores it in the line buffer, bank k, slot t; a pair
+        # on an odd conv row (`emit`) also takes the max with its vertical partner, W/2 = a·R/2 + b
+        # pairs back: bank (k − b) mod R/2 of slot t − a (k >= b) or t − a − 1 (k < b), or, with
+        # a = 0 and k >= b, pair k − b of the same tile (bypassed: it is written in this cycle). The
+        # emitted pairs of all tiles, in order, are the pooled map's pixels in raster order, so a
+        # running position (oq, os) places them: the m-th emitted pair of a tile at position
+        # (oq, os) + m, one bank each (at most R/2 < R). Three stages per group step: 0 forms the
+        # maxima and the registered line-buffer addresses, 1 waits for the read, 2 combines and
+        # forms the (registered) activation-buffer writes. Per tile the writer still takes
+        # 1 + n_groups cycles, as unfused.
+        fuse_r = Signal()
+        fv_a, fv_b = Signal(), Signal()
+        f_wdata = [Signal(D, name=f"f_wdata{b}") for b in range(R)]
+        f_waddr = [Signal(A + 2, name=f"f_waddr{b}") for b in range(R)]
+        fo_en_b = Signal(R)
+        flen_b = Signal(cfg.write_lanes)
+        fuse_setup = []
+        fuse_tile_end = []
+        if fusion:
+            lb_banks, gbits, sbits = line_buffer_shape(cfg)
+            hb = half.bit_length() - 1            # R/2 = 2^hb
+            lb_rd, lb_wr = [], []
+            for k in range(half):
+                mem = Memory(shape=unsigned(D), depth=1 << (gbits + sbits), init=[])
+                m.submodules[f"line{k}"] = mem
+                lb_rd.append(mem.read_port())
+                lb_wr.append(mem.write_port(granularity=cfg.write_granularity))
+            ws, rs_lo, rs_hi = Signal(sbits), Signal(sbits), Signal(sbits)   # slots t, t − a, t − a − 1
+            f_ext = Signal(half)       # bank j reads slot t − a − 1 (j >= R/2 − b)
+            f_byp = Signal(half)       # bank j's partner is in this tile (a = 0, j < R/2 − b)
+            f_rot = Signal(range(half))    # b
+            oq, os_ = Signal(A + 2), Signal(range(R))   # the pooled position of the tile's first emitted pair
+            wo = L.width >> 1
+            pa, pb = wo >> hb, wo & (half - 1)
+            fuse_setup = [fuse_r.eq(L.fused_pool), ws.eq(0), rs_lo.eq(-pa), rs_hi.eq(-pa - 1), f_rot.eq(pb),
+                          f_ext.eq(Cat(*[pb >= half - jb for jb in range(half)])),
+                          f_byp.eq(Cat(*[(pa == 0) & (pb < half - jb) for jb in range(half)])),
+                          oq.eq(0), os_.eq(0)]
+            # stage 0
+            pm = [Signal(D, name=f"f_pm{k}") for k in range(half)]
+            for k in range(half):
+                _lane_max(m, cfg, out_idx, Const(1), pm[k], [d_wdata[2 * k], d_wdata[2 * k + 1]], Const(0, D))
+            f_grp = Signal(16)
+            m.d.comb += f_grp.eq(W.p.group_first + wk)
+            f_go = Signal()
+            m.d.comb += f_go.eq(drain_writing & fuse_r)
+            emit = W.t.emit
+            # where the tile's pairs go: the m-th emitted pair to position os + m (bank, wrap past R − 1)
+            rank = [sum(emit[i] for i in range(k)) if k else Const(0) for k in range(half)]
+            o_sel = [Signal(range(half), name=f"f_sel{b}") for b in range(R)]
+            o_en, o_wrap = Signal(R), Signal(R)
+            for b in range(R):
+                for k in reversed(range(half)):   # (at most one pair per bank)
+                    u = os_ + rank[k]
+                    hit = emit[k] & ((u == b) | (u == b + R))
+                    with m.If(hit):
+                        m.d.comb += [o_sel[b].eq(k), o_en[b].eq(1), o_wrap[b].eq(u >= R)]
+            for k in range(half):
+                m.d.sync += [lb_wr[k].addr.eq(Cat(f_grp[:gbits], ws)), lb_wr[k].data.eq(pm[k]),
+                             lb_wr[k].en.eq(Mux(f_go & W.t.rows[2 * k], d_wen[2 * k], 0)),
+                             lb_rd[k].addr.eq(Cat(f_grp[:gbits], Mux(f_ext[k], rs_hi, rs_lo)))]
+            # stage 1 (`_a`) and 2 (`_b`)
+            pm_a = [Signal(D, name=f"f_pm_a{k}") for k in range(half)]
+            pm_b = [Signal(D, name=f"f_pm_b{k}") for k in range(half)]
+            len_a = Signal(cfg.write_lanes)
+            oaddr_a, oaddr_b = Signal(A + 2), Signal(A + 2)
+            sel_a = [Signal(range(half), name=f"f_sel_a{b}") for b in range(R)]
+            sel_b = [Signal(range(half), name=f"f_sel_b{b}") for b in range(R)]
+            en_fa, wrap_a, wrap_b = Signal(R), Signal(R), Signal(R)
+            m.d.sync += [fv_a.eq(f_go), len_a.eq(d_wen[0]), oaddr_a.eq(oq + f_grp), en_fa.eq(o_en), wrap_a.eq(o_wrap),
+                         *[pm_a[k].eq(pm[k]) for k in range(half)], *[sel_a[b].eq(o_sel[b]) for b in range(R)]]
+            m.d.sync += [fv_b.eq(fv_a), flen_b.eq(len_a), oaddr_b.eq(oaddr_a), fo_en_b.eq(en_fa), wrap_b.eq(wrap_a),
+                         *[pm_b[k].eq(pm_a[k]) for k in range(half)], *[sel_b[b].eq(sel_a[b]) for b in range(R)]]
+            src = [Signal(D, name=f"f_src{jb}") for jb in range(half)]
+            for jb in range(half):
+                m.d.comb += src[jb].eq(Mux(f_byp[jb], pm_b[jb], lb_rd[jb].data))
+            out = [Signal(D, name=f"f_out{k}") for k in range(half)]
+            for k in range(half):
+                partner = Signal(D, name=f"f_partner{k}")
+                m.d.comb += partner.eq(Array(src[(k - r) % half] for r in range(half))[f_rot] if half > 1 else src[0])
+                _lane_max(m, cfg, out_idx, Const(1), out[k], [pm_b[k], partner], Const(0, D))
+            for b in range(R):
+                m.d.comb += [f_wdata[b].eq(Array(out)[sel_b[b]] if half > 1 else out[0]),
+                             f_waddr[b].eq(oaddr_b + Mux(wrap_b[b], L.out_groups, 0))]
+            # a pixel tile's last output tile done: the next slot, the pooled position past its emitted pairs
+            n_emit = Signal(range(half + 1))
+            m.d.comb += n_emit.eq(sum(emit[k] for k in range(half)))
+            total = os_ + n_emit
+            with m.If(drain_writing & fuse_r & (wk == W.p.n_groups - 1) & (W.t.to == out_tiles_last)):
+                m.d.sync += [ws.eq(ws + 1), rs_lo.eq(rs_lo + 1), rs_hi.eq(rs_hi + 1),
+                             os_.eq(Mux(total >= R, total - R, total)), oq.eq(oq + Mux(total >= R, L.out_groups, 0))]
+
         # -- dump engine -------------------------------------------------------------------------
         dump_addr = Signal(grp)
         dump_k = Signal(range(R * -(-D // WORD_BITS) + 1))
@@ -684,9 +792,12 @@ class Sequencer(wiring.Component):
             with m.If(pool_writing):
                 m.d.sync += [self.act.wr_addr[b].eq(pool_waddr[b]), self.act.wr_data[b].eq(pool_wdata[b]),
                              self.act.wr_en[b].eq(Mux(pool_wen[b], (1 << cfg.write_lanes) - 1, 0))]
+            with m.Elif(fv_b):
+                m.d.sync += [self.act.wr_addr[b].eq(f_waddr[b]), self.act.wr_data[b].eq(f_wdata[b]),
+                             self.act.wr_en[b].eq(Mux(fo_en_b[b], flen_b, 0))]
             with m.Else():
                 m.d.sync += [self.act.wr_addr[b].eq(d_waddr), self.act.wr_data[b].eq(d_wdata[b]),
-                             self.act.wr_en[b].eq(Mux(drain_writing & rows_ok[b], d_wen[b], 0))]
+                             self.act.wr_en[b].eq(Mux(drain_writing & rows_ok[b] & ~fuse_r, d_wen[b], 0))]
 
         # -- issue bookkeeping common to conv/dense -----------------------------------------------
         rot_now = Signal(range(R))   # conv: the tap's bank offset s; dense: the position's bank
@@ -700,6 +811,8 @@ class Sequencer(wiring.Component):
                 m.d.sync += iss_ptr.eq(~iss_ptr)
                 for k in range(2):
                     with m.If(iss_ptr == k):
+                        if fusion:
+                            m.d.sync += pending[k].emit.eq(Cat(*[exists[2 * pr] & pos_h[2 * pr][0] for pr in range(half)]))
                         m.d.sync += [pending[k].to.eq(to), pending[k].rows.eq(tile_rows),
                                      pending[k].obase.eq(tGo)]
         m.d.sync += self.mac_cycles.eq(self.mac_cycles + en_d)
@@ -790,7 +903,7 @@ class Sequencer(wiring.Component):
                              p_o[0].eq(0), p_o[1].eq(0), p_orow[0].eq(0), p_orow[1].eq(0),
                              p_w2[0].eq((L.wdiv_g << 1) + Mux(w2_wrap, L.groups, 0)),
                              p_w2[1].eq(Mux(w2_wrap, w2_total - R, w2_total)),
-                             dump_addr.eq(0), dump_k.eq(0)]
+                             dump_addr.eq(0), dump_k.eq(0), *fuse_setup]
                 with m.If(L.kind == KIND_POOL):
                     m.next = "POOL"
                 with m.Elif(L.kind == KIND_DENSE):
@@ -903,7 +1016,8 @@ class Sequencer(wiring.Component):
             with m.State("FINISH"):
                 # wait for the array pipeline, the hold register, the drain and the pool write
                 m.d.comb += self.busy.eq(1)
-                settled = ~inflight & ~hold_valid.any() & drain_idle & ~p_valid_a & ~p_valid_d & ~en_a & ~en_d & ~wr_pending
+                settled = (~inflight & ~hold_valid.any() & drain_idle & ~p_valid_a & ~p_valid_d & ~en_a & ~en_d
+                           & ~fv_a & ~fv_b & ~wr_pending)
                 if in_flight:
                     settled = settled & ~Cat(*in_flight).any()
                 with m.If(settled):

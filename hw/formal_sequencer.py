@@ -14,7 +14,9 @@ would write it for some layer the config admits (the constraints are the encoder
     positions with G_out groups, weight words T·G_c·9; first layer: fold 1, 3 or 9 (fold_w,
     fold_h), fold·C_in virtual channels of C_in <= max_channels, weight words T·G_c·(9/fold);
     dense: C_in·H·W <= max_dense_inputs, a 1×1 output map, weight words T·H·W·G; logits: the
-    same with C_out <= max_classes, `last`, no output map; pool: H/2 × W/2 with the same groups.
+    same with C_out <= max_classes, `last`, no output map; pool: H/2 × W/2 with the same groups;
+    fused (a config with pool fusion): a hidden conv with `fused_pool`, W even, H >= 2, its output
+    map the pooled H/2 × W/2 one (every other kind has `fused_pool` 0).
 
 Asserted in every cycle of a run: a weight read issued to the array is inside the weight buffer;
 an activation read whose data feeds a valid array row (en, row_valid two cycles after the issue;
@@ -26,7 +28,7 @@ enabled) is inside its bank's half, and the logits layer writes none (its logits
 output stream). tests/hw/test_formal.py shows each kind reaches its reads and writes (or the
 logits layer its reads) within the depth.
 
-Bounded: `SEQ_DEPTH` cycles from reset (the run starts when the free `start` says so), which
+Bounded: `SEQ_DEPTH` cycles from reset (`SEQ_DEPTH_FUSED` for the fused kind) (the run starts when the free `start` says so), which
 covers the first tiles' issue cycles of any such layer but not a whole layer; k-induction over
 the address counters was out of reach.
 """
@@ -43,10 +45,13 @@ from qjoule.program import KIND_CONV, KIND_DENSE, KIND_POOL, bank_depth, param_w
 from .formal import Check
 from .formal_streams import drive_free_inputs, free_inputs
 
-__all__ = ["SEQ_DEPTH", "SequencerBoundsHarness", "sequencer_checks"]
+__all__ = ["SEQ_DEPTH", "SEQ_DEPTH_FUSED", "SequencerBoundsHarness", "sequencer_checks", "seq_depth"]
 
 SEQ_DEPTH = 40
-KINDS = ("conv", "dense", "pool", "first", "logits")
+#: The fused kind's first pooled write needs two conv tiles (an even and an odd conv row), the
+#: drain and the writer's 2-stage pipeline: ~41 cycles on tiny at W = 2.
+SEQ_DEPTH_FUSED = 48
+KINDS = ("conv", "dense", "pool", "first", "logits", "fused")
 
 
 def internal_signal(module, name: str):
@@ -81,7 +86,9 @@ class SequencerBoundsHarness(wiring.Component):
         self._cfg = cfg
         self._addr_bits = max(1, ceil_log2(_bank_depth(cfg)))  # = ActivationBuffer(cfg).addr_bits
         self._seq = Sequencer(cfg, self._addr_bits, cfg.weight_words)
-        self._layout = layer_layout()
+        self._layout = layer_layout(cfg)
+        if kind == "fused" and not cfg.pool_fusion:
+            raise ValueError(f"kind 'fused' needs a config with pool fusion, not {cfg.name!r} (rows={cfg.rows})")
         # the table's read data is the free `entry` below, pinned to a well-formed layer
         free = free_inputs(self._seq, skip=("table__rd_data",))
         free["entry"] = In(self._layout)
@@ -132,14 +139,24 @@ class SequencerBoundsHarness(wiring.Component):
             & ((e.out_groups - 1) * S < c_out) & (c_out <= e.out_groups * S)
             & ((e.out_tiles - 1) * C < c_out) & (c_out <= e.out_tiles * C)
             & (e.param_base + e.out_tiles <= param_words(cfg)))
-        if kind in ("conv", "first"):
+        if kind in ("conv", "first", "fused"):
             taps = 9 // fold if first else 9
+            if kind == "fused":   # the output map is the pooled one
+                out_wdiv, out_tiles_map = self.out_wdiv, self.out_tiles_map
+                out_map = ((e.width[0] == 0) & (e.height >= 2)
+                           & (e.out_height == e.height >> 1) & (e.out_width == e.width >> 1)
+                           & (e.out_wmod < R) & (e.out_width == out_wdiv * R + e.out_wmod)
+                           & (e.out_wdiv_g == out_wdiv * e.out_groups)
+                           & ((out_tiles_map - 1) * R < e.out_height * e.out_width)
+                           & (e.out_height * e.out_width <= out_tiles_map * R)
+                           & (e.out_words == out_tiles_map * e.out_groups))
+            else:
+                out_map = ((e.out_height == e.height) & (e.out_width == e.width) & (e.out_wmod == e.wmod)
+                           & (e.out_wdiv_g == wdiv * e.out_groups) & (e.out_words == in_tiles * e.out_groups))
             layer = (
                 (e.kind == KIND_CONV) & ~e.last & out_channels
                 & (e.tiles == in_tiles) & (e.tile_dh * e.width + e.tile_dw == R) & (e.tile_dw < e.width)
-                & (e.out_height == e.height) & (e.out_width == e.width) & (e.out_wmod == e.wmod)
-                & (e.out_wdiv_g == wdiv * e.out_groups) & (e.out_words == in_tiles * e.out_groups)
-                & (e.weight_words == e.out_tiles * e.pass_groups * taps))
+                & out_map & (e.weight_words == e.out_tiles * e.pass_groups * taps))
         elif kind in ("dense", "logits"):
             last = kind == "logits"
             out_map = ((e.out_words == 0) & (e.out_wdiv_g == 0) & (e.out_wmod == 0) if last else
@@ -164,6 +181,8 @@ class SequencerBoundsHarness(wiring.Component):
                 & (e.tiles == 0) & (e.tile_dh == 0) & (e.tile_dw == 0) & (e.weight_words == 0) & (e.out_tiles == 0))
         m.d.comb += Assume(input_map & layer & (e.out_words <= depth)
                            & (e.weight_base + e.weight_words <= cfg.weight_words))
+        if cfg.pool_fusion:
+            m.d.comb += Assume(e.fused_pool == int(kind == "fused"))
 
         # -- the properties ---------------------------------------------------------------------
         probes = seq.probes
@@ -198,11 +217,16 @@ class SequencerBoundsHarness(wiring.Component):
         return m
 
 
+def seq_depth(kind: str) -> int:
+    """The bound of `kind`'s check: deep enough to reach its reads and writes."""
+    return SEQ_DEPTH_FUSED if kind == "fused" else SEQ_DEPTH
+
+
 def sequencer_checks(cfg: AccelConfig) -> list[Check]:
     notes = {"conv": "hidden conv3x3", "dense": "hidden dense", "pool": "maxpool2x2", "first": "first (pixel) conv3x3, "
-             "any fold", "logits": "last dense (logits)"}
+             "any fold", "logits": "last dense (logits)", "fused": "hidden conv3x3 with a fused 2x2 max-pool"}
     return [Check(f"sequencer.bounds.{kind}.{cfg.name}.q{cfg.q}", "sequencer",
-                  lambda kind=kind: SequencerBoundsHarness(cfg, kind), "bmc", SEQ_DEPTH,
+                  lambda kind=kind: SequencerBoundsHarness(cfg, kind), "bmc", seq_depth(kind),
                   f"{notes[kind]} layer, any well-formed entry: weight and activation reads and activation writes "
-                  f"inside the buffers; bounded {SEQ_DEPTH} cycles")
-            for kind in KINDS]
+                  f"inside the buffers; bounded {seq_depth(kind)} cycles")
+            for kind in KINDS if kind != "fused" or cfg.pool_fusion]

@@ -39,7 +39,8 @@ SPRAM_BITS = 16
 TABLE_KINDS = ("wide", "words")
 #: Fields added after version 1 that appear in the JSON (and so in config_id) only when they are
 #: not at their default: every config written before them keeps its JSON and its Verilog.
-_OPTIONAL_FIELDS = {"act_memory": "bram", "weight_memory": "bram", "layer_table": "wide", "memory_pipeline": 0}
+_OPTIONAL_FIELDS = {"act_memory": "bram", "weight_memory": "bram", "layer_table": "wide", "memory_pipeline": 0,
+                    "fuse_pool": True}
 #: Register stages the activation and weight buffers may add to a read (`memory_pipeline`).
 MEMORY_PIPELINES = (0, 1, 2)
 
@@ -108,6 +109,12 @@ class AccelConfig:
     #: its Verilog exactly the single-Q ones. Otherwise every mode divides `datapath` and `q` is one
     #: of them: the first layer's mode, the width the input unit chunks the pixels at.
     q_modes: tuple[int, ...] = ()
+    #: Fuse a 2×2 max-pool into the conv before it: the conv's writer stores the pooled map (a
+    #: small line buffer holds the even conv rows' pair maxima), so the pool costs no cycles of its
+    #: own. Takes effect where `pool_fusion` holds (rows a power of two >= 2; the encoder fuses
+    #: conv+pool pairs on maps of even width); off: every pool runs as its own layer, the design
+    #: and its program exactly as before the field existed.
+    fuse_pool: bool = True
     name: str = "default"
 
     def __post_init__(self):
@@ -133,6 +140,8 @@ class AccelConfig:
             raise UserError(f"datapath must be a positive multiple of q={self.q}, got {self.datapath!r}")
         if self.datapath > 64:
             raise UserError(f"datapath must be at most 64 bits, got {self.datapath!r}")
+        if not isinstance(self.fuse_pool, bool):
+            raise UserError(f"fuse_pool must be true or false, got {self.fuse_pool!r}")
         if self.weights not in WEIGHT_KINDS:
             raise UserError(f"weights must be one of {', '.join(map(repr, WEIGHT_KINDS))}, got {self.weights!r}")
         self._validate_modes()
@@ -226,6 +235,13 @@ class AccelConfig:
     def write_lanes(self) -> int:
         """Write enables per activation word: D / write_granularity (S when uniform)."""
         return self.datapath // self.write_granularity
+
+    @property
+    def pool_fusion(self) -> bool:
+        """Whether the hardware fuses max-pools into convs (`fuse_pool` on and R a power of two
+        >= 2: a tile's R/2 horizontal pixel pairs, and the line-buffer position of a pair a
+        shift and a mask of the map width, no divider)."""
+        return self.fuse_pool and self.rows >= 2 and self.rows & (self.rows - 1) == 0
 
     @property
     def read_latency(self) -> int:

@@ -73,6 +73,8 @@ LAYER_FIELDS: tuple[tuple[str, int], ...] = (
     ("weight_base", 24),    # weight-buffer address of tile 0
     ("weight_words", 24),   # weight-buffer words of the layer
     ("param_base", 16),     # param-buffer address of tile 0
+    # A config with pool fusion (`AccelConfig.pool_fusion`; absent otherwise, see layer_fields):
+    ("fused_pool", 1),      # conv: the writer stores the 2×2 max-pooled map (out_* describe it)
     # Per-layer mixed precision (a config with q_modes; 0 on a single-Q config, whose layer
     # table does not hold them: see layer_fields):
     ("mode_q", 5),          # container width Q_c the layer's inputs are packed at and it runs in
@@ -81,21 +83,34 @@ LAYER_FIELDS: tuple[tuple[str, int], ...] = (
 )
 #: The fields only a per-layer-mode config's layer table holds (the last ones of LAYER_FIELDS).
 MIXED_LAYER_FIELDS = ("mode_q", "out_q", "clamp_q")
-#: Bits and stream words of a single-Q config's entry (a per-layer-mode entry: `layer_words(cfg)`).
-LAYER_BITS = sum(bits for name, bits in LAYER_FIELDS if name not in MIXED_LAYER_FIELDS)
+#: The fields only a config with pool fusion holds.
+FUSE_LAYER_FIELDS = ("fused_pool",)
+#: Bits and stream words of a single-Q entry without pool fusion (else: `layer_words(cfg)`).
+LAYER_BITS = sum(bits for name, bits in LAYER_FIELDS if name not in MIXED_LAYER_FIELDS + FUSE_LAYER_FIELDS)
 LAYER_WORDS = -(-LAYER_BITS // WORD_BITS)
 
 
 def layer_fields(cfg: AccelConfig) -> tuple[tuple[str, int], ...]:
-    """The entry fields `cfg`'s layer table holds: all of them with per-layer modes, else all but
-    MIXED_LAYER_FIELDS (so a single-Q design and its program are the ones they were before the
-    modes existed)."""
-    if cfg.mixed:
-        return LAYER_FIELDS
-    return tuple(f for f in LAYER_FIELDS if f[0] not in MIXED_LAYER_FIELDS)
+    """The entry fields `cfg`'s layer table holds: MIXED_LAYER_FIELDS only with per-layer modes,
+    FUSE_LAYER_FIELDS only with pool fusion (so a design without either, and its program, are the
+    ones they were before those existed)."""
+    drop = (() if cfg.mixed else MIXED_LAYER_FIELDS) + (() if cfg.pool_fusion else FUSE_LAYER_FIELDS)
+    return tuple(f for f in LAYER_FIELDS if f[0] not in drop)
 
 
-_SINGLE_Q = AccelConfig()
+_SINGLE_Q = AccelConfig(fuse_pool=False)
+
+
+def line_buffer_shape(cfg: AccelConfig) -> tuple[int, int, int]:
+    """The fused pool's line buffer on `cfg` (docs/interface.md "Fused max-pool"): (banks R/2,
+    group bits, slot bits). A word holds one horizontal pair's maxima of one output group; bank k,
+    address slot·2^group_bits + g holds pair k of a pixel tile whose index is slot mod 2^slot_bits.
+    The vertical partner of a pair is W/2 pairs back, at most (max_width/2) div (R/2) + 1 tiles, so
+    that many slots plus the one being written never alias."""
+    half = cfg.rows // 2
+    max_groups = groups(cfg.max_channels, cfg.datapath // max(cfg.modes))
+    slots = (cfg.max_width // 2) // half + 2
+    return half, max(1, math.ceil(math.log2(max_groups))), max(1, math.ceil(math.log2(slots)))
 
 
 def layer_words(cfg: AccelConfig) -> int:
@@ -445,6 +460,18 @@ class LayerPlan:
     params: list[int]
     macs: int                      # multiply-accumulates of the layer (padding counted)
     out_q: int = 0                 # lane width of the output map (0: cfg.q; per-layer modes)
+    pool: str = ""                 # the max-pool fused into this conv (its writer stores the pooled map)
+
+    @property
+    def output_name(self) -> str:
+        """The model layer whose output map this layer writes (the golden model's reference for
+        its debug dump): the fused pool's, else its own."""
+        return self.pool or self.name
+
+    @property
+    def label(self) -> str:
+        """For tables: the conv and its fused pool ("A1+A.pool")."""
+        return f"{self.name}+{self.pool}" if self.pool else self.name
 
 
 @dataclasses.dataclass
@@ -486,7 +513,8 @@ class Program:
         return sum(len(self.layers[i].weights) for i in self.external)
 
     def decode(self, words: Sequence[int]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """Output words of one image -> (logits (classes,), {layer name: codes (C, H, W)} in debug mode)."""
+        """Output words of one image -> (logits (classes,), {layer name: codes (C, H, W)} in debug mode),
+        keyed by `LayerPlan.output_name`: a conv with a fused pool gives the pool's output."""
         words = [int(w) for w in words]
         if len(words) != self.output_word_count():
             raise UserError(f"expected {self.output_word_count()} output words, got {len(words)}")
@@ -499,7 +527,7 @@ class Program:
                     for b in range(cfg.rows):
                         banks[b][a] = join_words(words[pos:pos + n])
                         pos += n
-                layers[plan.name] = read_codes(plan.out_layout, banks, cfg, plan.out_q or None)
+                layers[plan.output_name] = read_codes(plan.out_layout, banks, cfg, plan.out_q or None)
         logits = []
         for _ in range(self.classes):
             v = join_words(words[pos:pos + LOGIT_WORDS])
@@ -537,7 +565,7 @@ def program_section(entries: Sequence[dict[str, int]], image: MapLayout, fold: i
     payload = [len(entries)] + split_words(desc, IMAGE_WORDS * WORD_BITS)
     for e in entries:
         # (cfg None or single-Q: the single-Q entry, LAYER_WORDS words)
-        fields = LAYER_FIELDS if cfg is not None and cfg.mixed else layer_fields(cfg or _SINGLE_Q)
+        fields = layer_fields(cfg or _SINGLE_Q)
         payload += split_words(pack_fields(fields, e), -(-sum(bits for _, bits in fields) // WORD_BITS) * WORD_BITS)
     return section(SECTION_PROGRAM, payload)
 
@@ -650,8 +678,9 @@ def encode(model, cfg: AccelConfig, *, debug: bool = False) -> Program:
             if q not in cfg.modes and layer["kind"] != "maxpool2x2":  # (a pool runs at the next layer's mode)
                 raise UserError(f"layer {layer['name']!r} runs at Q={q} (q_in={layer['q_in']}, q_w={layer.get('q_w')}), "
                                 f"which is not one of the config's q_modes {list(cfg.modes)}")
-    if len(layers) > MAX_LAYERS:
-        raise UserError(f"model does not fit: {len(layers)} layers > {MAX_LAYERS}")
+    fused = fused_pools(model, cfg)
+    if len(layers) - len(fused) > MAX_LAYERS:   # (a fused pool runs in its conv's layer)
+        raise UserError(f"model does not fit: {len(layers) - len(fused)} layers > {MAX_LAYERS}")
     if not layers or layers[0]["kind"] != "conv3x3":
         raise UserError("model does not fit: the first layer must be conv3x3 (the pixel passes run on conv)")
     if layers[-1]["kind"] != "dense" or layers[-1]["act"] != "none":
@@ -676,6 +705,8 @@ def encode(model, cfg: AccelConfig, *, debug: bool = False) -> Program:
     for i, layer in enumerate(layers):
         kind, name = layer["kind"], layer["name"]
         last = i == len(layers) - 1
+        if i - 1 in fused:
+            continue  # (the pool runs in the conv before it)
         if not cfg.mixed:
             q_expect = 8 if i == 0 else cfg.q
             if layer["q_in"] != q_expect:
@@ -684,9 +715,9 @@ def encode(model, cfg: AccelConfig, *, debug: bool = False) -> Program:
                 raise UserError(f"layer {name!r} has q_w={layer.get('q_w')!r}, expected {cfg.q}")
             if not last and layer.get("q_out") != cfg.q:
                 raise UserError(f"layer {name!r} has q_out={layer.get('q_out')!r}, expected {cfg.q}")
-        mode, out_q = modes[i], (modes[i] if last else modes[i + 1])
+        mode, out_q = modes[i], (modes[i] if last else modes[i + 1])  # (a fused pool's mode is the next layer's)
         ch, hh, ww = shape
-        entry = {"kind": KIND_CODES[kind], "in_half": i % 2, "first": int(i == 0), "last": int(last),
+        entry = {"kind": KIND_CODES[kind], "in_half": len(plans) % 2, "first": int(i == 0), "last": int(last),
                  "dump": int(debug and not last), "height": hh, "width": ww, "groups": in_layout.groups,
                  "pass_groups": in_layout.pass_groups, "passes": in_layout.planes,
                  "lanes_last": in_layout.channels - (in_layout.pass_groups - 1) * in_layout.lanes,
@@ -703,6 +734,9 @@ def encode(model, cfg: AccelConfig, *, debug: bool = False) -> Program:
             weights = conv_weight_words(fold_weight(weight, fold) if i == 0 else weight, cfg, mode)
             macs = out_ch * hh * ww * 9 * ch
             entry.update({"tiles": in_layout.tiles, "tile_dh": cfg.rows // ww, "tile_dw": cfg.rows % ww})
+            if i in fused:
+                out_shape = (out_ch, hh // 2, ww // 2)
+                entry["fused_pool"] = 1
         elif kind == "maxpool2x2":
             out_shape = (ch, hh // 2, ww // 2)
             if out_shape[1] < 1 or out_shape[2] < 1:
@@ -749,7 +783,7 @@ def encode(model, cfg: AccelConfig, *, debug: bool = False) -> Program:
             entry.update({"out_height": 1, "out_width": 1, "out_groups": groups(out_shape[0], cfg.lanes),
                           "out_words": 0})
         plans.append(LayerPlan(name, kind, entry, in_layout, out_layout, weights, params, macs,
-                               out_q if cfg.mixed else 0))
+                               out_q if cfg.mixed else 0, layers[i + 1]["name"] if i in fused else ""))
         if out_layout is not None:
             in_layout = out_layout
         shape = out_shape
@@ -764,6 +798,18 @@ def encode(model, cfg: AccelConfig, *, debug: bool = False) -> Program:
         pack_fields(LAYER_FIELDS, plan.entry)
     used = max((p.entry.get("weight_base", 0) + len(p.weights) for p in plans), default=0)
     return Program(cfg, plans, image, fold, model.classes, debug, setup, external, used)
+
+
+def fused_pools(model, cfg: AccelConfig) -> set[int]:
+    """Indices of the conv layers whose following 2×2 max-pool `cfg` runs in the conv's writer: with
+    `cfg.pool_fusion`, a conv3x3 followed by a maxpool2x2 on a map of even width (a pixel tile's R
+    rows are then R/2 horizontal pairs) and height >= 2. Any other pool runs as its own layer."""
+    if not cfg.pool_fusion:
+        return set()
+    layers = list(model.layers)
+    return {i for i, (layer, nxt) in enumerate(zip(layers, layers[1:]))
+            if layer["kind"] == "conv3x3" and nxt["kind"] == "maxpool2x2"
+            and layer["out_shape"][2] % 2 == 0 and layer["out_shape"][1] >= 2}
 
 
 def _place_weights(plans: list[LayerPlan], cfg: AccelConfig) -> list[int]:

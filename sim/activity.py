@@ -111,13 +111,18 @@ def _address_changes(addr: np.ndarray, active: np.ndarray) -> np.ndarray:
 
 
 def capture(waves_path: Path, cfg: AccelConfig, layers: list[dict], images: int, run: dict[str, Any],
-            network: dict[str, Any]) -> dict[str, Any]:
+            network: dict[str, Any], hardware_layers: list[str] | None = None) -> dict[str, Any]:
+    """`layers`: the model's; `hardware_layers`: the name of the model layer each layer of the
+    program runs as (`Program.layers`' names; default one per model layer). A max-pool fused into
+    the conv before it (`LayerPlan.pool`) has no layer of its own: its counts are in the conv's,
+    and its entry is all zeros."""
     waves = Waves(waves_path)
     clk_times, clk_values = waves.changes("clk")
     edges = np.array([t for t, v in zip(clk_times, clk_values) if v == 1], dtype=np.int64)
     busy = waves.sample("busy", edges).astype(bool)
     layer_index = np.where(busy, waves.sample("layer", edges).astype(np.int64), -1)
-    n_layers = len(layers)
+    hardware = [layer["name"] for layer in layers] if hardware_layers is None else list(hardware_layers)
+    n_layers = len(hardware)
 
     def per_layer(per_cycle: np.ndarray) -> np.ndarray:
         keep = layer_index >= 0
@@ -160,7 +165,11 @@ def capture(waves_path: Path, cfg: AccelConfig, layers: list[dict], images: int,
     toggles, dump_toggles, outside = _toggles(waves, edges, layer_index, n_layers, dump_phase)
     weight_word_bits = C * D
     out_layers = []
-    for i, layer in enumerate(layers):
+    zero = n_layers   # (index of an all-zero column: a fused pool's)
+    counts = {k: np.append(v, 0) for k, v in counts.items()}
+    toggles, dump_toggles = toggles + [{}], dump_toggles + [{}]
+    for layer in layers:
+        i = hardware.index(layer["name"]) if layer["name"] in hardware else zero
         cycles = int(counts["cycles"][i])
         ops = int(counts["mac_lane_ops"][i])
         en_i = int(counts["en"][i])

@@ -102,7 +102,9 @@ def write_activity(waves: Path, cfg: AccelConfig, model, model_path: str, images
            "debug_dump": debug}
     network = {"input": model.header["input"], "classes": model.classes,
                "layers": [{k: layer[k] for k in ("name", "kind", "in_shape", "out_shape")} for layer in model.layers]}
-    activity = capture(waves, cfg, model.layers, images, run, network)
+    from qjoule.program import encode
+    hardware = [plan.name for plan in encode(model, cfg, debug=debug).layers]   # (fused pools run in their conv)
+    activity = capture(waves, cfg, model.layers, images, run, network, hardware)
     write_json(work / "activity.json", activity)
     return activity
 
@@ -115,7 +117,9 @@ def _compare_with_model(result: dict[str, Any], activity: dict[str, Any], model)
     q = model.q if model.q is not None else [layer["q_w"] for layer in model.layers if layer["kind"] != "maxpool2x2"]
     stats = {s.name: s for s in network_stats(model.layers, q).layers}
     images = result["images"]
-    for row, measured in zip(result["per_layer"], activity["layers"]):
+    measured_by_name = {layer["name"]: layer for layer in activity["layers"]}
+    for row in result["per_layer"]:
+        measured = measured_by_name[row["layer"]]
         model_macs = stats[row["layer"]].macs * images
         row["mac_lane_ops"] = measured["mac_lane_ops"]
         row["model_macs"] = model_macs

@@ -174,7 +174,7 @@ def _layer_delta(program, probe: LayerProbe, before, cfg: AccelConfig) -> list[d
         # (per-layer modes: the layer's own lanes, D / mode_q, set its parallelism)
         mode = plan.entry.get("mode_q") or cfg.q
         ideal = plan.macs / (cfg.rows * cfg.cols * (cfg.datapath // mode))
-        rows.append({"layer": plan.name, "kind": plan.kind, "cycles": cycles, "mac_cycles": mac,
+        rows.append({"layer": plan.name, "label": plan.label, "kind": plan.kind, "cycles": cycles, "mac_cycles": mac,
                      "macs": plan.macs, "ideal_cycles": ideal,
                      "utilization": ideal / cycles if cycles else None})
     return rows

@@ -1,5 +1,7 @@
 """qjoule.program: activation layout, lane packing, field packing (hand-computed values)."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -140,8 +142,10 @@ def test_encode_misfits_are_one_line_and_say_by_how_much():
     encode(model, _tiny(act_buffer_bits=2 * 2 * 128 * 16))
     with pytest.raises(UserError, match=r"output channels 12 > max_channels 8 \(by 4\)"):
         encode(model, _tiny(max_channels=8))
+    # (unfused: A1's 8x8 map of 3 groups is stored, 32 tiles x 3 = 96 words; fused: only its pooled 4x4)
     with pytest.raises(UserError, match=r"output map words per bank 96 > act_half_words/rows 64 \(by 32\)"):
-        encode(model, _tiny(act_buffer_bits=2 * 2 * 64 * 16))
+        encode(model, _tiny(act_buffer_bits=2 * 2 * 64 * 16, fuse_pool=False))
+    encode(model, _tiny(act_buffer_bits=2 * 2 * 64 * 16))
     with pytest.raises(UserError, match=r"model Q=4 does not match the accelerator's q=2"):
         encode(model, _tiny(q=2))
     # B1: 6 tiles of 2 output channels x 3 input groups of 4 lanes x 9 taps = 162 words
@@ -257,3 +261,59 @@ def test_variant_for_model_takes_the_models_q_and_weight_kind():
     encode(pot, size_for_model(pot, cfg))
     uniform = random_model((1, 8, 8), 10, 1, 4, 5, seed=0)
     assert (variant_for_model("ulx3s", uniform).q, variant_for_model("ulx3s", uniform).weights) == (5, "uniform")
+
+
+def test_encode_fuses_each_pool_into_the_conv_before_it():
+    from qjoule.program import LAYER_FIELDS, encode, layer_fields, program_section, unpack_fields
+    from qjoule.sw.intmodel import random_model
+    model = random_model((1, 12, 12), 10, 1, 8, 4, seed=1)   # A1 12x12, B1 6x6, C1 3x3 (odd: not fused)
+    prog = encode(model, _tiny(max_height=12, max_width=12, act_buffer_bits=32768), debug=True)
+    assert [p.label for p in prog.layers] == ["A1+A.pool", "B1+B.pool", "C1", "C.pool", "fc"]
+    assert [p.output_name for p in prog.layers] == ["A.pool", "B.pool", "C1", "C.pool", "fc"]
+    a1, b1, c1, cpool, fc = (p.entry for p in prog.layers)
+    # the halves alternate per programmed layer; a fused conv's out_* describe the pooled map
+    assert [e["in_half"] for e in (a1, b1, c1, cpool, fc)] == [0, 1, 0, 1, 0]
+    assert (a1["fused_pool"], a1["height"], a1["width"], a1["out_height"], a1["out_width"]) == (1, 12, 12, 6, 6)
+    # 8 channels at S = 4: 2 groups; 36 pooled pixels on R = 2: 18 words per bank per group
+    assert (a1["out_groups"], a1["out_words"], a1["tiles"]) == (2, 36, 72)
+    assert (b1["fused_pool"], b1["out_height"], b1["out_width"], b1["out_words"]) == (1, 3, 3, 2 * 5)
+    assert c1.get("fused_pool", 0) == 0 and cpool["kind"] == 1
+    assert prog.layers[0].macs == 8 * 12 * 12 * 9 * 1
+    # the table entry holds the field: 381 + 1 bits, still 12 words
+    cfg = prog.cfg
+    fields = layer_fields(cfg)
+    assert [name for name, _ in fields][-1] == "fused_pool" and sum(b for _, b in fields) == 382
+    words = program_section([a1], prog.image, prog.fold, cfg)
+    entry = unpack_fields(fields, sum(w << (32 * k) for k, w in enumerate(words[-12:])))
+    assert entry["fused_pool"] == 1 and entry["out_width"] == 6
+    assert len(LAYER_FIELDS) == len(fields) + 3   # (the per-layer-mode fields stay last)
+
+
+def test_encode_keeps_pool_layers_without_fusion():
+    from qjoule.program import encode, layer_fields
+    from qjoule.sw.intmodel import random_model
+    model = random_model((1, 8, 8), 10, 1, 8, 4, seed=1)
+    for cfg in (_tiny(fuse_pool=False), _tiny(rows=3), _tiny(rows=6)):
+        prog = encode(model, cfg)
+        assert [p.label for p in prog.layers] == [layer["name"] for layer in model.layers]
+        assert "fused_pool" not in dict(layer_fields(cfg))
+
+
+def test_fuse_pool_round_trips_and_is_validated():
+    from qjoule.errors import UserError
+    cfg = _tiny(fuse_pool=False)
+    assert json.loads(cfg.to_json())["fuse_pool"] is False
+    assert AccelConfig.from_dict(json.loads(cfg.to_json())) == cfg
+    assert "fuse_pool" not in json.loads(_tiny().to_json())   # the default stays out (older JSON reads as before)
+    with pytest.raises(UserError, match=r"^fuse_pool must be true or false, got 'yes'$"):
+        _tiny(fuse_pool="yes")
+
+
+def test_line_buffer_covers_the_widest_map():
+    from qjoule.program import line_buffer_shape
+    # ulx3s-like: R = 8 (4 pair banks), 64 wide: a partner 32 pairs = 8 tiles back, 10 slots -> 4 bits;
+    # 512 channels at S = 4: 128 groups -> 7 bits
+    cfg = AccelConfig(q=4, datapath=16, rows=8, cols=8, max_channels=512, max_width=64)
+    assert line_buffer_shape(cfg) == (4, 7, 4)
+    # R = 2: one pair per tile, 8 wide: 4 pairs back + 2 slots = 6 -> 3 bits; 16 channels / 4 lanes: 2 bits
+    assert line_buffer_shape(_tiny()) == (1, 2, 3)

@@ -8,10 +8,11 @@ from qjoule.config import AccelConfig, default_datapath
 from qjoule.sw import golden
 
 
-def _cfg(q, rows, cols):
-    return AccelConfig(q=q, datapath=default_datapath(q), rows=rows, cols=cols, act_buffer_bits=32 * 1024,
-                       weight_buffer_bits=32 * 1024, max_channels=32, max_height=16, max_width=16,
-                       max_dense_inputs=512, max_classes=8, name="test")
+def _cfg(q, rows, cols, **changes):
+    fields = dict(q=q, datapath=default_datapath(q), rows=rows, cols=cols, act_buffer_bits=32 * 1024,
+                  weight_buffer_bits=32 * 1024, max_channels=32, max_height=16, max_width=16,
+                  max_dense_inputs=512, max_classes=8, name="test")
+    return AccelConfig(**{**fields, **changes})
 
 
 # (q, R, C, hidden input channels, hidden output channels): S = 16/q lanes at q | 16, 5 at q = 3.
@@ -185,8 +186,8 @@ def test_conv_raster_tiles_across_row_ends(model_builder, accel_run, q, rows, co
 @pytest.mark.parametrize("q, rows, cols, shape", [(4, 8, 2, (1, 6, 14)), (2, 8, 1, (1, 5, 11)), (4, 4, 2, (1, 6, 10))])
 def test_maxpool_raster_rows_of_any_width(model_builder, accel_run, q, rows, cols, shape):
     # R = 8 vector pool: 4 output words per step, output rows of 7 and 5 words wrap the banks;
-    # R = 4 with W_out = 5
-    cfg = _cfg(q, rows, cols)
+    # R = 4 with W_out = 5 (pool fusion off: the pool runs as its own layer)
+    cfg = _cfg(q, rows, cols, fuse_pool=False)
     model = model_builder(q, shape, [4, 3], classes=3, seed=rows + shape[2], pool_after=(0,))
     image = np.random.default_rng(q).integers(0, 256, size=shape, dtype=np.uint8)
     (logits, layers), = accel_run(model, cfg, [image])[0]
@@ -213,3 +214,117 @@ def test_row_valid_of_a_tile_across_a_row_end(model_builder):
     assert l1[18:27] == [0b0011, 0b0011, 0b0001,
                          0b0011, 0b0011, 0b0001,
                          0b0000, 0b0000, 0b0000]
+
+
+# Pool fusion: a conv followed by a 2x2 max-pool on a map of even width runs as one layer whose
+# writer stores the pooled map; its debug dump is compared with the golden model's pool output.
+# (q, R, C, input shape (C, H, W), hidden channels in, out, pools after, the layers the program runs)
+FUSED_CASES = [
+    # 28 wide at R = 8: pair partner 14 pairs back (3 tiles + 2 pairs: slots t-3 / t-4); then 14 wide
+    (4, 8, 2, (1, 4, 28), 4, 3, (0, 1), ["L0+P0", "L1+P1", "fc"]),
+    # Q = 1 (XNOR, sign codes), 6 wide on R = 4, odd height (the last conv row is dropped); then
+    # a 3-wide map: odd width, the pool stays a layer of its own
+    (1, 4, 1, (1, 5, 6), 16, 3, (0, 1), ["L0+P0", "L1", "P1", "fc"]),
+    # 6 wide on R = 8: tiles span two row ends, partners in the same tile (bypass) and the one
+    # before; 36 positions: the last tile is partial
+    (2, 8, 2, (1, 6, 6), 8, 3, (0,), ["L0+P0", "L1", "fc"]),
+    # 2 wide on R = 8: a tile is four conv rows (two pooled pixels); 3 rows: odd height, partial tile
+    (4, 8, 1, (1, 3, 2), 4, 2, (0,), ["L0+P0", "L1", "fc"]),
+    # 4 wide on R = 8, then 2 wide on R = 8 with one pooled pixel
+    (8, 8, 2, (1, 4, 4), 2, 3, (0, 1), ["L0+P0", "L1+P1", "fc"]),
+    # R = 2, C = 1, Q = 8: one pair per tile; 4 wide then 2 wide
+    (8, 2, 1, (1, 4, 4), 2, 2, (0, 1), ["L0+P0", "L1+P1", "fc"]),
+    # C = 3 on S = 4 lanes: output tiles share words (lane_skip, partial lane enables), 5 outputs
+    (4, 4, 3, (2, 4, 8), 8, 5, (0, 1), ["L0+P0", "L1+P1", "fc"]),
+    # Q = 2 (S = 8), R = 4: 10 wide (Wo = 5 = 2 tiles + 1 pair); 7 wide stays unfused
+    (2, 4, 2, (1, 4, 10), 8, 9, (0,), ["L0+P0", "L1", "fc"]),
+    # Q = 4, R = 2, C = 2: 14 wide, 7 rows (odd), then 7 wide (odd: a pool layer of its own)
+    (4, 2, 2, (1, 7, 14), 8, 5, (0, 1), ["L0+P0", "L1", "P1", "fc"]),
+]
+
+
+@pytest.mark.parametrize("q, rows, cols, shape, cin, cout, pools, labels", FUSED_CASES)
+def test_fused_conv_pool_matches_golden(model_builder, accel_run, q, rows, cols, shape, cin, cout, pools, labels):
+    from qjoule.program import encode
+
+    cfg = _cfg(q, rows, cols, max_width=32)
+    model = model_builder(q, shape, [cin, cout], classes=3, seed=q * 11 + rows + shape[2], pool_after=pools)
+    prog = encode(model, cfg, debug=True)
+    assert [plan.label for plan in prog.layers] == labels
+    image = np.random.default_rng(shape[2] + rows).integers(0, 256, size=shape, dtype=np.uint8)
+    (logits, layers), = accel_run(model, cfg, [image], gap_seed=rows)[0]
+    x = golden.run(model, image[None])
+    # every layer the program runs is dumped: a fused conv as its pool's output
+    dumped = {label.split("+")[-1] for label in labels[:-1]}
+    assert set(layers) == dumped
+    for name in dumped:
+        assert x.outputs[name].size < 8 or len(np.unique(x.outputs[name])) > 1, name  # (else blind to a stuck value)
+        assert np.array_equal(layers[name], x.outputs[name][0]), name
+    assert np.array_equal(logits, x.logits[0])
+
+
+def test_fused_and_unfused_programs_give_the_same_codes(model_builder, accel_run):
+    # The same network with fusion on and off: the pooled maps and the logits agree, and the fused
+    # run skips the pool layers' cycles.
+    model = model_builder(4, (1, 6, 12), [4, 4], classes=3, seed=9, pool_after=(0, 1))
+    image = np.random.default_rng(2).integers(0, 256, size=(1, 6, 12), dtype=np.uint8)
+    runs = {}
+    for fuse in (True, False):
+        (logits, layers), = (res := accel_run(model, _cfg(4, 4, 2, fuse_pool=fuse), [image]))[0]
+        runs[fuse] = (logits, layers, res[2])
+    assert set(runs[True][1]) == {"P0", "P1"} and set(runs[False][1]) == {"L0", "P0", "L1", "P1"}
+    for name in ("P0", "P1"):
+        assert np.array_equal(runs[True][1][name], runs[False][1][name])
+    assert np.array_equal(runs[True][0], runs[False][0])
+    fused, plain = runs[True][2].layer_cycles, runs[False][2].layer_cycles
+    # layers: fused L0+P0, L1+P1, fc; unfused L0, P0, L1, P1, fc. A fused conv costs about its conv.
+    assert fused[0][0] <= plain[0][0] + 4 and fused[1][0] <= plain[2][0] + 4
+    assert fused[0][0] + fused[1][0] < plain[0][0] + plain[1][0] + plain[2][0] + plain[3][0]
+
+
+@pytest.mark.parametrize("rows, fuse, fused", [(4, True, True), (4, False, False), (3, True, False), (6, True, False),
+                                               (1, True, False), (2, True, True)])
+def test_pool_fusion_needs_a_power_of_two_rows_and_the_config_field(rows, fuse, fused):
+    from qjoule.program import LAYER_BITS, layer_fields
+
+    cfg = _cfg(4, rows, 2, fuse_pool=fuse)
+    assert cfg.pool_fusion == fused
+    names = [name for name, _ in layer_fields(cfg)]
+    assert ("fused_pool" in names) == fused
+    assert sum(bits for _, bits in layer_fields(cfg)) == LAYER_BITS + fused
+
+
+@pytest.mark.parametrize("qs, rows", [((4, 2, 8, 4), 2), ((2, 4, 2, 4), 4), ((4, 1, 1, 1), 2)])
+def test_fused_pool_at_the_output_maps_mode(accel_run, qs, rows):
+    # Per-layer modes: a fused conv's pooled map is packed at the next layer's container (out_q),
+    # the max taken lane-wise at that width (B1 at mode 4 writing 2-bit codes into 8-bit lanes for C1;
+    # 1-bit sign codes behind a 4-bit layer).
+    from qjoule.program import encode, variant_for_model
+    from qjoule.sw.intmodel import random_model
+
+    model = random_model((1, 8, 8), 10, 1, 8, 4, seed=sum(qs) + rows, q_per_layer=list(qs))
+    cfg = variant_for_model("tiny", model).replace(rows=rows)
+    prog = encode(model, cfg, debug=True)
+    assert [plan.label for plan in prog.layers] == ["A1+A.pool", "B1+B.pool", "C1+C.pool", "fc"]
+    images = np.random.default_rng(rows).integers(0, 256, size=(1, 1, 8, 8), dtype=np.uint8)
+    (logits, layers), = accel_run(model, cfg, images)[0]
+    x = golden.run(model, images)
+    assert set(layers) == {"A.pool", "B.pool", "C.pool"}
+    for name, codes in layers.items():
+        assert np.array_equal(codes, x.outputs[name][0]), name
+    assert np.array_equal(logits, x.logits[0])
+
+
+@pytest.mark.parametrize("pipeline", [1, 2])
+def test_fused_pool_with_registered_buffer_reads(model_builder, accel_run, pipeline):
+    # memory_pipeline (the ulx3s variant's 2): reads come later and the drain waits on skid rows;
+    # the fused writer's own pipeline is unchanged. 28 then 14 wide on R = 8, every dump compared.
+    cfg = _cfg(4, 8, 2, max_width=32, memory_pipeline=pipeline)
+    model = model_builder(4, (1, 4, 28), [4, 3], classes=3, seed=40 + pipeline, pool_after=(0, 1))
+    image = np.random.default_rng(pipeline).integers(0, 256, size=(1, 4, 28), dtype=np.uint8)
+    (logits, layers), = accel_run(model, cfg, [image], gap_seed=pipeline)[0]
+    x = golden.run(model, image[None])
+    assert set(layers) == {"P0", "P1"}
+    for name in layers:
+        assert np.array_equal(layers[name], x.outputs[name][0]), name
+    assert np.array_equal(logits, x.logits[0])

@@ -166,7 +166,7 @@ def test_dropped_ready_term_fails_with_trace(tmp_path):
 def test_sequencer_bounds_hold(tmp_path):
     from qjoule.hw.formal_sequencer import sequencer_checks
     checks = sequencer_checks(variant("tiny", q=4))
-    assert [c.name.split(".")[2] for c in checks] == ["conv", "dense", "pool", "first", "logits"]
+    assert [c.name.split(".")[2] for c in checks] == ["conv", "dense", "pool", "first", "logits", "fused"]
     for check in checks:
         outcome = run_check(check, tmp_path, timeout=900)
         assert outcome.status == "pass", (check.name, outcome.detail)
@@ -222,9 +222,10 @@ def _reach(tmp_path, name, harness_cls, cfg, never, depth):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", ["conv", "dense", "pool", "first", "logits"])
+@pytest.mark.parametrize("kind", ["conv", "dense", "pool", "first", "logits", "fused"])
 def test_sequencer_bounds_reach_reads_and_writes(tmp_path, kind):
-    from qjoule.hw.formal_sequencer import SEQ_DEPTH, SequencerBoundsHarness
+    from qjoule.hw.formal_sequencer import SequencerBoundsHarness, seq_depth
+    SEQ_DEPTH = seq_depth(kind)
     cfg = variant("tiny", q=4)
     harness = type("Kind", (SequencerBoundsHarness,), {"__init__": lambda self, c: SequencerBoundsHarness.__init__(self, c, kind)})
     if kind == "pool":   # reads: a pool read at the buffer

@@ -87,6 +87,7 @@ def test_checker_catches_a_wrong_layer(tmp_path):
     tb, outcome, _ = run_jobs([{"model": good, "images": images, "golden_model": bad}], variant("tiny", q=4), tmp_path / "sim")
     assert not outcome.passed
     first = tb["jobs"][0]["images"][0]["first_mismatch"]
-    assert first["layer"] == "B1" and first["index"][0] == 0
+    # (tiny fuses B.pool into B1: the dump after B1 is the pooled map, compared with B.pool's)
+    assert first["layer"] == "B.pool" and first["index"][0] == 0
     assert first["got"] != first["expected"]
     assert outcome.waves is not None and outcome.waves.exists()

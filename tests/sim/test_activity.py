@@ -123,3 +123,28 @@ def test_debug_dump_is_reported_apart_from_the_layers(run, dumped):
         assert 0 < a["debug_dump"]["act_main_reads"]["words"] <= words or not words
     total_out = sum(l["external"]["words_out"] + l["debug_dump"]["words_out"] for l in activity["layers"])
     assert total_out == 2 * program.output_word_count()
+
+
+def test_a_fused_pool_counts_in_its_conv(tmp_path):
+    # tiny (R = C = 2, Q = 4: S = 4 lanes): L0 4 channels on 4x4, its pool fused (the conv's writer
+    # stores the 2x2 pooled map), L1, fc. The activity keeps one entry per model layer; the pool's
+    # is empty, its work is in L0's.
+    cfg = variant("tiny", q=4, rows=2, cols=2)
+    model = build_model(4, (1, 4, 4), [("conv3x3", 4), ("maxpool2x2", None), ("conv3x3", 4), ("dense", 3)], seed=5)
+    path = tmp_path / "model.qjm"
+    intmodel.save(model, path)
+    images = np.random.default_rng(1).integers(0, 256, size=(2, 1, 4, 4), dtype=np.uint8)
+    result = simulate(model_path=str(path), cfg=cfg, images=images, work=tmp_path / "sim", debug=True)
+    activity = json.loads((tmp_path / "sim" / "activity.json").read_text())
+    assert result["match"]
+    assert [row["label"] for row in result["per_layer"]] == ["L0+P0", "L1", "fc"]
+    assert [layer["name"] for layer in activity["layers"]] == ["L0", "P0", "L1", "fc"]
+    l0, p0 = activity["layers"][0], activity["layers"][1]
+    assert p0["cycles"] == p0["mac_lane_ops"] == p0["postproc_ops"] == 0
+    assert p0["buffers"]["act_main"]["writes"]["words"] == 0 and p0["debug_dump"]["words_out"] == 0
+    # L0 post-processes the whole 4x4x4 conv map but writes only the pooled 2x2 pixels: one word
+    # (4 channels in 4 lanes) per pixel, once per output tile of C = 2 channels, per image
+    assert l0["postproc_ops"] == 2 * 4 * 4 * 4
+    assert l0["buffers"]["act_main"]["writes"]["words"] == 2 * (2 * 2) * 2
+    # L1 runs on the pooled 2x2 map (4 channels fill the lanes, 4 outputs: two column tiles)
+    assert activity["layers"][2]["mac_lane_ops"] == 2 * _valid_taps(2, 2) * 4 * 4

@@ -55,7 +55,7 @@ def test_encode_packs_each_map_at_the_next_layers_container():
     model = intmodel.random_model((1, 8, 8), 10, 1, 8, 4, seed=0, q_per_layer=[4, 2, 8, 4])
     cfg = variant_for_model("tiny", model)
     assert cfg.modes == (4, 8)
-    program = encode(model, cfg)
+    program = encode(model, cfg.replace(fuse_pool=False))   # (the pools as layers of their own)
     entries = {plan.name: plan.entry for plan in program.layers}
     # B1 (q_in 4, q_w 2) runs at 4 and writes 2-bit codes into 8-bit containers for C1 (q_w 8)
     assert (entries["B1"]["mode_q"], entries["B1"]["out_q"], entries["B1"]["clamp_q"]) == (4, 8, 2)
@@ -64,6 +64,10 @@ def test_encode_packs_each_map_at_the_next_layers_container():
     assert entries["B1"]["out_groups"] == 4 and entries["B1"]["groups"] == 2
     # C1 (8 in, 8 out channels) at mode 8: 2 lanes per word, so 4 input groups; 8 / C = 4 tiles
     assert len(program.layers[4].weights) == (8 // cfg.cols) * 4 * 9
+    # fused (the default): B1 writes the pooled map, at B.pool's container (C1's mode)
+    fused = {plan.label: plan.entry for plan in encode(model, cfg).layers}
+    assert list(fused) == ["A1+A.pool", "B1+B.pool", "C1+C.pool", "fc"]
+    assert (fused["B1+B.pool"]["mode_q"], fused["B1+B.pool"]["out_q"], fused["B1+B.pool"]["fused_pool"]) == (4, 8, 1)
     # a uniform config's entries leave the mode fields 0 (its table does not hold them)
     uniform = intmodel.random_model((1, 8, 8), 10, 1, 8, 4, seed=0)
     assert all(p.entry.get("mode_q", 0) == 0 for p in encode(uniform, variant("tiny", 4)).layers)
