@@ -336,6 +336,9 @@ class AccelConfig:
             "pp_mult_bits": PP_MULT_BITS,
             "pp_bias_bits": self.pp_bias_bits,
             "pp_logit_bits": self.pp_logit_bits,
+            # (only when fused: the hardware and its layer entry differ, so the config_id must too;
+            # a board built before pool fusion reports another id and the host refuses it)
+            **({"pool_fusion": True} if self.pool_fusion else {}),
             # (only when mixed: a uniform config's JSON, and so its config_id, stay as they were)
             **({"lanes_per_mode": {str(q): self.datapath // q for q in self.modes},
                 "write_granularity": self.write_granularity} if self.mixed else {}),
