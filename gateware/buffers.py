@@ -2,7 +2,7 @@
 
 By default all are `amaranth.lib.memory.Memory` with one synchronous read port (data one cycle after the
 address) and one write port, so one engine can read this layer's inputs while another writes its
-outputs in the same cycle. The activation and weight buffers can add register stages to a read
+outputs in the same cycle. The activation, weight and param buffers can add register stages to a read
 (config `memory_pipeline`, `PipelinedMemory`): on a large device their block RAMs are spread over
 the die, and a block RAM's unregistered output (DP16KD: ~6 ns clock-to-out) plus the route to the
 array would bound Fmax.

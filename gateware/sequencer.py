@@ -42,7 +42,12 @@ with `dump` set copies its output map to the output stream afterwards (debug mod
 For Fmax, no address needs a multiplier (products such as t·G are running sums kept next to their
 counters; the nine conv tap offsets are layer constants set up front), and both activation-buffer
 ports are registered: the read address one cycle after the issue (the array's controls are
-delayed to match) and each write one cycle after it is formed.
+delayed to match) and each write one cycle after it is formed. Layer constants (every field − 1,
+the dense flag, lane masks, tap offsets) are registers set at SETUP/INIT; counters are as wide as
+the config's bounds need. With `memory_pipeline` (the ULX3S board) the buffers' reads take
+1 + memory_pipeline cycles (the `_d` controls pass through `pipe`), the param read-ahead is given
+time to settle before the feeder takes a tile, and a one-row skid register per post-processing
+unit lets the feeder see a flop as the units' ready.
 """
 
 from __future__ import annotations

@@ -41,7 +41,7 @@ TABLE_KINDS = ("wide", "words")
 #: not at their default: every config written before them keeps its JSON and its Verilog.
 _OPTIONAL_FIELDS = {"act_memory": "bram", "weight_memory": "bram", "layer_table": "wide", "memory_pipeline": 0,
                     "fuse_pool": True}
-#: Register stages the activation and weight buffers may add to a read (`memory_pipeline`).
+#: Register stages the activation, weight and param buffers may add to a read (`memory_pipeline`).
 MEMORY_PIPELINES = (0, 1, 2)
 
 
@@ -97,12 +97,13 @@ class AccelConfig:
     weight_memory: str = "bram"
     #: How the layer table stores its entries (TABLE_KINDS).
     layer_table: str = "wide"
-    #: Register stages after the activation and weight buffers' block RAMs, for Fmax on a large
+    #: Register stages after the activation, weight and param buffers' block RAMs, for Fmax on a large
     #: device (MEMORY_PIPELINES; gateware/buffers.py): 0 = read data straight from the memory, one
     #: cycle after the address; 1 = one register after it; 2 = the memory split into block-RAM-deep
     #: pieces, each piece's output registered next to it, then the piece mux registered (and each
     #: piece's write port registered). A read then takes 1 + memory_pipeline cycles; the sequencer
-    #: delays its controls to match.
+    #: delays its controls to match, and adds a one-row skid register in front of each
+    #: post-processing unit (the large-device setting).
     memory_pipeline: int = 0
     #: Per-layer mixed precision: the container widths the hardware runs at (docs/contract.md
     #: "Per-layer mixed precision", docs/interface.md). Empty = one uniform Q (`q`), the design and
