@@ -43,14 +43,14 @@ from qjoule.sw import golden, intmodel
 CATALOGUE = (
     ("mux-swap", "\\qjoule_accel.seq.array.pe_0_0", "clear3 ? 22'h000000 : acc", 0),        # accumulator clear
     ("mux-swap", "\\qjoule_accel.seq.array.pe_1_1", "act[1] ? weight[3:0] : 4'h0", 0),       # a partial product
-    ("operand-swap", "\\qjoule_accel.seq.pp0", "$signed(s5_done) >>> s5_shift[2:0]", 0),   # post-processing shift
-    ("mux-swap", "\\qjoule_accel.seq.pp1", "s7_t[64] ? 4'h0 : \\$12", 0),                 # clamp at 0
-    ("drop-term", "\\qjoule_accel.seq.pp0", "s3_x[21:0] + s3_y[21:0]", 0),               # carry-save sum
-    ("drop-term", "\\qjoule_accel.seq.pp1", "s4_x + s4_y", 0),
+    ("operand-swap", "\\qjoule_accel.seq.pp0", "$signed(s3_total) >>> s3_shift", 0),     # post-processing shift
+    ("mux-swap", "\\qjoule_accel.seq.pp1", "t[64] ? 4'h0 : \\$7", 0),                      # clamp at 0
+    ("drop-term", "\\qjoule_accel.seq.pp0", "\\$4 [64:0] + term_bias", 0),                # bias add
+    ("drop-term", "\\qjoule_accel.seq.pp1", "\\$4 [64:0] + term_bias", 0),
     ("off-by-one", "\\qjoule_accel.seq", "kw + 1'h1", 0),                                 # kernel column
     ("off-by-one", "\\qjoule_accel.seq", "kh + 1'h1", 0),                                 # kernel row
     ("off-by-one", "\\qjoule_accel.seq", "w0 + 1'h1", 0),
-    ("off-by-one", "\\qjoule_accel.seq", "p_wor + 1'h1", 0),                              # pool write address
+    ("off-by-one", "\\qjoule_accel.seq", "wk + 1'h1", 0),                                 # writer group step
     ("off-by-one", "\\qjoule_accel.seq", "dump_addr + 1'h1", 0),                          # debug dump address
 )
 #: Modules the sampled design mutants come from (prefixes after the leading backslash).
