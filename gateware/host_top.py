@@ -18,7 +18,7 @@ from __future__ import annotations
 from functools import reduce
 from operator import xor
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, ResetInserter, Signal, Value
+from amaranth.hdl import Array, Cat, Const, Module, Mux, ResetInserter, Signal, Value, unsigned
 from amaranth.lib import io, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import exact_log2
@@ -339,6 +339,21 @@ class HostLink(wiring.Component):
         return m
 
 
+class StreamRegister(wiring.Component):
+    """A register stage on a valid/ready stream: payload and valid from flip-flops, full
+    throughput (ready passes through: `i.ready = ~o.valid | o.ready`)."""
+
+    def __init__(self, width: int):
+        super().__init__({"i": In(stream.Signature(unsigned(width))), "o": Out(stream.Signature(unsigned(width)))})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.d.comb += self.i.ready.eq(~self.o.valid | self.o.ready)
+        with m.If(self.i.ready):
+            m.d.sync += [self.o.valid.eq(self.i.valid), self.o.payload.eq(self.i.payload)]
+        return m
+
+
 class HostTop(wiring.Component):
     """The accelerator behind a UART: what goes on a board.
 
@@ -384,7 +399,16 @@ class HostTop(wiring.Component):
 
         wiring.connect(m, uart_rx.o, link.rx)
         wiring.connect(m, link.tx, uart_tx.i)
-        wiring.connect(m, link.words, accel.i)
+        if self._cfg.memory_pipeline:
+            # The large-device setting: the frame buffer's block-RAM output into a register, not
+            # through the input unit's parser logic (its clock-to-out plus that logic bounded
+            # Fmax); reset with the accelerator, so no stale word survives a link reset.
+            slice_ = StreamRegister(WORD_BITS)
+            m.submodules.words_reg = ResetInserter(link.accel_reset)(slice_)
+            wiring.connect(m, link.words, slice_.i)
+            wiring.connect(m, slice_.o, accel.i)
+        else:
+            wiring.connect(m, link.words, accel.i)
         wiring.connect(m, accel.o, link.results)
         m.d.comb += [link.rx_error.eq(uart_rx.framing_error), link.accel_busy.eq(accel.busy),
                      link.accel_layer.eq(accel.layer), link.accel_run_cycles.eq(accel.run_cycles),
