@@ -266,14 +266,10 @@ class Sequencer(wiring.Component):
                 src = stage
             m.d.sync += dst.eq(src)
 
-        if not cfg.memory_pipeline:
-            m.d.sync += [en_d.eq(en_a), clear_d.eq(clear_a), shift_d.eq(shift_a), rowv_d.eq(rowv_a),
-                         lanev_d.eq(lanev_a), rot_d.eq(rot_a), wcount_a.eq(wcount)]
-        else:
-            for dst, src in ((en_d, en_a), (clear_d, clear_a), (shift_d, shift_a), (rowv_d, rowv_a),
-                             (lanev_d, lanev_a), (rot_d, rot_a)):
-                pipe(dst, src, valid=dst is en_d)
-            m.d.sync += wcount_a.eq(wcount)
+        for dst, src in ((en_d, en_a), (clear_d, clear_a), (shift_d, shift_a), (rowv_d, rowv_a),
+                         (lanev_d, lanev_a), (rot_d, rot_a)):
+            pipe(dst, src, valid=dst is en_d)
+        m.d.sync += wcount_a.eq(wcount)
         lanes_mask = Signal(cfg.max_lanes)   # registered at SETUP
         if not cfg.mixed:
             lanes_setup = [lanes_mask.eq(Mux(L.lanes_last >= S, (1 << S) - 1,
@@ -417,13 +413,9 @@ class Sequencer(wiring.Component):
                      p_waddr_a.eq(p_o[0] + p_g), p_os_a.eq(p_o[1])]
         if vec:
             m.d.sync += p_mask_a.eq(Cat(*[p_wo0 + k <= out_w_last for k in range(half)]))
-        if not cfg.memory_pipeline:
-            m.d.sync += [p_valid_d.eq(p_valid_a), p_first_d.eq(p_first_a), p_last_d.eq(p_last_a), p_s_d.eq(p_s_a),
-                         p_waddr_d.eq(p_waddr_a), p_os_d.eq(p_os_a), p_mask_d.eq(p_mask_a)]
-        else:
-            for dst, src in ((p_valid_d, p_valid_a), (p_first_d, p_first_a), (p_last_d, p_last_a), (p_s_d, p_s_a),
-                             (p_waddr_d, p_waddr_a), (p_os_d, p_os_a), (p_mask_d, p_mask_a)):
-                pipe(dst, src, valid=dst is p_valid_d)
+        for dst, src in ((p_valid_d, p_valid_a), (p_first_d, p_first_a), (p_last_d, p_last_a), (p_s_d, p_s_a),
+                         (p_waddr_d, p_waddr_a), (p_os_d, p_os_a), (p_mask_d, p_mask_a)):
+            pipe(dst, src, valid=dst is p_valid_d)
         # the input words in raster order: in_words[k] is position (read position) + k
         in_words = []
         for k in range(R if vec else min(R, 2)):
