@@ -669,7 +669,8 @@ class Sequencer(wiring.Component):
         # running position (oq, os) places them: the m-th emitted pair of a tile at position
         # (oq, os) + m, one bank each (at most R/2 < R). Three stages per group step: 0 forms the
         # maxima and the registered line-buffer addresses, 1 waits for the read, 2 combines and
-        # forms the (registered) activation-buffer writes. Per tile the writer still takes
+        # forms the (registered) activation-buffer writes (with `memory_pipeline`, a stage between
+        # 1 and 2 registers the line buffer's read). Per tile the writer still takes
         # 1 + n_groups cycles, as unfused.
         fuse_r = Signal()
         fv_a, fv_b = Signal(), Signal()
@@ -677,6 +678,8 @@ class Sequencer(wiring.Component):
         f_waddr = [Signal(A + 2, name=f"f_waddr{b}") for b in range(R)]
         fo_en_b = Signal(R)
         flen_b = Signal(cfg.write_lanes)
+        f_valids = [fv_a, fv_b]                          # the fused writer's stages in flight
+        f_out_valid, f_out_len, f_out_en = fv_b, flen_b, fo_en_b   # its last stage (the act write)
         fuse_setup = []
         fuse_tile_end = []
         if fusion:
@@ -737,6 +740,20 @@ class Sequencer(wiring.Component):
             src = [Signal(D, name=f"f_src{jb}") for jb in range(half)]
             for jb in range(half):
                 m.d.comb += src[jb].eq(Mux(f_byp[jb], pm_b[jb], lb_rd[jb].data))
+            if cfg.memory_pipeline:
+                # With pipelined buffers the line buffer's read is registered too, like theirs (one
+                # more stage): at R = 2 it is a block RAM, whose clock-to-out into the pair max and
+                # the write data was the critical path of the 2x2 ULX3S build.
+                fv_c, flen_c, oaddr_c, fo_en_c, wrap_c = (Signal.like(x, name=x.name[:-1] + "c")
+                                                          for x in (fv_b, flen_b, oaddr_b, fo_en_b, wrap_b))
+                src_c = [Signal(D, name=f"f_src_c{jb}") for jb in range(half)]
+                pm_c = [Signal(D, name=f"f_pm_c{k}") for k in range(half)]
+                sel_c = [Signal(range(half), name=f"f_sel_c{b}") for b in range(R)]
+                m.d.sync += [fv_c.eq(fv_b), flen_c.eq(flen_b), oaddr_c.eq(oaddr_b), fo_en_c.eq(fo_en_b),
+                             wrap_c.eq(wrap_b), *[x.eq(y) for x, y in zip(src_c + pm_c + sel_c, src + pm_b + sel_b)]]
+                f_valids.append(fv_c)
+                f_out_valid, f_out_len, f_out_en = fv_c, flen_c, fo_en_c
+                src, pm_b, sel_b, oaddr_b, wrap_b = src_c, pm_c, sel_c, oaddr_c, wrap_c
             out = [Signal(D, name=f"f_out{k}") for k in range(half)]
             for k in range(half):
                 partner = Signal(D, name=f"f_partner{k}")
@@ -789,9 +806,9 @@ class Sequencer(wiring.Component):
             with m.If(pool_writing):
                 m.d.sync += [self.act.wr_addr[b].eq(pool_waddr[b]), self.act.wr_data[b].eq(pool_wdata[b]),
                              self.act.wr_en[b].eq(Mux(pool_wen[b], (1 << cfg.write_lanes) - 1, 0))]
-            with m.Elif(fv_b):
+            with m.Elif(f_out_valid):
                 m.d.sync += [self.act.wr_addr[b].eq(f_waddr[b]), self.act.wr_data[b].eq(f_wdata[b]),
-                             self.act.wr_en[b].eq(Mux(fo_en_b[b], flen_b, 0))]
+                             self.act.wr_en[b].eq(Mux(f_out_en[b], f_out_len, 0))]
             with m.Else():
                 m.d.sync += [self.act.wr_addr[b].eq(d_waddr), self.act.wr_data[b].eq(d_wdata[b]),
                              self.act.wr_en[b].eq(Mux(drain_writing & rows_ok[b] & ~fuse_r, d_wen[b], 0))]
@@ -1013,8 +1030,10 @@ class Sequencer(wiring.Component):
             with m.State("FINISH"):
                 # wait for the array pipeline, the hold register, the drain and the pool write
                 m.d.comb += self.busy.eq(1)
-                settled = (~inflight & ~hold_valid.any() & drain_idle & ~p_valid_a & ~p_valid_d & ~en_a & ~en_d
-                           & ~fv_a & ~fv_b & ~wr_pending)
+                settled = ~inflight & ~hold_valid.any() & drain_idle & ~p_valid_a & ~p_valid_d & ~en_a & ~en_d
+                for fv in f_valids:
+                    settled = settled & ~fv
+                settled = settled & ~wr_pending
                 if in_flight:
                     settled = settled & ~Cat(*in_flight).any()
                 with m.If(settled):

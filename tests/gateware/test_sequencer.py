@@ -315,11 +315,12 @@ def test_fused_pool_at_the_output_maps_mode(accel_run, qs, rows):
     assert np.array_equal(logits, x.logits[0])
 
 
-@pytest.mark.parametrize("pipeline", [1, 2])
-def test_fused_pool_with_registered_buffer_reads(model_builder, accel_run, pipeline):
-    # memory_pipeline (the ulx3s variant's 2): reads come later and the drain waits on skid rows;
-    # the fused writer's own pipeline is unchanged. 28 then 14 wide on R = 8, every dump compared.
-    cfg = _cfg(4, 8, 2, max_width=32, memory_pipeline=pipeline)
+@pytest.mark.parametrize("pipeline, rows", [(1, 8), (2, 8), (2, 2)])
+def test_fused_pool_with_registered_buffer_reads(model_builder, accel_run, pipeline, rows):
+    # memory_pipeline (the ulx3s variant's 2): reads come later, the drain waits on skid rows and
+    # the fused writer registers its line-buffer read (one more stage). 28 then 14 wide on R = 8
+    # (4 line-buffer banks) and R = 2 (one), every dump compared.
+    cfg = _cfg(4, rows, 2, max_width=32, memory_pipeline=pipeline)
     model = model_builder(4, (1, 4, 28), [4, 3], classes=3, seed=40 + pipeline, pool_after=(0, 1))
     image = np.random.default_rng(pipeline).integers(0, 256, size=(1, 4, 28), dtype=np.uint8)
     (logits, layers), = accel_run(model, cfg, [image], gap_seed=pipeline)[0]
