@@ -341,13 +341,23 @@ class HostLink(wiring.Component):
 
 class StreamRegister(wiring.Component):
     """A register stage on a valid/ready stream: payload and valid from flip-flops, full
-    throughput (ready passes through: `i.ready = ~o.valid | o.ready`)."""
+    throughput (ready passes through: `i.ready = ~o.valid | o.ready`). `cut_ready`: `i.ready`
+    from the flip-flop too (`~o.valid`), so no path runs through the stage in either direction,
+    at one idle cycle after each word taken."""
 
-    def __init__(self, width: int):
+    def __init__(self, width: int, *, cut_ready: bool = False):
+        self._cut_ready = cut_ready
         super().__init__({"i": In(stream.Signature(unsigned(width))), "o": Out(stream.Signature(unsigned(width)))})
 
     def elaborate(self, platform):
         m = Module()
+        if self._cut_ready:
+            m.d.comb += self.i.ready.eq(~self.o.valid)
+            with m.If(self.o.ready):
+                m.d.sync += self.o.valid.eq(0)
+            with m.If(self.i.ready):
+                m.d.sync += [self.o.valid.eq(self.i.valid), self.o.payload.eq(self.i.payload)]
+            return m
         m.d.comb += self.i.ready.eq(~self.o.valid | self.o.ready)
         with m.If(self.i.ready):
             m.d.sync += [self.o.valid.eq(self.i.valid), self.o.payload.eq(self.i.payload)]
@@ -399,11 +409,15 @@ class HostTop(wiring.Component):
 
         wiring.connect(m, uart_rx.o, link.rx)
         wiring.connect(m, link.tx, uart_tx.i)
-        if self._cfg.memory_pipeline:
+        if self._cfg.memory_pipeline or self._cfg.compact_control:
             # The large-device setting: the frame buffer's block-RAM output into a register, not
             # through the input unit's parser logic (its clock-to-out plus that logic bounded
-            # Fmax); reset with the accelerator, so no stale word survives a link reset.
-            slice_ = StreamRegister(WORD_BITS)
+            # Fmax); reset with the accelerator, so no stale word survives a link reset. On the
+            # UP5K (compact_control) the path ran from the input unit's ready through the link's
+            # frame-buffer read back into the input unit's enables, so there the ready is cut
+            # too (a word per two cycles at most: the UART brings one per ~350 bit times, and
+            # the input unit spends at least four cycles on an image word's pixels).
+            slice_ = StreamRegister(WORD_BITS, cut_ready=not self._cfg.memory_pipeline)
             m.submodules.words_reg = ResetInserter(link.accel_reset)(slice_)
             wiring.connect(m, link.words, slice_.i)
             wiring.connect(m, slice_.o, accel.i)

@@ -38,13 +38,28 @@ from qjoule.config import AccelConfig
 
 from .pot_lane import PotLane
 
-__all__ = ["LUT_PRODUCT_MAX_Q", "ProcessingElement", "is_ice40", "tree_sum"]
+__all__ = ["ICE40_DSPS", "LUT_PRODUCT_MAX_Q", "ProcessingElement", "ice40_dsp_products", "is_ice40", "tree_sum"]
 
 #: Up to this Q the lane products are built from LUTs (shift-and-add); above it they are written as
-#: multiplies, which synthesis maps to DSP blocks (ECP5 MULT18X18D). On iCE40 they are always LUTs.
+#: multiplies, which synthesis maps to DSP blocks (ECP5 MULT18X18D). On iCE40 they are LUTs unless
+#: they fit the device's DSPs next to the post-processing's (`ice40_dsp_products`).
 LUT_PRODUCT_MAX_Q = 4
 #: LUT products are built in groups of this many activation bits (one pipeline stage each).
 LUT_GROUP_BITS = 4
+
+
+#: DSP blocks (SB_MAC16, 16×16) of the iCE40 UP5K, the iCE40 with DSPs.
+ICE40_DSPS = 8
+
+
+def ice40_dsp_products(cfg: AccelConfig) -> bool:
+    """Whether an iCE40 build takes the lane products of `cfg` (above LUT_PRODUCT_MAX_Q) in DSP
+    blocks, one SB_MAC16 each: when they fit next to the post-processing's (the icebreaker's one
+    PE at Q = 8 and 16: 2 + 3 and 1 + 4 of the 8). Else they are LUTs."""
+    from .postproc import dsp_blocks
+
+    return (cfg.weights == "uniform" and not cfg.mixed and cfg.q > LUT_PRODUCT_MAX_Q
+            and cfg.rows * cfg.cols * cfg.lanes + cfg.cols * dsp_blocks(cfg, 16) <= ICE40_DSPS)
 
 
 def is_ice40(platform) -> bool:
@@ -118,7 +133,7 @@ class ProcessingElement(wiring.Component):
 
         lut_products = self._lut_products
         if lut_products is None:
-            lut_products = q <= LUT_PRODUCT_MAX_Q or is_ice40(platform)
+            lut_products = q <= LUT_PRODUCT_MAX_Q or (is_ice40(platform) and not ice40_dsp_products(self._cfg))
 
         if not self._cfg.mixed:
             lane_sum = self._lane_sum(m, q, self.lane_valid, lut_products, "")

@@ -67,7 +67,8 @@ from .array import MacArray
 from .buffers import activation_buffer_signature, wide_buffer_signature
 from .postproc import PostProcess
 
-__all__ = ["Sequencer", "layer_layout", "param_layout", "table_signature"]
+__all__ = ["Sequencer", "layer_layout", "layer_register_layout", "param_layout", "table_signature",
+           "tile_param_layout"]
 
 
 def layer_layout(cfg: AccelConfig | None = None) -> data.StructLayout:
@@ -76,6 +77,44 @@ def layer_layout(cfg: AccelConfig | None = None) -> data.StructLayout:
     fields = ([f for f in LAYER_FIELDS if f[0] not in MIXED_LAYER_FIELDS + FUSE_LAYER_FIELDS] if cfg is None
               else layer_fields(cfg))
     return data.StructLayout({name: unsigned(bits) for name, bits in fields})
+
+
+def _bits(n: int) -> int:
+    """Bits of an unsigned value up to n (at least 1)."""
+    return max(1, int(n).bit_length())
+
+
+def layer_register_layout(cfg: AccelConfig, act_addr_bits: int, weight_depth: int) -> data.StructLayout:
+    """The layer register `L` as the sequencer holds it: `layer_layout(cfg)`, or with
+    `compact_control` every field at the width the config's bounds need (program.encode refuses a
+    layer beyond them; the sequencer's counters have those widths too): addresses and group counts
+    within a bank half, H/W up to max_height/max_width, W mod R below R, and so on."""
+    full = layer_layout(cfg)
+    if not cfg.compact_control:
+        return full
+    R, C = cfg.rows, cfg.cols
+    grp = act_addr_bits + 1
+    tiles = -(-cfg.max_height * cfg.max_width // R)
+    widths = {"passes": _bits(cfg.first_layer_passes), "lanes_last": _bits(cfg.max_lanes),
+              "height": _bits(cfg.max_height), "out_height": _bits(cfg.max_height),
+              "width": _bits(cfg.max_width), "out_width": _bits(cfg.max_width),
+              **{f: grp for f in ("groups", "pass_groups", "wdiv_g", "out_groups", "out_wdiv_g", "out_words")},
+              "wmod": _bits(R - 1), "out_wmod": _bits(R - 1), "tile_dh": _bits(R), "tile_dw": _bits(R),
+              "tiles": _bits(tiles), "out_tiles": _bits(-(-max(cfg.max_channels, cfg.max_classes) // C)),
+              "weight_base": _bits(weight_depth), "weight_words": _bits(weight_depth),
+              "param_base": _bits(param_words(cfg))}
+    return data.StructLayout({name: unsigned(min(field.shape.width, widths.get(name, field.shape.width)))
+                              for name, field in full})
+
+
+def tile_param_layout(cfg: AccelConfig, act_addr_bits: int) -> data.StructLayout:
+    """A tile's param metadata as the drain holds it (the tile-metadata FIFO, the writer's `W`):
+    PARAM_META_FIELDS, or with `compact_control` at the widths the config's bounds need."""
+    if not cfg.compact_control:
+        return data.StructLayout({name: unsigned(bits) for name, bits in PARAM_META_FIELDS})
+    S, C = cfg.max_lanes, cfg.cols
+    return data.StructLayout({"group_first": unsigned(act_addr_bits + 1), "lane_skip": unsigned(_bits(S - 1)),
+                              "n_groups": unsigned(_bits((S - 1 + C - 1) // S + 1)), "c_valid": unsigned(_bits(C))})
 
 
 def table_signature(cfg: AccelConfig) -> wiring.Signature:
@@ -134,7 +173,7 @@ class Sequencer(wiring.Component):
             m.submodules[f"pp{c}"] = pp
             pps.append(pp)
 
-        L = Signal(layer_layout(cfg))
+        L = Signal(layer_register_layout(cfg, self._act_addr_bits, self._weight_depth))
         li = Signal(range(MAX_LAYERS + 1))
         words_table = cfg.layer_table == "words"
         if words_table:
@@ -228,8 +267,37 @@ class Sequencer(wiring.Component):
         occupancy = Signal(range(4))
 
         # -- issue-cycle signals (combinational) -----------------------------------------------
+        # With compact_control (the UP5K, for Fmax), "counter == its last value" of the issue
+        # counters are flip-flops kept with the counters (`put`: every write of a counter also
+        # writes its flag, from the value written), so a tile's last cycle, the issue and the
+        # enables of every issue counter are a few gates of flip-flops, not wide compares.
+        flags = cfg.compact_control
+        at_last = {}
+
+        def last_flag(ctr, last, field):
+            """`ctr == last` (last = L.field − 1 from SETUP): a registered flag with flags."""
+            if not flags:
+                return ctr == last
+            flag = Signal(name=f"{ctr.name}_at_last")
+            at_last[id(ctr)] = (flag, last, field)
+            return flag
+
+        def put(ctr, value):
+            """ctr.eq(value), and with flags its at-last flag from the same value."""
+            if not flags or id(ctr) not in at_last:
+                return [ctr.eq(value)]
+            flag, last, _ = at_last[id(ctr)]
+            return [ctr.eq(value), flag.eq(value == last)]
+
+        def setup_flags():
+            """At SETUP every issue counter is 0: its flag is `field == 1` of the latched entry."""
+            return [flag.eq(L[field] == 1) for flag, _, field in at_last.values()]
+
+        g_last_now, j_last_now = last_flag(g, pass_groups_last, "pass_groups"), last_flag(j, passes_last, "passes")
+        to_last_now, t_last_now = last_flag(to, out_tiles_last, "out_tiles"), last_flag(t, tiles_last, "tiles")
+        h_last_now, w0_last_now = last_flag(h, h_last, "height"), last_flag(w0, w_last, "width")
         gc_last = Signal()      # the last group of the pass
-        m.d.comb += gc_last.eq(g == pass_groups_last)
+        m.d.comb += gc_last.eq(g_last_now)
         issue = Signal()        # one array cycle issued this cycle
         tile_first = Signal()
         tile_last = Signal()
@@ -456,9 +524,9 @@ class Sequencer(wiring.Component):
         # PostProcess units; the collector gathers their outputs into `codes` (backpressuring
         # the units while the writer still owns the previous tile); the writer stores the codes,
         # one word per bank and cycle, or sends the logits. Tile metadata travels in a FIFO.
-        pmeta_layout = data.StructLayout({name: unsigned(bits) for name, bits in PARAM_META_FIELDS})
+        pmeta_layout = tile_param_layout(cfg, self._act_addr_bits)
         entry_layout = data.StructLayout({"p": pmeta_layout, "t": meta_layout})
-        m.submodules.meta_fifo = meta_fifo = SyncFIFO(width=entry_layout.size, depth=4)
+        m.submodules.meta_fifo = meta_fifo = SyncFIFO(width=entry_layout.size, depth=cfg.tile_meta_depth)
         P = Signal(param_layout(cfg))           # the fed tile's parameters
         feed_acc = Signal.like(array.acc)
         feed_row = Signal(range(R + 1))
@@ -468,7 +536,8 @@ class Sequencer(wiring.Component):
         codes = [[Signal(cfg.code_bits, name=f"code_{r}_{c}") for c in range(C)] for r in range(R)]
         logits = [Signal(64, name=f"logit{c}") for c in range(C)]
         wcodes = [[Signal(cfg.code_bits, name=f"wcode_{r}_{c}") for c in range(C)] for r in range(R)]
-        wlogits = [Signal(64, name=f"wlogit{c}") for c in range(C)]
+        # compact_control: the writer emits the collector's logits (the collector waits meanwhile)
+        wlogits = logits if cfg.compact_control else [Signal(64, name=f"wlogit{c}") for c in range(C)]
         W = Signal(entry_layout)                # the written tile's metadata
         wk = Signal(8)         # write step within the tile's groups
         ek = Signal(range(2 * C + 1))  # emit step (logit words)
@@ -575,10 +644,14 @@ class Sequencer(wiring.Component):
                 m.d.comb += pp.i.payload.q_out.eq(L.clamp_q)
         params_now = Signal(param_layout(cfg))
         m.d.comb += params_now.eq(self.params.rd_data)
+        if cfg.compact_control:   # (the fields' low bits: the values fit the config's bounds)
+            pmeta_now = Cat(*[params_now[name][:field.shape.width] for name, field in pmeta_layout])
+        else:
+            pmeta_now = params_now.as_value()[:PARAM_META_BITS]
 
         def take_hold():
             m.d.comb += [meta_fifo.w_en.eq(1),
-                         meta_fifo.w_data.eq(Cat(params_now.as_value()[:PARAM_META_BITS], rd_meta))]
+                         meta_fifo.w_data.eq(Cat(pmeta_now, rd_meta))]
             m.d.sync += [P.eq(params_now), feed_acc.eq(Mux(rd_ptr, hold_acc[1], hold_acc[0])),
                          rd_ptr.eq(~rd_ptr), feed_row.eq(0)]
             for k in range(2):
@@ -612,7 +685,14 @@ class Sequencer(wiring.Component):
         writer_idle = Signal()
         coll_ready = Signal()
         coll_at = Signal(range(R + 1))
-        m.d.comb += [coll_ready.eq(~codes_full | writer_idle), coll_at.eq(Mux(codes_full, 0, coll_row))]
+        if cfg.compact_control:
+            writer_emitting = Signal()
+            # EMIT reads `logits` itself: in the last layer the collector takes no row from the
+            # writer's take until its last logit word has gone (a dense tile issues for longer)
+            m.d.comb += coll_ready.eq((~codes_full | (writer_idle & ~L.last)) & ~writer_emitting)
+        else:
+            m.d.comb += coll_ready.eq(~codes_full | writer_idle)
+        m.d.comb += coll_at.eq(Mux(codes_full, 0, coll_row))
         coll_accept = Signal()
         m.d.comb += coll_accept.eq(pps[0].o.valid & coll_ready)
         for c, pp in enumerate(pps):
@@ -638,7 +718,8 @@ class Sequencer(wiring.Component):
                     m.d.comb += [meta_fifo.r_en.eq(1), writer_take.eq(1)]
                     m.d.sync += [W.eq(meta_fifo.r_data), wk.eq(0), ek.eq(0)]
                     m.d.sync += [wcodes[r][c].eq(codes[r][c]) for r in range(R) for c in range(C)]
-                    m.d.sync += [wlogits[c].eq(logits[c]) for c in range(C)]
+                    if not cfg.compact_control:
+                        m.d.sync += [wlogits[c].eq(logits[c]) for c in range(C)]
                     with m.If(L.last):
                         m.next = "EMIT"
                     with m.Else():
@@ -649,6 +730,8 @@ class Sequencer(wiring.Component):
                 with m.If(wk == W.p.n_groups - 1):
                     m.next = "IDLE"
             with m.State("EMIT"):
+                if cfg.compact_control:
+                    m.d.comb += writer_emitting.eq(1)
                 m.d.comb += [emit_valid.eq(1), sel_logit.eq(Array(wlogits)[ek >> 1]),
                              emit_data.eq(Mux(ek[0], sel_logit[32:], sel_logit[:32]))]
                 with m.If(self.out.ready):
@@ -770,25 +853,28 @@ class Sequencer(wiring.Component):
                 m.d.sync += [ws.eq(ws + 1), rs_lo.eq(rs_lo + 1), rs_hi.eq(rs_hi + 1),
                              os_.eq(Mux(total >= R, total - R, total)), oq.eq(oq + Mux(total >= R, L.out_groups, 0))]
 
-        # -- dump engine -------------------------------------------------------------------------
+        # -- dump engine (cfg.debug_dump) -----------------------------------------------------------
+        dump = cfg.debug_dump
         dump_addr = Signal(grp)
         dump_k = Signal(range(R * -(-D // WORD_BITS) + 1))
         dump_words = Signal(R * D)
         dump_valid = Signal()
         dump_chunks = -(-D // WORD_BITS)
         dump_data = Signal(WORD_BITS)
-        padded = Cat(*[Cat(dump_words[b * D:(b + 1) * D], Const(0, dump_chunks * WORD_BITS - D)) for b in range(R)])
-        m.d.comb += dump_data.eq(Array(padded[i * WORD_BITS:(i + 1) * WORD_BITS] for i in range(R * dump_chunks))[dump_k])
-
-        # output stream mux
-        m.d.comb += [self.out.valid.eq(emit_valid | dump_valid),
-                     self.out.payload.eq(Mux(dump_valid, dump_data, emit_data))]
+        if dump:
+            padded = Cat(*[Cat(dump_words[b * D:(b + 1) * D], Const(0, dump_chunks * WORD_BITS - D)) for b in range(R)])
+            m.d.comb += dump_data.eq(Array(padded[i * WORD_BITS:(i + 1) * WORD_BITS] for i in range(R * dump_chunks))[dump_k])
+            # output stream mux
+            m.d.comb += [self.out.valid.eq(emit_valid | dump_valid),
+                         self.out.payload.eq(Mux(dump_valid, dump_data, emit_data))]
+        else:
+            m.d.comb += [self.out.valid.eq(emit_valid), self.out.payload.eq(emit_data)]
 
         # -- act buffer port mux -----------------------------------------------------------------
         # Both ports are registered (for Fmax): the read address one cycle after the issue, the
         # write one cycle after the engine produced it (FINISH waits for `wr_pending`).
         rd_sel = Signal(2)  # 0 conv, 1 dense, 2 pool, 3 dump
-        m.d.sync += self.act.rd_half.eq(L.in_half ^ (rd_sel == 3))
+        m.d.sync += self.act.rd_half.eq(L.in_half ^ (rd_sel == 3) if dump else L.in_half)
         for b in range(R):
             with m.Switch(rd_sel):
                 with m.Case(0):
@@ -797,8 +883,9 @@ class Sequencer(wiring.Component):
                     m.d.sync += self.act.rd_addr[b].eq(row_g)
                 with m.Case(2):
                     m.d.sync += self.act.rd_addr[b].eq(pool_addr[b])
-                with m.Case(3):
-                    m.d.sync += self.act.rd_addr[b].eq(dump_addr)
+                if dump:
+                    with m.Case(3):
+                        m.d.sync += self.act.rd_addr[b].eq(dump_addr)
         m.d.sync += self.act.wr_half.eq(~L.in_half)
         wr_pending = Signal()
         m.d.comb += wr_pending.eq(Cat(*[self.act.wr_en[b] for b in range(R)]).any())
@@ -882,7 +969,10 @@ class Sequencer(wiring.Component):
                     with m.Switch(tk):
                         for k in range(1, entry_words + 1):
                             with m.Case(k):
-                                m.d.sync += L.as_value()[(k - 1) * WORD_BITS:k * WORD_BITS].eq(self.table.rd_data)
+                                if cfg.compact_control:
+                                    m.d.sync += _word_into(L, layer_layout(cfg), k - 1, self.table.rd_data)
+                                else:
+                                    m.d.sync += L.as_value()[(k - 1) * WORD_BITS:k * WORD_BITS].eq(self.table.rd_data)
                     with m.If(tk == entry_words):
                         m.d.sync += tk.eq(0)
                         m.next = "LATCH"
@@ -891,7 +981,12 @@ class Sequencer(wiring.Component):
             with m.State("LATCH"):
                 m.d.comb += self.busy.eq(1)
                 if not words_table:
-                    m.d.sync += L.eq(self.table.rd_data)
+                    if cfg.compact_control:
+                        table_entry = Signal(layer_layout(cfg))
+                        m.d.comb += table_entry.eq(self.table.rd_data)
+                        m.d.sync += [L[name].eq(table_entry[name]) for name, _ in layer_layout(cfg)]
+                    else:
+                        m.d.sync += L.eq(self.table.rd_data)
                 with m.If(li == self.n_layers):
                     m.d.comb += self.done.eq(1)
                     m.next = "IDLE"
@@ -901,6 +996,7 @@ class Sequencer(wiring.Component):
                 m.d.comb += self.busy.eq(1)
                 w2_total = L.wmod << 1
                 w2_wrap = w2_total >= R
+                m.d.sync += setup_flags()
                 m.d.sync += [h.eq(0), kh.eq(Mux(L.fold_h, 1, 0)), kw.eq(Mux(L.fold_w, 1, 0)), g.eq(0), gg.eq(0), j.eq(0), to.eq(0), t.eq(0),
                              w0.eq(0), wr.eq(0), tG.eq(0), tGo.eq(0), *tap_base_setup,
                              h_last.eq(L.height - 1), w_last.eq(L.width - 1), *fold_setup, *lanes_setup,
@@ -917,7 +1013,7 @@ class Sequencer(wiring.Component):
                              p_o[0].eq(0), p_o[1].eq(0), p_orow[0].eq(0), p_orow[1].eq(0),
                              p_w2[0].eq((L.wdiv_g << 1) + Mux(w2_wrap, L.groups, 0)),
                              p_w2[1].eq(Mux(w2_wrap, w2_total - R, w2_total)),
-                             dump_addr.eq(0), dump_k.eq(0), *fuse_setup]
+                             *([dump_addr.eq(0), dump_k.eq(0)] if dump else []), *fuse_setup]
                 with m.If(L.kind == KIND_POOL):
                     m.next = "POOL"
                 with m.Elif(L.kind == KIND_DENSE):
@@ -952,51 +1048,51 @@ class Sequencer(wiring.Component):
                 m.d.comb += [self.busy.eq(1), rd_sel.eq(0), issue.eq(can_issue), rot_now.eq(cur_s),
                              tile_rows.eq(exists),
                              tile_first.eq((j == 0) & (gg == 0) & (kh == kh0) & (kw == kw0)),
-                             tile_last.eq((j == passes_last) & gc_last & (kh == kh1) & (kw == kw1))]
+                             tile_last.eq(j_last_now & gc_last & (kh == kh1) & (kw == kw1))]
                 with m.If(issue):
                     m.d.sync += rowv_a.eq(conv_rowv)
                     m.d.sync += kw.eq(kw + 1)
                     with m.If(kw == kw1):
                         m.d.sync += [kw.eq(kw0), kh.eq(kh + 1)]
                         with m.If(kh == kh1):
-                            m.d.sync += [kh.eq(kh0), g.eq(g + 1), gg.eq(gg + 1)]
+                            m.d.sync += [kh.eq(kh0), *put(g, g + 1), gg.eq(gg + 1)]
                             with m.If(gc_last):
-                                m.d.sync += [g.eq(0), j.eq(j + 1), wcount.eq(wtile)]
-                                with m.If(j == passes_last):
+                                m.d.sync += [*put(g, 0), *put(j, j + 1), wcount.eq(wtile)]
+                                with m.If(j_last_now):
                                     # tile of output channels done
-                                    m.d.sync += [j.eq(0), gg.eq(0), to.eq(to + 1),
+                                    m.d.sync += [*put(j, 0), gg.eq(0), *put(to, to + 1),
                                                  wcount.eq(wcount + 1), wtile.eq(wcount + 1)]
-                                    with m.If(to == out_tiles_last):
+                                    with m.If(to_last_now):
                                         # pixel tile done: the next R raster positions
-                                        m.d.sync += [to.eq(0), wcount.eq(L.weight_base), wtile.eq(L.weight_base),
-                                                     t.eq(t + 1), tG.eq(tG + L.groups), tGo.eq(tGo + L.out_groups)]
+                                        m.d.sync += [*put(to, 0), wcount.eq(L.weight_base), wtile.eq(L.weight_base),
+                                                     *put(t, t + 1), tG.eq(tG + L.groups), tGo.eq(tGo + L.out_groups)]
                                         for r in range(R):
                                             nw = pos_w[r] + L.tile_dw
                                             wrap = nw > w_last
                                             m.d.sync += [pos_w[r].eq(Mux(wrap, nw - L.width, nw)),
                                                          pos_h[r].eq(pos_h[r] + L.tile_dh + wrap)]
-                                        with m.If(t == tiles_last):
+                                        with m.If(t_last_now):
                                             m.next = "FINISH"
 
             with m.State("DENSE"):
                 # input positions i = h·W + w in raster order (bank wr, address part tG); groups innermost
                 m.d.comb += [self.busy.eq(1), rd_sel.eq(1), issue.eq(can_issue), rot_now.eq(wr), tile_rows.eq(1),
                              tile_first.eq((h == 0) & (w0 == 0) & (gg == 0)),
-                             tile_last.eq((h == h_last) & (w0 == w_last) & gc_last)]
+                             tile_last.eq(h_last_now & w0_last_now & gc_last)]
                 with m.If(issue):
-                    m.d.sync += [rowv_a.eq(1), g.eq(g + 1), gg.eq(gg + 1)]
+                    m.d.sync += [rowv_a.eq(1), *put(g, g + 1), gg.eq(gg + 1)]
                     with m.If(gc_last):
-                        m.d.sync += [g.eq(0), gg.eq(0), w0.eq(w0 + 1), wr.eq(wr + 1)]
+                        m.d.sync += [*put(g, 0), gg.eq(0), *put(w0, w0 + 1), wr.eq(wr + 1)]
                         if R == 1:
                             m.d.sync += [wr.eq(0), tG.eq(tG + L.groups)]
                         else:
                             with m.If(wr == R - 1):
                                 m.d.sync += [wr.eq(0), tG.eq(tG + L.groups)]
-                        with m.If(w0 == w_last):
-                            m.d.sync += [w0.eq(0), h.eq(h + 1)]
-                            with m.If(h == h_last):
-                                m.d.sync += [h.eq(0), wr.eq(0), tG.eq(0), to.eq(to + 1)]
-                                with m.If(to == out_tiles_last):
+                        with m.If(w0_last_now):
+                            m.d.sync += [*put(w0, 0), *put(h, h + 1)]
+                            with m.If(h_last_now):
+                                m.d.sync += [*put(h, 0), wr.eq(0), tG.eq(0), *put(to, to + 1)]
+                                with m.If(to_last_now):
                                     m.next = "FINISH"
 
             with m.State("POOL"):
@@ -1037,37 +1133,41 @@ class Sequencer(wiring.Component):
                 if in_flight:
                     settled = settled & ~Cat(*in_flight).any()
                 with m.If(settled):
-                    with m.If(L.dump):
-                        m.next = "DUMP_READ"
-                    with m.Else():
+                    if not dump:
                         m.next = "NEXT"
-            with m.State("DUMP_READ"):
-                m.d.comb += [self.busy.eq(1), rd_sel.eq(3)]
-                m.next = "DUMP_WAIT"
-            with m.State("DUMP_WAIT"):  # the registered address reaches the buffer
-                m.d.comb += [self.busy.eq(1), rd_sel.eq(3)]
-                if not cfg.memory_pipeline:
-                    m.next = "DUMP_LATCH"
-                else:  # and its data comes memory_pipeline cycles later still
-                    dump_wait = Signal(range(cfg.memory_pipeline + 1))
-                    m.d.sync += dump_wait.eq(dump_wait + 1)
-                    with m.If(dump_wait == cfg.memory_pipeline):
-                        m.d.sync += dump_wait.eq(0)
-                        m.next = "DUMP_LATCH"
-            with m.State("DUMP_LATCH"):
-                m.d.comb += [self.busy.eq(1), rd_sel.eq(3)]
-                m.d.sync += [dump_words.eq(self.act.rd_data), dump_k.eq(0)]
-                m.next = "DUMP_EMIT"
-            with m.State("DUMP_EMIT"):
-                m.d.comb += [self.busy.eq(1), rd_sel.eq(3), dump_valid.eq(1)]
-                with m.If(self.out.ready):
-                    m.d.sync += dump_k.eq(dump_k + 1)
-                    with m.If(dump_k == R * dump_chunks - 1):
-                        m.d.sync += dump_addr.eq(dump_addr + 1)
-                        with m.If(dump_addr == out_words_last):
-                            m.next = "NEXT"
-                        with m.Else():
+                    else:
+                        with m.If(L.dump):
                             m.next = "DUMP_READ"
+                        with m.Else():
+                            m.next = "NEXT"
+            if dump:
+                with m.State("DUMP_READ"):
+                    m.d.comb += [self.busy.eq(1), rd_sel.eq(3)]
+                    m.next = "DUMP_WAIT"
+                with m.State("DUMP_WAIT"):  # the registered address reaches the buffer
+                    m.d.comb += [self.busy.eq(1), rd_sel.eq(3)]
+                    if not cfg.memory_pipeline:
+                        m.next = "DUMP_LATCH"
+                    else:  # and its data comes memory_pipeline cycles later still
+                        dump_wait = Signal(range(cfg.memory_pipeline + 1))
+                        m.d.sync += dump_wait.eq(dump_wait + 1)
+                        with m.If(dump_wait == cfg.memory_pipeline):
+                            m.d.sync += dump_wait.eq(0)
+                            m.next = "DUMP_LATCH"
+                with m.State("DUMP_LATCH"):
+                    m.d.comb += [self.busy.eq(1), rd_sel.eq(3)]
+                    m.d.sync += [dump_words.eq(self.act.rd_data), dump_k.eq(0)]
+                    m.next = "DUMP_EMIT"
+                with m.State("DUMP_EMIT"):
+                    m.d.comb += [self.busy.eq(1), rd_sel.eq(3), dump_valid.eq(1)]
+                    with m.If(self.out.ready):
+                        m.d.sync += dump_k.eq(dump_k + 1)
+                        with m.If(dump_k == R * dump_chunks - 1):
+                            m.d.sync += dump_addr.eq(dump_addr + 1)
+                            with m.If(dump_addr == out_words_last):
+                                m.next = "NEXT"
+                            with m.Else():
+                                m.next = "DUMP_READ"
             with m.State("NEXT"):
                 m.d.comb += self.busy.eq(1)
                 m.d.sync += li.eq(li + 1)
@@ -1075,6 +1175,18 @@ class Sequencer(wiring.Component):
                     m.d.sync += tbase.eq(tbase + entry_words)
                 m.next = "FETCH"
         return m
+
+
+def _word_into(target, packed: data.StructLayout, k: int, word) -> list:
+    """Assignments of stream word k of an entry packed at `packed`'s field widths (program.
+    pack_fields: from bit 0 upwards) into `target`'s fields, which may be narrower (their low bits)."""
+    stmts, offset = [], 0
+    for name, field in packed:
+        lo, hi = max(offset, k * WORD_BITS), min(offset + len(target[name]), (k + 1) * WORD_BITS)
+        if lo < hi:
+            stmts.append(target[name][lo - offset:hi - offset].eq(word[lo - k * WORD_BITS:hi - k * WORD_BITS]))
+        offset += field.shape.width
+    return stmts
 
 
 def _lane_max(m, cfg: AccelConfig, mode_idx, first, target, words, old) -> None:

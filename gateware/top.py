@@ -171,6 +171,28 @@ class QjouleAccel(wiring.Component):
         kh_first, kh_last, ph_last = Signal(2), Signal(2), Signal(2)
         m.d.comb += [kh_first.eq(Mux(image.fold_h, 0, 1)), kh_last.eq(Mux(image.fold_h, 2, 1)),
                      ph_last.eq(Mux(image.fold_w, len(phases) - 1, 0))]
+        # plane == P − 1, ph == ph_last, ckh == kh_last: compares, or with compact_control (the
+        # UP5K, for Fmax) flip-flops written with their counters (`set_*`), so the enables of the
+        # pixel-position registers are a few gates of flip-flops.
+        flagged = cfg.compact_control
+        plane_l, ph_l, ckh_l = (Signal(name=n) for n in ("plane_at_last", "ph_at_last", "ckh_at_last"))
+        if flagged:
+            plane_at_last, ph_more, ckh_more = plane_l, ~ph_l, ~ckh_l
+            last_step_now = plane_l & ph_l & ckh_l
+        else:
+            plane_at_last, ph_more, ckh_more = plane == P - 1, ph != ph_last, ckh != kh_last
+            last_step_now = (plane == P - 1) & (ph == ph_last) & (ckh == kh_last)
+
+        # (the signals are bound as defaults, not closed over: a closure cell would cost them
+        # their inferred Verilog names)
+        def set_plane(v, plane=plane, plane_l=plane_l):
+            return [plane.eq(v), *([plane_l.eq(v == P - 1)] if flagged else [])]
+
+        def set_ph(v, ph=ph, ph_l=ph_l, ph_last=ph_last):
+            return [ph.eq(v), *([ph_l.eq(v == ph_last)] if flagged else [])]
+
+        def set_ckh(v, ckh=ckh, ckh_l=ckh_l, kh_last=kh_last):
+            return [ckh.eq(v), *([ckh_l.eq(v == kh_last)] if flagged else [])]
         plane_groups = Signal(ab)  # plane·G_v, a running sum (no multiplier in the address path)
         # The copies of row ckh go to output pixels (h + 1 − ckh, w + 1 − kw): raster positions
         # i + (1 − ckh)·W + (1 − kw). The centre i ± W first, as (address part, bank) with a wrap.
@@ -354,10 +376,10 @@ class QjouleAccel(wiring.Component):
                                  index.eq(0), chunk.eq(0)]
                     with m.If(word[24:] == SECTION_IMAGE):
                         m.d.comb += restart_offsets.eq(1)
-                        m.d.sync += [pix_idx.eq(0), plane.eq(0), clr_addr.eq(0), plane_groups.eq(0),
+                        m.d.sync += [pix_idx.eq(0), *set_plane(0), clr_addr.eq(0), plane_groups.eq(0),
                                      px_c_lane.eq(0), px_c_group.eq(0), px_c.eq(0), px_h.eq(0), px_w.eq(0),
                                      px_q.eq(0), px_s.eq(0),
-                                     ckh.eq(kh_first), ph.eq(0)]
+                                     *set_ckh(kh_first), *set_ph(0)]
                         with m.If(word[:24] == 0):
                             m.d.comb += start.eq(1)  # an empty IMAGE runs on the buffer as it is
                         with m.Else():
@@ -393,7 +415,7 @@ class QjouleAccel(wiring.Component):
                 # word while it waits on the stream: the word is taken with its last pixel's last
                 # step (`ready` from the state alone), so no copy of it is kept.
                 last_step = Signal()
-                m.d.comb += [last_step.eq((plane == P - 1) & (ph == ph_last) & (ckh == kh_last)),
+                m.d.comb += [last_step.eq(last_step_now),
                              img_writing.eq(self.i.valid & ~rem_zero),
                              self.i.ready.eq(~rem_zero & last_step & (pix_idx == pix_last))]
                 with m.If(rem_zero):
@@ -401,19 +423,19 @@ class QjouleAccel(wiring.Component):
                     m.d.comb += start.eq(1)
                     m.next = "HEADER"
                 with m.Elif(img_writing):
-                    m.d.sync += [plane.eq(plane + 1), plane_groups.eq(plane_groups + image.pass_groups)]
-                    with m.If(plane == P - 1):
-                        m.d.sync += [plane.eq(0), plane_groups.eq(0)]
+                    m.d.sync += [*set_plane(plane + 1), plane_groups.eq(plane_groups + image.pass_groups)]
+                    with m.If(plane_at_last):
+                        m.d.sync += [*set_plane(0), plane_groups.eq(0)]
                         # next kw phase, next kh row of copies, or the next pixel
-                        with m.If(ph != ph_last):
-                            m.d.sync += ph.eq(ph + 1)
+                        with m.If(ph_more):
+                            m.d.sync += set_ph(ph + 1)
                             m.d.comb += next_phase.eq(1)
-                        with m.Elif(ckh != kh_last):
-                            m.d.sync += [ph.eq(0), ckh.eq(ckh + 1)]
+                        with m.Elif(ckh_more):
+                            m.d.sync += [*set_ph(0), *set_ckh(ckh + 1)]
                             m.d.comb += step_offsets.eq(1)
                         with m.Else():
                             m.d.comb += restart_offsets.eq(1)
-                            m.d.sync += [ph.eq(0), ckh.eq(kh_first), pix_idx.eq(pix_idx + 1)]
+                            m.d.sync += [*set_ph(0), *set_ckh(kh_first), pix_idx.eq(pix_idx + 1)]
                             _next_pixel(m, cfg, image, px_c_lane, px_c_group, px_c, px_h, px_w, px_q, px_s)
                             with m.If(pix_idx == pix_last):
                                 m.d.sync += [pix_idx.eq(0), remaining.eq(remaining - 1), rem_one.eq(remaining == 2),

@@ -58,16 +58,18 @@ def build_design(cfg: AccelConfig, design: str, top: str = "host", *, clk_freq: 
 
 def dsp_demand(cfg: AccelConfig, b: Board) -> int:
     """DSP blocks the datapath asks for, counted from how the gateware writes its multiplies
-    (an estimate of Yosys' mapping): uniform lane products above LUT_PRODUCT_MAX_Q on ECP5 (always
-    LUTs on iCE40; power-of-two lanes have none), and per post-processing column acc_lo × m (one block) plus acc_hi × m (acc_hi split
+    (an estimate of Yosys' mapping): uniform lane products above LUT_PRODUCT_MAX_Q on ECP5 (on iCE40
+    where `ice40_dsp_products` puts them in DSPs; power-of-two lanes have none), and per post-processing column acc_lo × m (one block) plus acc_hi × m (acc_hi split
     into block-wide pieces: 18 bits signed on ECP5, 16 on iCE40, where m's top 2 bits go to LUTs)."""
-    from qjoule.gateware.pe import LUT_PRODUCT_MAX_Q
+    from qjoule.gateware.pe import LUT_PRODUCT_MAX_Q, ice40_dsp_products
+    from qjoule.gateware.postproc import dsp_blocks
 
     width = 18 if b.family == "ecp5" else 16
     # Power-of-two lanes shift instead of multiplying: no lane asks for a DSP at any Q.
     multiplies = cfg.weights == "uniform" and cfg.q > LUT_PRODUCT_MAX_Q
-    lanes = cfg.rows * cfg.cols * cfg.lanes if (b.family == "ecp5" and multiplies) else 0
-    post = cfg.cols * (1 + -(-max(cfg.acc_bits - 16, 1) // width))
+    on_dsps = multiplies if b.family == "ecp5" else ice40_dsp_products(cfg)
+    lanes = cfg.rows * cfg.cols * cfg.lanes if on_dsps else 0
+    post = cfg.cols * dsp_blocks(cfg, width)
     return lanes + post
 
 

@@ -40,7 +40,9 @@ TABLE_KINDS = ("wide", "words")
 #: Fields added after version 1 that appear in the JSON (and so in config_id) only when they are
 #: not at their default: every config written before them keeps its JSON and its Verilog.
 _OPTIONAL_FIELDS = {"act_memory": "bram", "weight_memory": "bram", "layer_table": "wide", "memory_pipeline": 0,
-                    "fuse_pool": True}
+                    "fuse_pool": True, "debug_dump": True, "compact_control": False}
+#: Tile-metadata FIFO entries of a compact_control config at R = 1 (AccelConfig.tile_meta_depth).
+TILE_META_DEPTH_R1 = 2
 #: Register stages the activation, weight and param buffers may add to a read (`memory_pipeline`).
 MEMORY_PIPELINES = (0, 1, 2)
 
@@ -116,6 +118,16 @@ class AccelConfig:
     #: conv+pool pairs on maps of even width); off: every pool runs as its own layer, the design
     #: and its program exactly as before the field existed.
     fuse_pool: bool = True
+    #: Build the debug-dump engine (a layer entry's `dump` flag copies its output map to the output
+    #: stream: `qjoule simulate`'s per-layer check). Off, the hardware has no dump path and
+    #: program.encode refuses a debug program for the config in one line; a board run never dumps.
+    debug_dump: bool = True
+    #: Size the sequencer's control for a small device (the iCE40 UP5K, where every logic cell
+    #: counts), at a cost of a few cycles per image at most: the layer register and the tile metadata
+    #: hold their fields at the widths the config's bounds need (not the stream format's), the
+    #: tile-metadata FIFO has `tile_meta_depth` entries, and the logits have one register (the
+    #: collector waits while the writer emits them). Off: the design as before the field existed.
+    compact_control: bool = False
     name: str = "default"
 
     def __post_init__(self):
@@ -141,8 +153,9 @@ class AccelConfig:
             raise UserError(f"datapath must be a positive multiple of q={self.q}, got {self.datapath!r}")
         if self.datapath > 64:
             raise UserError(f"datapath must be at most 64 bits, got {self.datapath!r}")
-        if not isinstance(self.fuse_pool, bool):
-            raise UserError(f"fuse_pool must be true or false, got {self.fuse_pool!r}")
+        for field in ("fuse_pool", "debug_dump", "compact_control"):
+            if not isinstance(getattr(self, field), bool):
+                raise UserError(f"{field} must be true or false, got {getattr(self, field)!r}")
         if self.weights not in WEIGHT_KINDS:
             raise UserError(f"weights must be one of {', '.join(map(repr, WEIGHT_KINDS))}, got {self.weights!r}")
         self._validate_modes()
@@ -243,6 +256,13 @@ class AccelConfig:
         >= 2: a tile's R/2 horizontal pixel pairs, and the line-buffer position of a pair a
         shift and a mask of the map width, no divider)."""
         return self.fuse_pool and self.rows >= 2 and self.rows & (self.rows - 1) == 0
+
+    @property
+    def tile_meta_depth(self) -> int:
+        """Entries of the sequencer's tile-metadata FIFO (the finished tiles between the feeder's
+        take and the writer's): 4, or with `compact_control` at R = 1 (a tile drains as one row)
+        TILE_META_DEPTH_R1, in flip-flops on the iCE40, which has no LUT RAM."""
+        return TILE_META_DEPTH_R1 if self.compact_control and self.rows == 1 else 4
 
     @property
     def read_latency(self) -> int:
@@ -400,11 +420,12 @@ VARIANTS: dict[str, AccelConfig] = {
     # whole accelerator has to fit 5,280 logic cells: one PE (its sequencer, input unit and host
     # link are most of the logic), the activation buffer in two SPRAMs (one per half: 16k × 16
     # each), the weights in a third, the layer table as 32-bit words (4 EBRs instead of 24), a
-    # 32-bit bias and 224 post-processing channels (256 param words of 98 bits: 7 EBRs).
+    # 32-bit bias and 224 post-processing channels (256 param words of 98 bits: 7 EBRs); no
+    # debug-dump engine and the compact sequencer control (a board run never dumps).
     "icebreaker": _DEFAULT.replace(name="icebreaker", rows=1, cols=1, act_buffer_bits=512 * 1024,
                                    weight_buffer_bits=256 * 1024, max_channels=256, max_height=32, max_width=32,
                                    pp_channels=224, pp_bias_bits=32, act_memory="spram", weight_memory="spram",
-                                   layer_table="words"),
+                                   layer_table="words", debug_dump=False, compact_control=True),
 }
 
 

@@ -661,6 +661,9 @@ def check_weight_kind(model, cfg: AccelConfig) -> None:
 
 def encode(model, cfg: AccelConfig, *, debug: bool = False) -> Program:
     """An IntModel -> the Program for `cfg`, or a one-line UserError saying what does not fit."""
+    if debug and not cfg.debug_dump:
+        raise UserError(f"config {cfg.name!r} has no debug-dump engine (debug_dump false): run without per-layer "
+                        f"dumps (qjoule simulate --no-dump), or use a config with debug_dump true")
     layers = list(model.layers)
     if not cfg.mixed:
         if model.q is None:

@@ -317,3 +317,64 @@ def test_line_buffer_covers_the_widest_map():
     assert line_buffer_shape(cfg) == (4, 7, 4)
     # R = 2: one pair per tile, 8 wide: 4 pairs back + 2 slots = 6 -> 3 bits; 16 channels / 4 lanes: 2 bits
     assert line_buffer_shape(_tiny()) == (1, 2, 3)
+
+
+def test_debug_dump_and_compact_control_round_trip_and_are_validated():
+    from qjoule.config import board_config
+    from qjoule.errors import UserError
+    cfg = _tiny(debug_dump=False, compact_control=True)
+    data = json.loads(cfg.to_json())
+    assert (data["debug_dump"], data["compact_control"]) == (False, True)
+    assert AccelConfig.from_dict(data) == cfg
+    assert not {"debug_dump", "compact_control"} & set(json.loads(_tiny().to_json()))   # defaults stay out
+    for field in ("debug_dump", "compact_control"):
+        with pytest.raises(UserError, match=rf"^{field} must be true or false, got 1$"):
+            _tiny(**{field: 1})
+    ice = board_config("icebreaker", 4)
+    assert (ice.debug_dump, ice.compact_control, ice.tile_meta_depth) == (False, True, 2)
+    assert _tiny().tile_meta_depth == _tiny(rows=1).tile_meta_depth == _tiny(compact_control=True).tile_meta_depth == 4
+
+
+def test_encode_refuses_a_debug_program_without_the_dump_engine():
+    from qjoule.config import board_config
+    from qjoule.errors import UserError
+    from qjoule.program import encode
+    from qjoule.sw.intmodel import random_model
+    model = random_model((1, 8, 8), 10, 1, 8, 4, seed=1)
+    cfg = board_config("icebreaker", 4)
+    with pytest.raises(UserError, match=r"^config 'icebreaker' has no debug-dump engine \(debug_dump false\): run "
+                                        r"without per-layer dumps \(qjoule simulate --no-dump\), or use a config with "
+                                        r"debug_dump true$"):
+        encode(model, cfg, debug=True)
+    assert not any(plan.entry["dump"] for plan in encode(model, cfg).layers)
+    assert any(plan.entry["dump"] for plan in encode(model, cfg.replace(debug_dump=True), debug=True).layers)
+
+
+@pytest.mark.parametrize("q", [1, 2, 4, 8, 16])
+def test_compact_layer_register_holds_every_field_at_the_config_bounds(q):
+    """The compact layer register and tile metadata keep only the low bits of each field: a model
+    at the icebreaker config's largest input (32×32) and channels still fits them, every field."""
+    from qjoule.config import board_config
+    from qjoule.gateware.sequencer import layer_layout, layer_register_layout, tile_param_layout
+    from qjoule.program import PARAM_META_FIELDS, bank_depth, encode, unpack_fields
+    from qjoule.sw.intmodel import random_model
+    # (room for six 64-channel convs' params, and a random model's widest biases)
+    cfg = board_config("icebreaker", q, pp_channels=1024, pp_bias_bits=64)
+    act_addr_bits = (bank_depth(cfg) - 1).bit_length()
+    layout, meta = layer_register_layout(cfg, act_addr_bits, cfg.weight_words), tile_param_layout(cfg, act_addr_bits)
+    assert layout.size < layer_layout(cfg).size and meta.size < 48   # (narrower: 204 < 381 and 18 < 48 bits at Q = 4)
+    # the largest image and widest first conv whose maps fill a bank half (32 kb halves at Q 1, 2,
+    # where the image's 8/Q pixel planes allow 11x11 and 16x16; 256 kb at Q >= 4)
+    side, width = {1: (11, 16), 2: (16, 16), 4: (32, 64), 8: (32, 32), 16: (32, 16)}[q]
+    model = random_model((1, side, side), 10, 2, width, q, seed=3)
+    prog = encode(model, cfg)
+    entries = [plan.entry for plan in prog.layers]
+    tops = {name: max(e.get(name, 0) for e in entries) for name, _ in layout}
+    assert tops["height"] == side and tops["tiles"] == side * side and tops["out_tiles"] == width
+    for name, field in layout:
+        assert tops[name] < 1 << field.shape.width, name
+    for plan in prog.layers:
+        for word in plan.params:
+            values = unpack_fields(PARAM_META_FIELDS, word)
+            for name, field in meta:
+                assert values[name] < 1 << field.shape.width, name

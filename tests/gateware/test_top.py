@@ -62,6 +62,24 @@ def test_external_weights_stream_in_per_image(accel_run):
         assert np.array_equal(logits, ref.logits[i])
 
 
+@pytest.mark.parametrize("q, rows, cols, table", [(4, 2, 2, "wide"), (2, 1, 1, "words"), (8, 4, 3, "words")])
+def test_compact_control_every_layer(accel_run, q, rows, cols, table):
+    # compact_control (the icebreaker's): the layer register and tile metadata at the config's
+    # widths, assembled from the wide entry or the table words; registered at-last flags of the
+    # issue counters; two tile-metadata entries at R = 1; one logit register (the collector waits
+    # while the writer emits). R = 2 fuses the pools, R = 4 runs the vector pool, R = 1 the generic.
+    cfg = variant("tiny", q=q, rows=rows, cols=cols, layer_table=table, compact_control=True)
+    model = random_model((1, 8, 8), 10, 1, 8, q, seed=30 + q)
+    images = _images(2, seed=q)
+    decoded, ref, _ = accel_run(model, cfg, images, gap_seed=3)
+    for i in range(2):
+        logits, layers = decoded[i]
+        assert set(layers) == _dumped(model, cfg)
+        for name, codes in layers.items():
+            assert np.array_equal(codes, ref.outputs[name][i]), name
+        assert np.array_equal(logits, ref.logits[i])
+
+
 @pytest.mark.parametrize("q, rows, cols", [(1, 1, 1), (3, 3, 2), (5, 2, 3), (16, 1, 2)])
 def test_generates_for_any_q_and_lints(q, rows, cols):
     from qjoule.hw.verilog import emit_verilog, lint_verilog

@@ -126,11 +126,20 @@ def test_dsp_demand_by_hand():
     assert dsp_demand(variant("ulx3s", 8), board("ulx3s-85f")) == 128 + 16
     # Q = 16: acc_bits 45, acc_hi 29 bits -> two blocks.
     assert dsp_demand(variant("ulx3s", 16), board("ulx3s-85f")) == 64 + 8 * 3
-    # icebreaker (1 column, acc_bits 24 -> acc_hi 8 bits): lane products in LUTs at every Q.
+    # icebreaker (1 column, acc_bits 24 -> acc_hi 8 bits): lane products in LUTs up to Q = 4.
     assert variant("icebreaker", 4).acc_bits == 24
     assert dsp_demand(variant("icebreaker", 4), board("icebreaker")) == 1 * 2
     assert dsp_demand(variant("icebreaker", 4, cols=4), board("icebreaker")) == 4 * 2
+    # Above Q = 4 the lane products take one SB_MAC16 each where they fit the UP5K's 8 next to the
+    # post-processing's: one PE at Q = 8 (acc_bits 29: 2 lanes + 2) and 16 (acc_bits 45: 1 + 3),
+    # not four columns at Q = 16 (4 + 4·3 > 8: LUT products, the post-processing's 12 only).
+    from qjoule.config import board_config
+    from qjoule.gateware.pe import ice40_dsp_products
+    assert dsp_demand(variant("icebreaker", 8), board("icebreaker")) == 2 + 2
+    assert dsp_demand(variant("icebreaker", 16), board("icebreaker")) == 1 + 3
     assert dsp_demand(variant("icebreaker", 16, cols=4), board("icebreaker")) == 4 * (1 + 2)
+    assert [ice40_dsp_products(board_config("icebreaker", q)) for q in (2, 4, 8, 16)] == [False, False, True, True]
+    assert not ice40_dsp_products(variant("tiny", 8))   # 2x2 PEs x 2 lanes + 2 x 2 post-processing
     # Power-of-two lanes shift: at Q = 6 no lane block, only post-processing (acc_bits 52 ->
     # acc_hi 36 bits -> two blocks, plus acc_lo × m), where the uniform array asks for 128 more.
     pot = variant("ulx3s", 6, weights="pot")

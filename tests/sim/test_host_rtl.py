@@ -45,15 +45,15 @@ def _run(tmp_path, *, images, corrupt, width=2, q=4, seed=3, cfg=None):
     return model, cfg, outcome, result
 
 
-@pytest.mark.parametrize("memory_pipeline", [0, 2])
-def test_program_images_and_a_corrupted_frame_over_the_uart(tmp_path, memory_pipeline):
+@pytest.mark.parametrize("memory_pipeline, compact", [(0, False), (2, False), (0, True)])
+def test_program_images_and_a_corrupted_frame_over_the_uart(tmp_path, memory_pipeline, compact):
     # (memory_pipeline 2, the ULX3S setting, also puts a register stage between the link and the
-    # accelerator's input stream)
+    # accelerator's input stream; compact_control, the icebreaker's, one whose ready is a flop too)
     images = np.random.default_rng(5).integers(0, 256, size=(2, 1, 8, 8), dtype=np.uint8)
     # writes: 0 RESET, 1 STATUS, 2 the program (one frame), 3 the first image: flip a bit in its
     # 11th byte (payload: pixels of an IMAGE section, which would start a run if it got through)
-    model, cfg, outcome, result = _run(tmp_path, images=images, corrupt={"frame": 3, "byte": 10},
-                                       cfg=variant("tiny", q=4, memory_pipeline=memory_pipeline))
+    cfg = variant("tiny", q=4, memory_pipeline=memory_pipeline, compact_control=compact)
+    model, cfg, outcome, result = _run(tmp_path, images=images, corrupt={"frame": 3, "byte": 10}, cfg=cfg)
     assert result["error"] is None, result["error"]
     assert outcome.passed
     expected = golden.run(model, images).logits
