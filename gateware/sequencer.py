@@ -63,15 +63,12 @@ from qjoule.program import (FUSE_LAYER_FIELDS, KIND_DENSE, KIND_POOL, LAYER_FIEL
                             PARAM_META_BITS, PARAM_META_FIELDS, WORD_BITS, layer_fields, layer_words, line_buffer_shape,
                             param_word_bits, param_words)
 
+from . import REPLICA
 from .array import MacArray
 from .buffers import activation_buffer_signature, wide_buffer_signature
 from .postproc import PostProcess
 
-__all__ = ["REPLICA", "Sequencer", "layer_layout", "param_layout", "table_signature"]
-
-#: Attribute of a register that is one of several identical copies, each driving part of a wide
-#: fan-out: synthesis must keep every copy (hw/synth.py), where it would otherwise merge them.
-REPLICA = "qjoule_replica"
+__all__ = ["Sequencer", "layer_layout", "param_layout", "table_signature"]
 
 
 def layer_layout(cfg: AccelConfig | None = None) -> data.StructLayout:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from qjoule.config import AccelConfig
 from qjoule.errors import UserError
-from qjoule.gateware.sequencer import REPLICA
+from qjoule.gateware import REPLICA
 
 from .boards import Board, board, platform_for
 from .scan import ScanWrapper
