@@ -9,6 +9,9 @@ of a weight is reused R times and one fetch of an activation C times. PE (r, c) 
 
 The inputs are registered once at the array's edge (so the broadcast fans out from a flop, not
 from the sequencer's logic), which adds one cycle: `latency` = 1 + ProcessingElement.latency.
+With `memory_pipeline` (the large-device setting) each row has its own copy of the control
+registers, and each PE its own control pipeline, kept apart in synthesis (`REPLICA`), so no
+control net fans out across the whole array.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from amaranth.lib.wiring import In, Out
 
 from qjoule.config import AccelConfig
 
+from . import REPLICA
 from .pe import ProcessingElement
 
 __all__ = ["MacArray"]
@@ -59,36 +63,39 @@ class MacArray(wiring.Component):
         # ports keep their own names in the Verilog (sim/activity.py samples the ports).
         act = Signal.like(self.act, name="act_q")
         weight = Signal.like(self.weight, name="weight_q")
-        row_valid = Signal.like(self.row_valid, name="row_valid_q")
-        lane_valid = Signal.like(self.lane_valid, name="lane_valid_q")
-        en, clear, shift, pixel_mode = (Signal.like(self.en, name="en_q"), Signal.like(self.clear, name="clear_q"),
-                                        Signal.like(self.shift, name="shift_q"),
-                                        Signal.like(self.pixel_mode, name="pixel_mode_q"))
-        m.d.sync += [
-            act.eq(self.act), weight.eq(self.weight), row_valid.eq(self.row_valid),
-            lane_valid.eq(self.lane_valid), en.eq(self.en), clear.eq(self.clear),
-            shift.eq(self.shift), pixel_mode.eq(self.pixel_mode),
-        ]
-        if cfg.mixed:
-            mode = Signal.like(self.mode, name="mode_q")
-            m.d.sync += mode.eq(self.mode)
+        ports = [self.en, self.clear, self.shift, self.pixel_mode, *([self.mode] if cfg.mixed else [])]
+        if not cfg.memory_pipeline:
+            row_valid = Signal.like(self.row_valid, name="row_valid_q")
+            lane_valid = Signal.like(self.lane_valid, name="lane_valid_q")
+            shared = [Signal.like(port, name=f"{port.name}_q") for port in ports]
+            m.d.sync += [act.eq(self.act), weight.eq(self.weight), row_valid.eq(self.row_valid),
+                         lane_valid.eq(self.lane_valid), *[copy.eq(port) for copy, port in zip(shared[:4], ports)]]
+            m.d.sync += [copy.eq(port) for copy, port in zip(shared[4:], ports[4:])]
+        else:
+            m.d.sync += [act.eq(self.act), weight.eq(self.weight)]
 
         for r in range(cfg.rows):
-            # A padded row masks every lane of its PEs.
             row_lanes = Signal(cfg.max_lanes, name=f"row{r}_lane_valid")
-            m.d.comb += row_lanes.eq(Mux(row_valid[r], lane_valid, 0))
+            if not cfg.memory_pipeline:
+                # A padded row masks every lane of its PEs.
+                m.d.comb += row_lanes.eq(Mux(row_valid[r], lane_valid, 0))
+                controls = shared
+            else:
+                # The large device: each row has its own copy of the control registers (kept
+                # apart in synthesis), so a control fans out to C PEs, not R·C across the die.
+                controls = [Signal.like(port, name=f"{port.name}_q{r}", attrs={REPLICA: 1}) for port in ports]
+                row_lanes.attrs[REPLICA] = 1
+                m.d.sync += [*[copy.eq(port) for copy, port in zip(controls, ports)],
+                             row_lanes.eq(Mux(self.row_valid[r], self.lane_valid, 0))]
             for c in range(cfg.cols):
                 pe = ProcessingElement(cfg, acc_bits=self._acc_bits)
                 m.submodules[f"pe_{r}_{c}"] = pe
+                pe_ports = [pe.en, pe.clear, pe.shift, pe.pixel_mode, *([pe.mode] if cfg.mixed else [])]
                 m.d.comb += [
                     pe.act.eq(act[r]),
                     pe.weight.eq(weight[c]),
                     pe.lane_valid.eq(row_lanes),
-                    pe.en.eq(en),
-                    pe.clear.eq(clear),
-                    pe.shift.eq(shift),
-                    pe.pixel_mode.eq(pixel_mode),
-                    *([pe.mode.eq(mode)] if cfg.mixed else []),
+                    *[pe_port.eq(control) for pe_port, control in zip(pe_ports, controls)],
                     self.acc[r * cfg.cols + c].eq(pe.acc),
                 ]
         return m

@@ -36,6 +36,7 @@ from amaranth.lib.wiring import In, Out
 
 from qjoule.config import AccelConfig
 
+from . import REPLICA
 from .pot_lane import PotLane
 
 __all__ = ["ICE40_DSPS", "LUT_PRODUCT_MAX_Q", "ProcessingElement", "ice40_dsp_products", "is_ice40", "tree_sum"]
@@ -127,8 +128,11 @@ class ProcessingElement(wiring.Component):
         q, lanes = self._cfg.q, self._cfg.lanes
         passes = self._cfg.first_layer_passes
 
-        # Stage 1: lane products (masked) and the controls that travel with them.
-        en1, clear1, shift1 = Signal(), Signal(), Signal(range(8))
+        # Stage 1: lane products (masked) and the controls that travel with them. With
+        # memory_pipeline (the large device) every PE keeps its own control registers: merged
+        # across the array, one `en3` would enable all R·C accumulators.
+        attrs = {REPLICA: 1} if self._cfg.memory_pipeline else {}
+        en1, clear1, shift1 = Signal(attrs=attrs), Signal(attrs=attrs), Signal(range(8), attrs=attrs)
         m.d.sync += [en1.eq(self.en), clear1.eq(self.en & self.clear), shift1.eq(self.shift)]
 
         lut_products = self._lut_products
@@ -157,13 +161,13 @@ class ProcessingElement(wiring.Component):
             lane_sum = tree_sum(sums)
 
         # Stage 2: the lane sum (a balanced adder tree).
-        en2, clear2, shift2 = Signal(), Signal(), Signal(range(8))
+        en2, clear2, shift2 = Signal(attrs=attrs), Signal(attrs=attrs), Signal(range(8), attrs=attrs)
         m.d.sync += [en2.eq(en1), clear2.eq(clear1), shift2.eq(shift1)]
         lane_total = Signal(signed(len(lane_sum)))
         m.d.sync += lane_total.eq(lane_sum)
 
         # Stage 3: shifted for first-layer pass j by j·Q (a plain register at Q >= 8: one pass).
-        en3, clear3 = Signal(), Signal()
+        en3, clear3 = Signal(attrs=attrs), Signal(attrs=attrs)
         m.d.sync += [en3.eq(en2), clear3.eq(clear2)]
         shifted = Signal(signed(len(lane_total) + (passes - 1) * q))
         with m.Switch(shift2):

@@ -63,6 +63,7 @@ from qjoule.program import (FUSE_LAYER_FIELDS, KIND_DENSE, KIND_POOL, LAYER_FIEL
                             PARAM_META_BITS, PARAM_META_FIELDS, WORD_BITS, layer_fields, layer_words, line_buffer_shape,
                             param_word_bits, param_words)
 
+from . import REPLICA
 from .array import MacArray
 from .buffers import activation_buffer_signature, wide_buffer_signature
 from .postproc import PostProcess
@@ -354,7 +355,19 @@ class Sequencer(wiring.Component):
             m.d.sync += cap_ptr.eq(~cap_ptr)
             for k in range(2):
                 with m.If(cap_ptr == k):
-                    m.d.sync += [hold_acc[k].eq(array.acc), hold_valid[k].eq(1)]
+                    m.d.sync += [*([] if cfg.memory_pipeline else [hold_acc[k].eq(array.acc)]), hold_valid[k].eq(1)]
+        if cfg.memory_pipeline:
+            # On the large array a slot's R·C accumulators (~1.5k flip-flops) take their enable
+            # from C registered copies, one per column (kept apart in synthesis: `REPLICA`), each
+            # decided a cycle ahead from the delay line: the slot the capture after this cycle's
+            # (if any) will use.
+            next_ptr = cap_ptr ^ last_line[-1]
+            for k in range(2):
+                for c in range(C):
+                    cap_en = Signal(name=f"cap_en{k}_{c}", attrs={REPLICA: 1})
+                    m.d.sync += cap_en.eq(last_line[-2] & (next_ptr == k))
+                    with m.If(cap_en):
+                        m.d.sync += [hold_acc[k][r * C + c].eq(array.acc[r * C + c]) for r in range(R)]
 
         # array inputs: a rotation of the R bank words (conv: by the tap's bank offset; dense: row
         # 0 takes the input position's bank)
@@ -652,17 +665,37 @@ class Sequencer(wiring.Component):
         def take_hold():
             m.d.comb += [meta_fifo.w_en.eq(1),
                          meta_fifo.w_data.eq(Cat(pmeta_now, rd_meta))]
-            m.d.sync += [P.eq(params_now), feed_acc.eq(Mux(rd_ptr, hold_acc[1], hold_acc[0])),
-                         rd_ptr.eq(~rd_ptr), feed_row.eq(0)]
+            wide = [] if cfg.memory_pipeline else [P.eq(params_now), feed_acc.eq(Mux(rd_ptr, hold_acc[1], hold_acc[0]))]
+            m.d.sync += [*wide, rd_ptr.eq(~rd_ptr), feed_row.eq(0)]
             for k in range(2):
                 with m.If(rd_ptr == k):
                     m.d.sync += hold_valid[k].eq(0)
+
+        # The take's wide copy (~1.5k accumulator and ~0.5k param flip-flops on the 8x8 array):
+        # with memory_pipeline it happens a cycle later (LOAD), enabled by C registered copies of
+        # the take, one per column (`REPLICA`), not by the take's logic across the die. The slot
+        # is still intact then (a capture into it comes capture_delay cycles after an issue the
+        # take allows) and so is its param word (its read address changes a cycle later).
+        after_take = "LOAD" if cfg.memory_pipeline else "FEED"
+        if cfg.memory_pipeline:
+            load_slot = Signal()
+            m.d.sync += load_slot.eq(rd_ptr)
+            for c in range(C):
+                load = Signal(name=f"feed_load{c}", attrs={REPLICA: 1})
+                m.d.sync += load.eq(copying)
+                with m.If(load):
+                    m.d.sync += [P.cols[c].eq(params_now.cols[c]),
+                                 *[feed_acc[r * C + c].eq(Mux(load_slot, hold_acc[1][r * C + c], hold_acc[0][r * C + c]))
+                                   for r in range(R)]]
 
         with m.FSM(name="feeder"):
             with m.State("IDLE"):
                 m.d.comb += feeder_idle.eq(1)
                 with m.If(copying):
                     take_hold()
+                    m.next = after_take
+            if cfg.memory_pipeline:
+                with m.State("LOAD"):
                     m.next = "FEED"
             with m.State("FEED"):
                 m.d.comb += feed_valid.eq(1)
@@ -671,6 +704,8 @@ class Sequencer(wiring.Component):
                     m.d.sync += feed_row.eq(feed_row + 1)
                 with m.If(copying):
                     take_hold()
+                    if cfg.memory_pipeline:
+                        m.next = "LOAD"
                 with m.Elif(feed_last):
                     m.next = "IDLE"
 

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from qjoule.config import AccelConfig
 from qjoule.errors import UserError
+from qjoule.gateware import REPLICA
 
 from .boards import Board, board, platform_for
 from .scan import ScanWrapper
@@ -87,15 +88,19 @@ NO_COLLISION_READS = ("*.link/t:$memrd_v2", "*.params/t:$memrd_v2", "*.params.me
 
 def _overrides(b: Board, use_dsps: bool) -> dict[str, str]:
     stat = "tee -q -o stat.json stat -json"
-    after_read = "setparam -set COLLISION_X_MASK 1'1 " + " ".join(NO_COLLISION_READS)
+    after_read = ("setparam -set COLLISION_X_MASK 1'1 " + " ".join(NO_COLLISION_READS)
+                  # every copy of a replicated register stays (opt_merge would fold them into one)
+                  + f"\nsetattr -set keep 1 a:{REPLICA} %ci1 t:$dff %i")
     # --timing-allow-fail: a missed target is a result to report, not a failed build.
     nextpnr = "--report report.json --seed 1 --timing-allow-fail"
     if b.family == "ice40":
         # -dsp maps wide multipliers to the UP5K's SB_MAC16, -spram large memories to its SPRAM.
         return {"synth_opts": "-spram" + (" -dsp" if use_dsps else ""), "script_after_read": after_read,
                 "script_after_synth": stat, "nextpnr_opts": nextpnr}
+    # router2 (nextpnr's negotiated-congestion router) finishes the 8x8 ECP5 array's congested
+    # routing where router1 was still ripping up after an hour on this machine.
     return {"synth_opts": "" if use_dsps else "-nodsp", "script_after_read": after_read, "script_after_synth": stat,
-            "nextpnr_opts": nextpnr}
+            "nextpnr_opts": nextpnr + " --router router2"}
 
 
 def _count(cells: dict[str, int], *prefixes: str) -> int:

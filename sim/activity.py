@@ -110,10 +110,10 @@ def _address_changes(addr: np.ndarray, active: np.ndarray) -> np.ndarray:
     return (changed & active).astype(np.int64)
 
 
-def capture(waves_path: Path, cfg: AccelConfig, layers: list[dict], images: int, run: dict[str, Any],
+def capture(waves_path: Path, verilog: str, cfg: AccelConfig, layers: list[dict], images: int, run: dict[str, Any],
             network: dict[str, Any], hardware_layers: list[str] | None = None) -> dict[str, Any]:
-    """`layers`: the model's; `hardware_layers`: the name of the model layer each layer of the
-    program runs as (`Program.layers`' names; default one per model layer). A max-pool fused into
+    """`verilog`: the simulated design's text; `layers`: the model's; `hardware_layers`: the name
+    of the model layer each layer of the program runs as (`Program.layers`' names; default one per model layer). A max-pool fused into
     the conv before it (`LayerPlan.pool`) has no layer of its own: its counts are in the conv's,
     and its entry is all zeros."""
     waves = Waves(waves_path)
@@ -162,7 +162,8 @@ def capture(waves_path: Path, cfg: AccelConfig, layers: list[dict], images: int,
         "ext_in": per_layer(ext_in), "ext_out": per_layer(ext_out - dump_out),
         "dump_out": per_layer(dump_out), "dump_rd": per_layer(dump_rd), "dump_cycles": per_layer(dump_phase),
     }
-    toggles, dump_toggles, outside = _toggles(waves, edges, layer_index, n_layers, dump_phase)
+    toggles, dump_toggles, outside = _toggles(waves, edges, layer_index, n_layers, dump_phase,
+                                              next_state_temporaries(verilog))
     weight_word_bits = C * D
     out_layers = []
     zero = n_layers   # (index of an all-zero column: a fused pool's)
@@ -249,6 +250,35 @@ def _settled(times: np.ndarray, values: list) -> tuple[np.ndarray, list]:
     return times[keep], [values[i] for i in keep]
 
 
+_MODULE = re.compile(r"^module (\\?\S+)\s*\(", re.M)
+_NEXT_STATE = re.compile(r"^\s+\S+ <= \\(\$\d+) ;$", re.M)
+
+
+def next_state_temporaries(verilog: str) -> set[tuple[str, str]]:
+    """(scope below the top, leaf) of each Yosys temporary that is only a register's next state:
+    `$N` in `r <= $N;`, the multiplexer of the register's enable or reset, which a CE/reset
+    flip-flop absorbs. Its changes are the register's, one step early; Icarus traces it as a net
+    of its own and Verilator (for reset-less registers) as the register itself, so the activity
+    counts the register alone, on either simulator. (Modules are named by their instance path.)"""
+    out: set[tuple[str, str]] = set()
+    starts = list(_MODULE.finditer(verilog)) + [None]
+    for head, nxt in zip(starts, starts[1:]):
+        scope, _ = split_name(head.group(1) + ".x")
+        scope = "" if head.group(1) == TOP else scope
+        body = verilog[head.end():nxt.start() if nxt else len(verilog)]
+        out |= {(scope, m.group(1)) for m in _NEXT_STATE.finditer(body)}
+    return out
+
+
+def _known_bits(value: int | str) -> int:
+    """A traced value with its X and Z bits as 0: Icarus starts a register without reset at X,
+    Verilator at 0, so its first load counts the same toggles on both."""
+    return value if isinstance(value, int) else int(value.translate(_UNKNOWN_AS_ZERO) or "0", 2)
+
+
+_UNKNOWN_AS_ZERO = str.maketrans("xzXZ", "0000")
+
+
 def _rank(name: str) -> tuple:
     """Which name of one net counts it: a top-level stream port (the chip's interface), else the
     deepest scope, then a named signal before a Yosys temporary (`$12`), then the first name in
@@ -267,19 +297,21 @@ def _same_net(a: str, b: str) -> bool:
     return sa == sb or sa.startswith(sb + ".") or sb.startswith(sa + ".") or sa == "" or sb == ""
 
 
-def _toggles(waves: Waves, edges: np.ndarray, layer_index: np.ndarray, n_layers: int, dump_phase: np.ndarray):
-    """Toggles per layer and component, each net counted once (see `_same_net`, `_rank`):
-    (the layers' own, those of their debug-dump phases, those outside any layer)."""
+def _toggles(waves: Waves, edges: np.ndarray, layer_index: np.ndarray, n_layers: int, dump_phase: np.ndarray,
+             skip: set[tuple[str, str]]):
+    """Toggles per layer and component, each net counted once (see `_same_net`, `_rank`), none of
+    `skip` ((scope, leaf) names: `next_state_temporaries`): (the layers' own, those of their
+    debug-dump phases, those outside any layer)."""
     groups: dict[str, list[tuple[str, np.ndarray, np.ndarray]]] = {}
     for name, var in waves.vars.items():
-        if name.endswith(".clk") or name == f"{TOP}.clk":
+        if name.endswith(".clk") or name == f"{TOP}.clk" or split_name(name) in skip:
             continue
         times, values = _settled(*waves.var_changes(var))
         if len(times) < 2:
             continue
         t = times[1:]
-        flips = np.array([bin(a ^ b).count("1") if isinstance(a, int) and isinstance(b, int) else 0
-                          for a, b in zip(values[:-1], values[1:])], dtype=np.int64)
+        ints = [_known_bits(v) for v in values]
+        flips = np.array([bin(a ^ b).count("1") for a, b in zip(ints[:-1], ints[1:])], dtype=np.int64)
         changed = flips > 0  # a simulator may list a change to the same value (X -> 0 at time 0)
         if not changed.any():
             continue

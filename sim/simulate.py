@@ -104,7 +104,8 @@ def write_activity(waves: Path, cfg: AccelConfig, model, model_path: str, images
                "layers": [{k: layer[k] for k in ("name", "kind", "in_shape", "out_shape")} for layer in model.layers]}
     from qjoule.program import encode
     hardware = [plan.name for plan in encode(model, cfg, debug=debug).layers]   # (fused pools run in their conv)
-    activity = capture(waves, cfg, model.layers, images, run, network, hardware)
+    verilog = (work / f"{TOPLEVEL}.v").read_text()
+    activity = capture(waves, verilog, cfg, model.layers, images, run, network, hardware)
     write_json(work / "activity.json", activity)
     return activity
 

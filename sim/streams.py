@@ -37,7 +37,10 @@ class StreamDriver:
         self.valid, self.ready, self.payload = _stream_ports(dut, name)
         self.clk, self.rng, self.gap_probability = clk, rng, gap_probability
         self.sent = 0
+        # An idle bus is driven low, not left floating: a Z payload would make the reset-less
+        # registers it feeds X in Icarus, where Verilator starts them at 0 (their toggles differ).
         self.valid.value = 0
+        self.payload.value = 0
 
     async def send(self, words) -> None:
         for word in words:

@@ -130,12 +130,13 @@ def check_conv(cfg, x, w, pixel_layer, rng):
         assert value == expected[o, y, xx], (o, y, xx)
 
 
-@pytest.mark.parametrize("q", QS)
-def test_conv_hidden_layer_matches_golden(q):
+@pytest.mark.parametrize("q, memory_pipeline", [(q, 0) for q in QS] + [(1, 2), (4, 2)])
+def test_conv_hidden_layer_matches_golden(q, memory_pipeline):
     # 3 rows × 2 columns (not square, so a row/column mix-up shows); 3×3 image = 9 pixels (last
     # group has an empty row), 3 output channels (last group has an empty column), S + 1 input
-    # channels (the second word is mostly masked lanes).
-    cfg = variant("tiny", q, rows=3, cols=2)
+    # channels (the second word is mostly masked lanes). memory_pipeline 2 (the large device):
+    # per-row control registers and per-PE control pipelines, the same latency.
+    cfg = variant("tiny", q, rows=3, cols=2, memory_pipeline=memory_pipeline)
     rng = np.random.default_rng(10 + q)
     x = rng.integers(0, 1 << q, size=(cfg.lanes + 1, 3, 3))
     w = random_weights(rng, q, (3, cfg.lanes + 1, 3, 3))

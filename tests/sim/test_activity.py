@@ -148,3 +148,27 @@ def test_a_fused_pool_counts_in_its_conv(tmp_path):
     assert l0["buffers"]["act_main"]["writes"]["words"] == 2 * (2 * 2) * 2
     # L1 runs on the pooled 2x2 map (4 channels fill the lanes, 4 outputs: two column tiles)
     assert activity["layers"][2]["mac_lane_ops"] == 2 * _valid_taps(2, 2) * 4 * 4
+
+
+def test_next_state_temporaries_are_the_registers_d_inputs():
+    # Yosys' Verilog: `$3` only feeds a register (its enable multiplexer), `$4` is logic of its
+    # own (a product read by a register and an output), named per instance-path module.
+    from qjoule.sim.activity import next_state_temporaries
+
+    verilog = """module qjoule_accel(clk);
+  always @(posedge clk)
+    r <= \\$3 ;
+  assign \\$4 = a * b;
+endmodule
+module \\qjoule_accel.seq.pp0 (clk);
+  always @(posedge clk)
+    s1_mult <= \\$14 ;
+  always @(posedge clk)
+    s2_p <= \\$4 + 1'h1;
+  always @* begin
+    \\$14 = s1_mult;
+    if (load) \\$14 = i__payload[39:22];
+  end
+endmodule
+"""
+    assert next_state_temporaries(verilog) == {("", "$3"), ("seq.pp0", "$14")}
