@@ -67,11 +67,14 @@ class HostLink(wiring.Component):
     Parameters: `max_words` (words of one WRITE payload or READ answer; the frame buffer's
     depth), `out_depth` (result buffer words, a power of two), `idle_cycles` (a frame with a gap
     this long is cut short; also the quiet time that ends the discarding after an error),
-    `config_id` (reported in STATUS).
+    `config_id` (reported in STATUS). `registered_paths` (the UP5K's Fmax): a READ's count (the least of
+    the words asked for, the buffered words and max_words: compares on a subtraction) is
+    registered a cycle before the answer, and the result buffer's `ready` is a flip-flop, set
+    while it had room for two words a cycle before (so it holds out_depth − 1 words).
     """
 
     def __init__(self, *, max_words: int = DEFAULT_MAX_WORDS, out_depth: int = 512, idle_cycles: int,
-                 config_id: int = 0):
+                 config_id: int = 0, registered_paths: bool = False):
         if not isinstance(max_words, int) or not 1 <= max_words <= 0x3FFF:
             raise ValueError(f"max_words must be 1..16383 (the payload length is 16 bits), not {max_words!r}")
         if not isinstance(out_depth, int) or out_depth < 2 or out_depth & (out_depth - 1) or out_depth > 1 << 15:
@@ -81,6 +84,7 @@ class HostLink(wiring.Component):
         if not isinstance(config_id, int) or not 0 <= config_id < 1 << 32:
             raise ValueError(f"config_id must be a 32-bit unsigned integer, not {config_id!r}")
         self._max_words, self._out_depth, self._idle_cycles, self._config_id = max_words, out_depth, idle_cycles, config_id
+        self._registered_paths = registered_paths
         super().__init__({
             "rx": In(stream.Signature(8)),
             "rx_error": In(1),                            # a framing error from the UART
@@ -107,8 +111,13 @@ class HostLink(wiring.Component):
         wr_ptr, base, level = Signal(ptr_bits), Signal(ptr_bits), Signal(ptr_bits)
         last_count = Signal(range(MW + 1))   # words the last READ answered with (delivered at the next frame)
         clearing = Signal()
+        ready = (level != OD) & ~clearing
+        if self._registered_paths:
+            room = Signal()
+            m.d.sync += room.eq(level < OD - 1)   # (at most one word arrives per cycle)
+            ready = room & ~clearing
         m.d.comb += [level.eq(wr_ptr - base),
-                     self.results.ready.eq((level != OD) & ~clearing),
+                     self.results.ready.eq(ready),
                      out_wr.addr.eq(wr_ptr[:-1]), out_wr.data.eq(self.results.payload),
                      out_wr.en.eq(self.results.valid & self.results.ready)]
         with m.If(self.results.valid & self.results.ready):
@@ -278,16 +287,30 @@ class HostLink(wiring.Component):
                         with m.Default():
                             respond(ACK, STATUS_WORDS, from_status=True)
 
-            with m.State("READ"):
-                wanted = acc[16:32]    # the u16 payload of READ
-                count = Signal(range(MW + 1))
-                m.d.comb += count.eq(MW)
-                with m.If((wanted <= level) & (wanted <= MW)):
-                    m.d.comb += count.eq(wanted)
-                with m.Elif(level <= MW):
-                    m.d.comb += count.eq(level)
-                m.d.sync += last_count.eq(count)
-                respond(ACK, count)
+            if not self._registered_paths:
+                with m.State("READ"):
+                    wanted = acc[16:32]    # the u16 payload of READ
+                    count = Signal(range(MW + 1))
+                    m.d.comb += count.eq(MW)
+                    with m.If((wanted <= level) & (wanted <= MW)):
+                        m.d.comb += count.eq(wanted)
+                    with m.Elif(level <= MW):
+                        m.d.comb += count.eq(level)
+                    m.d.sync += last_count.eq(count)
+                    respond(ACK, count)
+            else:
+                # (the level only grows meanwhile: the answer counts words already buffered)
+                wanted_ok, level_ok, level_then = Signal(), Signal(), Signal(ptr_bits)
+                with m.State("READ"):
+                    wanted = acc[16:32]    # the u16 payload of READ (kept until the answer loads)
+                    m.d.sync += [wanted_ok.eq((wanted <= level) & (wanted <= MW)), level_ok.eq(level <= MW),
+                                 level_then.eq(level)]
+                    m.next = "READ_COUNT"
+                with m.State("READ_COUNT"):
+                    count = Signal(range(MW + 1))
+                    m.d.comb += count.eq(Mux(wanted_ok, acc[16:32], Mux(level_ok, level_then, MW)))
+                    m.d.sync += last_count.eq(count)
+                    respond(ACK, count)
 
             with m.State("DRAIN"):
                 # the frame buffer into the accelerator, one word per accepted transfer
@@ -387,7 +410,7 @@ class HostTop(wiring.Component):
             raise ValueError(f"idle_bytes must be an integer >= 2, not {idle_bytes!r}")
         self._cfg, self._divisor = cfg, divisor
         self._link_args = {"max_words": max_words, "out_depth": out_depth, "idle_cycles": idle_bytes * 10 * divisor,
-                           "config_id": config_id(cfg)}
+                           "config_id": config_id(cfg), **({"registered_paths": True} if cfg.compact_control else {})}
         check_divisor(divisor)
         super().__init__({"rx": In(1, init=1), "tx": Out(1, init=1), "busy": Out(1)})
 

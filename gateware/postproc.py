@@ -21,7 +21,7 @@ input and product registers into the DSP blocks. Backpressure stalls the whole p
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal, Value, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -176,7 +176,14 @@ class PostProcess(wiring.Component):
             terms = pairs + terms[len(pairs) * 2:]
         total_sum = terms[0]
         qo = {"qo": s2["qo"]} if cfg.mixed else {}
-        s3 = stage("s3", total=total_sum, shift=s2["shift"], act=s2["act"], **qo)
+        if cfg.compact_control:
+            # (the UP5K's Fmax) the shift's multiples of 8 right behind the sum, its low 3 bits in
+            # the output stage: (t >> 8a) >> b = t >> (8a + b) for the arithmetic shift
+            coarse = Signal(width, name="coarse")
+            m.d.comb += coarse.eq(total_sum.as_signed() >> Cat(Const(0, 3), s2["shift"][3:]))
+            s3 = stage("s3", total=coarse, shift=s2["shift"][:3], act=s2["act"], **qo)
+        else:
+            s3 = stage("s3", total=total_sum, shift=s2["shift"], act=s2["act"], **qo)
         total, shift, act = s3["total"].as_signed(), s3["shift"], s3["act"]
         qo = {"qo": s3["qo"]} if cfg.mixed else {}
 

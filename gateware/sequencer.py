@@ -275,12 +275,13 @@ class Sequencer(wiring.Component):
         flags = cfg.compact_control
         at_last = {}
 
-        def last_flag(ctr, last, field):
-            """`ctr == last` (last = L.field − 1 from SETUP): a registered flag with flags."""
+        def last_flag(ctr, last, setup):
+            """`ctr == last`: a registered flag with flags (at SETUP: `setup`, or for a field name
+            `L.field == 1`: its counter starts at 0 and last = L.field − 1)."""
             if not flags:
                 return ctr == last
             flag = Signal(name=f"{ctr.name}_at_last")
-            at_last[id(ctr)] = (flag, last, field)
+            at_last[id(ctr)] = (flag, last, L[setup] == 1 if isinstance(setup, str) else setup)
             return flag
 
         def put(ctr, value):
@@ -291,12 +292,14 @@ class Sequencer(wiring.Component):
             return [ctr.eq(value), flag.eq(value == last)]
 
         def setup_flags():
-            """At SETUP every issue counter is 0: its flag is `field == 1` of the latched entry."""
-            return [flag.eq(L[field] == 1) for flag, _, field in at_last.values()]
+            """At SETUP every issue counter starts: its flag from the latched entry."""
+            return [flag.eq(setup) for flag, _, setup in at_last.values()]
 
         g_last_now, j_last_now = last_flag(g, pass_groups_last, "pass_groups"), last_flag(j, passes_last, "passes")
         to_last_now, t_last_now = last_flag(to, out_tiles_last, "out_tiles"), last_flag(t, tiles_last, "tiles")
         h_last_now, w0_last_now = last_flag(h, h_last, "height"), last_flag(w0, w_last, "width")
+        # (the taps start at kw0, kh0 = 1 when folded, else 0: at their last, kw1 and kh1, when folded)
+        kw_last_now, kh_last_now = last_flag(kw, kw1, L.fold_w), last_flag(kh, kh1, L.fold_h)
         gc_last = Signal()      # the last group of the pass
         m.d.comb += gc_last.eq(g_last_now)
         issue = Signal()        # one array cycle issued this cycle
@@ -1083,14 +1086,14 @@ class Sequencer(wiring.Component):
                 m.d.comb += [self.busy.eq(1), rd_sel.eq(0), issue.eq(can_issue), rot_now.eq(cur_s),
                              tile_rows.eq(exists),
                              tile_first.eq((j == 0) & (gg == 0) & (kh == kh0) & (kw == kw0)),
-                             tile_last.eq(j_last_now & gc_last & (kh == kh1) & (kw == kw1))]
+                             tile_last.eq(j_last_now & gc_last & kh_last_now & kw_last_now)]
                 with m.If(issue):
                     m.d.sync += rowv_a.eq(conv_rowv)
-                    m.d.sync += kw.eq(kw + 1)
-                    with m.If(kw == kw1):
-                        m.d.sync += [kw.eq(kw0), kh.eq(kh + 1)]
-                        with m.If(kh == kh1):
-                            m.d.sync += [kh.eq(kh0), *put(g, g + 1), gg.eq(gg + 1)]
+                    m.d.sync += put(kw, kw + 1)
+                    with m.If(kw_last_now):
+                        m.d.sync += [*put(kw, kw0), *put(kh, kh + 1)]
+                        with m.If(kh_last_now):
+                            m.d.sync += [*put(kh, kh0), *put(g, g + 1), gg.eq(gg + 1)]
                             with m.If(gc_last):
                                 m.d.sync += [*put(g, 0), *put(j, j + 1), wcount.eq(wtile)]
                                 with m.If(j_last_now):

@@ -176,6 +176,7 @@ class QjouleAccel(wiring.Component):
         # pixel-position registers are a few gates of flip-flops.
         flagged = cfg.compact_control
         plane_l, ph_l, ckh_l = (Signal(name=n) for n in ("plane_at_last", "ph_at_last", "ckh_at_last"))
+        px_c_l, px_w_l = Signal(name="px_c_at_last"), Signal(name="px_w_at_last")
         if flagged:
             plane_at_last, ph_more, ckh_more = plane_l, ~ph_l, ~ckh_l
             last_step_now = plane_l & ph_l & ckh_l
@@ -194,6 +195,9 @@ class QjouleAccel(wiring.Component):
         def set_ckh(v, ckh=ckh, ckh_l=ckh_l, kh_last=kh_last):
             return [ckh.eq(v), *([ckh_l.eq(v == kh_last)] if flagged else [])]
         plane_groups = Signal(ab)  # plane·G_v, a running sum (no multiplier in the address path)
+        # the start of an image's pixel walk (the registers of pixel 0)
+        walk_start = [plane_groups.eq(0), px_c_lane.eq(0), px_c_group.eq(0), px_c.eq(0), px_h.eq(0), px_w.eq(0),
+                      px_q.eq(0), px_s.eq(0), *set_ckh(kh_first), *set_ph(0)]
         # The copies of row ckh go to output pixels (h + 1 − ckh, w + 1 − kw): raster positions
         # i + (1 − ckh)·W + (1 − kw). The centre i ± W first, as (address part, bank) with a wrap.
         # Addresses are ab bits and wrap: a target outside the map is never written (h_ok, w_ok).
@@ -375,11 +379,11 @@ class QjouleAccel(wiring.Component):
                                  remaining.eq(word[:24]), rem_one.eq(word[:24] == 1), rem_zero.eq(word[:24] == 0),
                                  index.eq(0), chunk.eq(0)]
                     with m.If(word[24:] == SECTION_IMAGE):
-                        m.d.comb += restart_offsets.eq(1)
-                        m.d.sync += [pix_idx.eq(0), *set_plane(0), clr_addr.eq(0), plane_groups.eq(0),
-                                     px_c_lane.eq(0), px_c_group.eq(0), px_c.eq(0), px_h.eq(0), px_w.eq(0),
-                                     px_q.eq(0), px_s.eq(0),
-                                     *set_ckh(kh_first), *set_ph(0)]
+                        if flagged:   # (the pixel walk starts in CLEAR: no header decode in its enables)
+                            m.d.sync += clr_addr.eq(0)
+                        else:
+                            m.d.comb += restart_offsets.eq(1)
+                            m.d.sync += [pix_idx.eq(0), *set_plane(0), clr_addr.eq(0), *walk_start]
                         with m.If(word[:24] == 0):
                             m.d.comb += start.eq(1)  # an empty IMAGE runs on the buffer as it is
                         with m.Else():
@@ -408,6 +412,10 @@ class QjouleAccel(wiring.Component):
             with m.State("CLEAR"):
                 m.d.comb += clearing.eq(1)
                 m.d.sync += clr_addr.eq(clr_addr + 1)
+                if flagged:   # (every cycle of CLEAR, which always comes before PIXELS)
+                    m.d.comb += restart_offsets.eq(1)
+                    m.d.sync += [pix_idx.eq(0), *set_plane(0), *walk_start,
+                                 px_c_l.eq(image.channels == 1), px_w_l.eq(image.width == 1)]
                 with m.If(clr_addr == image.words - 1):
                     m.next = "PIXELS"
             with m.State("PIXELS"):
@@ -436,7 +444,8 @@ class QjouleAccel(wiring.Component):
                         with m.Else():
                             m.d.comb += restart_offsets.eq(1)
                             m.d.sync += [*set_ph(0), *set_ckh(kh_first), pix_idx.eq(pix_idx + 1)]
-                            _next_pixel(m, cfg, image, px_c_lane, px_c_group, px_c, px_h, px_w, px_q, px_s)
+                            _next_pixel(m, cfg, image, px_c_lane, px_c_group, px_c, px_h, px_w, px_q, px_s,
+                                        (px_c_l, px_w_l) if flagged else None)
                             with m.If(pix_idx == pix_last):
                                 m.d.sync += [pix_idx.eq(0), remaining.eq(remaining - 1), rem_one.eq(remaining == 2),
                                              rem_zero.eq(rem_one)]
@@ -547,21 +556,30 @@ class _DescriptorFields:
                             m.d.sync += reg[lo - offset:hi - offset].eq(word[lo - lo_w:hi - lo_w])
 
 
-def _next_pixel(m, cfg, image, lane, group, c, h, w, q, bank):
-    """Advance the (h, w, c) pixel walk of the image writer (and its raster position (q, bank))."""
+def _next_pixel(m, cfg, image, lane, group, c, h, w, q, bank, flags=None):
+    """Advance the (h, w, c) pixel walk of the image writer (and its raster position (q, bank)).
+    `flags`: registered (c == channels − 1, w == width − 1), written with c and w (compact_control),
+    instead of the compares."""
     S, R = cfg.lanes, cfg.rows
     m.d.sync += [c.eq(c + 1), lane.eq(lane + 1)]
+    if flags is not None:
+        c_l, w_l = flags
+        m.d.sync += c_l.eq(c + 1 == image.channels - 1)
     if S == 1:
         m.d.sync += [lane.eq(0), group.eq(group + 1)]
     else:
         with m.If(lane == S - 1):
             m.d.sync += [lane.eq(0), group.eq(group + 1)]
-    with m.If(c == image.channels - 1):
+    with m.If(c_l if flags is not None else c == image.channels - 1):
         m.d.sync += [c.eq(0), lane.eq(0), group.eq(0), w.eq(w + 1), bank.eq(bank + 1)]
+        if flags is not None:
+            m.d.sync += [c_l.eq(image.channels == 1), w_l.eq(w + 1 == image.width - 1)]
         if R == 1:
             m.d.sync += [bank.eq(0), q.eq(q + image.groups)]
         else:
             with m.If(bank == R - 1):
                 m.d.sync += [bank.eq(0), q.eq(q + image.groups)]
-        with m.If(w == image.width - 1):
+        with m.If(w_l if flags is not None else w == image.width - 1):
             m.d.sync += [w.eq(0), h.eq(h + 1)]
+            if flags is not None:
+                m.d.sync += w_l.eq(image.width == 1)

@@ -33,10 +33,16 @@ _LUTS_PER_LANE = {"ecp5": {1: 15, 2: 24.5, 4: 78, 8: 40, 16: 93}, "ice40": {1: 1
 _LUTS_PER_COLUMN = 1000
 #: The sequencer, input unit and host link on top of the lanes and columns. iCE40: logic cells
 #: (ICESTORM_LC, a LUT4 and a flip-flop each; most of this logic's flip-flops take a cell of their
-#: own), from the UP5K build of the whole accelerator with the UART link at 1×1, Q = 4: 6,396
-#: cells = 5,150 + 4 lanes × 60 + 1 column × 1,000 (docs/results.md, "Session 4: the UP5K"; it
-#: was 7,742 in session 3, before the input unit, post-processing and link were narrowed).
-_LUTS_FIXED = {"ecp5": 3000, "ice40": 5150}
+#: own), from the UP5K build of the whole accelerator with the UART link at 1×1, Q = 4, with
+#: the icebreaker's compact control and no dump engine: 4,872 cells = 3,632 + 4 lanes × 60 +
+#: 1 column × 1,000 (docs/results.md, "Session 5: the UP5K"; 6,396 in session 4 and 7,742 in
+#: session 3, before the input unit, post-processing, link and sequencer were narrowed). The
+#: other Q measured against the estimate: 1: 5,030 (est. 4,824), 2: 4,606 (4,824), 8: 4,833
+#: (4,672), 16: 5,209 (4,652; its 48-bit bias and 45-bit accumulator widen the post-processing).
+_LUTS_FIXED = {"ecp5": 3000, "ice40": 3632}
+#: LUT4 per lane whose product is in a DSP block (iCE40 `ice40_dsp_products`): its lane-sum and
+#: accumulator share.
+_LUTS_PER_DSP_LANE = 20
 
 
 def _lane_luts(family: str, q: int) -> float:
@@ -76,8 +82,11 @@ def estimate(cfg: AccelConfig, board_name: str, design: str = "accel") -> dict:
 
     from .synth import dsp_demand
 
+    from qjoule.gateware.pe import ice40_dsp_products
+
     b = board(board_name)
-    lanes_and_columns = cfg.parallelism * _lane_luts(b.family, cfg.q) + cfg.cols * _LUTS_PER_COLUMN
+    lane = _LUTS_PER_DSP_LANE if b.family == "ice40" and ice40_dsp_products(cfg) else _lane_luts(b.family, cfg.q)
+    lanes_and_columns = cfg.parallelism * lane + cfg.cols * _LUTS_PER_COLUMN
     if design == "datapath":
         return {"luts": round(lanes_and_columns), "dsps": dsp_demand(cfg, b), "brams": 0, "sprams": 0}
     brams = sprams = 0

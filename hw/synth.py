@@ -86,6 +86,14 @@ NO_COLLISION_READS = ("*.link/t:$memrd_v2", "*.params/t:$memrd_v2", "*.params.me
                       "*.table/t:$memrd_v2")   # (params.memory: its pieces, with memory_pipeline)
 
 
+#: iCE40: the FSM state registers of the board top (sequencer, writer, input parser, host link).
+#: Yosys' FSM pass recodes a state register one-hot only when it has no initial value; on the
+#: iCE40 the power-on reset of Amaranth's platform (its sync domain is held in reset while the
+#: block RAMs initialize) sets them, so their initial values are dropped and Yosys decodes each
+#: state from one flip-flop, not from a compare of the state number (UP5K Fmax).
+ICE40_ONE_HOT_FSMS = ("main_state", "writer_state", "parser_state", "link_state")
+
+
 def _overrides(b: Board, use_dsps: bool) -> dict[str, str]:
     stat = "tee -q -o stat.json stat -json"
     after_read = ("setparam -set COLLISION_X_MASK 1'1 " + " ".join(NO_COLLISION_READS)
@@ -95,7 +103,8 @@ def _overrides(b: Board, use_dsps: bool) -> dict[str, str]:
     nextpnr = "--report report.json --seed 1 --timing-allow-fail"
     if b.family == "ice40":
         # -dsp maps wide multipliers to the UP5K's SB_MAC16, -spram large memories to its SPRAM.
-        return {"synth_opts": "-spram" + (" -dsp" if use_dsps else ""), "script_after_read": after_read,
+        one_hot = "setattr -unset init " + " ".join(f"w:{name}" for name in ICE40_ONE_HOT_FSMS)
+        return {"synth_opts": "-spram" + (" -dsp" if use_dsps else ""), "script_after_read": after_read + "\n" + one_hot,
                 "script_after_synth": stat, "nextpnr_opts": nextpnr}
     # router2 (nextpnr's negotiated-congestion router) finishes the 8x8 ECP5 array's congested
     # routing where router1 was still ripping up after an hour on this machine.

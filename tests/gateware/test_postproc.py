@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from qjoule.config import variant
+from qjoule.config import board_config, variant
 from qjoule.gateware.postproc import PostAct, PostProcess
 from qjoule.sw import golden
 
@@ -115,6 +115,21 @@ def test_random_and_extreme_values_under_backpressure(q, dsp_width):
     rng = random.Random(q)
     items = random_items(cfg, rng, 200)
     received, _ = run_stream(cfg, items, seed=q, dsp_width=dsp_width)
+    assert received == [expected_output(cfg, item) for item in items]
+
+
+@pytest.mark.parametrize("q", [4, 8, 16])
+def test_icebreaker_compact_control_split_shift(q):
+    """compact_control (the icebreaker's): the shift's multiples of 8 in the sum stage, the rest
+    in the output stage; every shift 0..63 among the random and extreme items."""
+    cfg = board_config("icebreaker", q)
+    assert cfg.compact_control
+    items = random_items(cfg, random.Random(20 + q), 200)
+    b = cfg.pp_bias_bits   # (32, 40, 48: the biases wrapped into it, as in test_narrow_bias_path)
+    for item in items:
+        item["bias"] = (item["bias"] + (1 << (b - 1))) % (1 << b) - (1 << (b - 1))
+    assert {item["shift"] >> 3 for item in items} == set(range(8))
+    received, _ = run_stream(cfg, items, seed=q, dsp_width=16)
     assert received == [expected_output(cfg, item) for item in items]
 
 

@@ -230,14 +230,18 @@ def test_icebreaker_board_config_fits_the_up5k_memories():
     assert (cfg.act_memory, cfg.weight_memory, cfg.layer_table, cfg.rows, cfg.cols) == ("spram", "spram", "words", 1, 1)
     est = estimate(cfg, "icebreaker")
     assert (est["sprams"], est["brams"]) == (2 + 1, 7 + 4)
-    # The memories fit; the logic is 6,396 cells measured (docs/results.md, session 4): 5,150
-    # fixed + 4 lanes × 60 + 1 column × 1,000, over the 5,280 but within the 1.25 prune margin,
-    # so --fit tries it with a P&R run; a 1×2 array (8 lanes, 2 columns) is pruned.
-    assert est["luts"] == 5150 + 4 * 60 + 1000
+    # The memories fit; the logic is 4,872 cells measured (docs/results.md, session 5): 3,632
+    # fixed + 4 lanes × 60 + 1 column × 1,000, so --fit tries it with a P&R run, and a 1×2 array
+    # (8 lanes, 2 columns) too (within the 1.25 prune margin); 1×4 at Q = 2 (32 lanes) is pruned.
+    assert est["luts"] == 3632 + 4 * 60 + 1000
     assert _over(est, board("icebreaker")) is None
     big = estimate(cfg.replace(cols=2), "icebreaker")
-    assert big["luts"] == 5150 + 8 * 60 + 2 * 1000
-    assert _over(big, board("icebreaker")) == "estimated 7630 luts > 1.25 x 5280"
+    assert big["luts"] == 3632 + 8 * 60 + 2 * 1000
+    assert _over(big, board("icebreaker")) is None
+    assert _over(estimate(board_config("icebreaker", 2).replace(cols=4), "icebreaker"), board("icebreaker")) == \
+        "estimated 8400 luts > 1.25 x 5280"   # 3,632 + 32 lanes × 24 + 4 × 1,000
+    # Q = 8, 16: the lane products in SB_MAC16 (20 LUT4 per lane for its sum and accumulator share)
+    assert estimate(board_config("icebreaker", 16), "icebreaker")["luts"] == 3632 + 1 * 20 + 1000
     # The same config with a wide table: 293-bit entries take 19 blocks of 256×16 (32 deep).
     assert estimate(cfg.replace(layer_table="wide"), "icebreaker")["brams"] == 7 + -(-LAYER_BITS // 16)
     # Everything in block RAM: the act buffer (2 × 16k words × 16 bits in 4-bit lanes) alone
