@@ -562,13 +562,18 @@ class Sequencer(wiring.Component):
         d_wen = [Signal(cfg.write_lanes, name=f"d_wen{r}") for r in range(R)]
         d_waddr = Signal(A + 2)
         m.d.comb += d_waddr.eq(W.t.obase + W.p.group_first + wk)
+        # With memory_pipeline each lane's code index is a register stepped with `wk` (loaded at
+        # the writer's take), not wk·S + s − lane_skip formed every cycle: that adder chain into
+        # the code select and the write data was the 8x8 ULX3S build's critical path.
+        lane_idx = ([Signal(signed(18), name=f"lane_idx{s}") for s in range(S)]
+                    if cfg.memory_pipeline and not cfg.mixed else [])
         if not cfg.mixed:
             for r in range(R):
                 for s in range(S):
                     idx = Signal(signed(18), name=f"idx_{r}_{s}")
                     # (S is a power of two at every Q that divides 16: a shift, not a multiplier)
                     wk_s = wk << (S.bit_length() - 1) if S & (S - 1) == 0 else wk * S
-                    m.d.comb += idx.eq(wk_s + s - W.p.lane_skip)
+                    m.d.comb += idx.eq(lane_idx[s] if lane_idx else wk_s + s - W.p.lane_skip)
                     ok = (idx >= 0) & (idx < W.p.c_valid)
                     m.d.comb += [d_wdata[r][s * Q:(s + 1) * Q].eq(Array(wcodes[r])[idx[:16]]),
                                  d_wen[r][s].eq(ok)]
@@ -755,6 +760,10 @@ class Sequencer(wiring.Component):
                 with m.If(codes_full):
                     m.d.comb += [meta_fifo.r_en.eq(1), writer_take.eq(1)]
                     m.d.sync += [W.eq(meta_fifo.r_data), wk.eq(0), ek.eq(0)]
+                    if lane_idx:
+                        taken = Signal(entry_layout)
+                        m.d.comb += taken.eq(meta_fifo.r_data)
+                        m.d.sync += [idx.eq(s - taken.p.lane_skip) for s, idx in enumerate(lane_idx)]
                     m.d.sync += [wcodes[r][c].eq(codes[r][c]) for r in range(R) for c in range(C)]
                     if not cfg.compact_control:
                         m.d.sync += [wlogits[c].eq(logits[c]) for c in range(C)]
@@ -765,6 +774,7 @@ class Sequencer(wiring.Component):
             with m.State("WRITE"):
                 m.d.comb += drain_writing.eq(1)
                 m.d.sync += wk.eq(wk + 1)
+                m.d.sync += [idx.eq(idx + S) for idx in lane_idx]
                 with m.If(wk == W.p.n_groups - 1):
                     m.next = "IDLE"
             with m.State("EMIT"):

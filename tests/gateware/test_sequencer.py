@@ -29,9 +29,12 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("q, rows, cols, cin, cout", CASES)
-def test_conv_layer_matches_golden(model_builder, accel_run, q, rows, cols, cin, cout):
-    cfg = _cfg(q, rows, cols)
+# memory_pipeline 2 (the ulx3s setting: registered buffer reads, the feeder's wide copy a cycle
+# after its take, per-lane write indices stepped as registers) on partial lanes and odd R, C
+@pytest.mark.parametrize("q, rows, cols, cin, cout, pipeline", [(*case, 0) for case in CASES]
+                         + [(4, 3, 1, 3, 4, 2), (2, 1, 3, 8, 7, 2), (1, 2, 1, 5, 2, 2), (3, 2, 2, 4, 3, 2)])
+def test_conv_layer_matches_golden(model_builder, accel_run, q, rows, cols, cin, cout, pipeline):
+    cfg = _cfg(q, rows, cols, memory_pipeline=pipeline)
     model = model_builder(q, (2, 4, 5), [cin, cout], classes=3, seed=q * 100 + rows * 10 + cols)
     image = np.random.default_rng(7).integers(0, 256, size=(2, 4, 5), dtype=np.uint8)
     (logits, layers), = accel_run(model, cfg, [image])[0]
