@@ -565,6 +565,8 @@ class Sequencer(wiring.Component):
         # With memory_pipeline each lane's code index is a register stepped with `wk` (loaded at
         # the writer's take), not wk·S + s − lane_skip formed every cycle: that adder chain into
         # the code select and the write data was the 8x8 ULX3S build's critical path.
+        # a lane's code is written only where 0 <= idx < c_valid <= C: the low bits select it
+        code_sel = max(1, (C - 1).bit_length())
         lane_idx = ([Signal(signed(18), name=f"lane_idx{s}") for s in range(S)]
                     if cfg.memory_pipeline and not cfg.mixed else [])
         if not cfg.mixed:
@@ -575,7 +577,7 @@ class Sequencer(wiring.Component):
                     wk_s = wk << (S.bit_length() - 1) if S & (S - 1) == 0 else wk * S
                     m.d.comb += idx.eq(lane_idx[s] if lane_idx else wk_s + s - W.p.lane_skip)
                     ok = (idx >= 0) & (idx < W.p.c_valid)
-                    m.d.comb += [d_wdata[r][s * Q:(s + 1) * Q].eq(Array(wcodes[r])[idx[:16]]),
+                    m.d.comb += [d_wdata[r][s * Q:(s + 1) * Q].eq(Array(wcodes[r])[idx[:code_sel]]),
                                  d_wen[r][s].eq(ok)]
         else:
             # Per-layer modes: the codes are packed at the output map's container width (the next
@@ -592,7 +594,7 @@ class Sequencer(wiring.Component):
                         idx = Signal(signed(18), name=f"idx_{r}_{s_}_m{qo}")
                         m.d.comb += idx.eq(wk_s + s_ - W.p.lane_skip)
                         ok = (idx >= 0) & (idx < W.p.c_valid)
-                        m.d.comb += [data_m[r][s_ * qo:(s_ + 1) * qo].eq(Array(wcodes[r])[idx[:16]][:qo]),
+                        m.d.comb += [data_m[r][s_ * qo:(s_ + 1) * qo].eq(Array(wcodes[r])[idx[:code_sel]][:qo]),
                                      wen_m[r][s_ * per:(s_ + 1) * per].eq(Mux(ok, (1 << per) - 1, 0))]
                 per_mode.append((data_m, wen_m))
             with m.Switch(out_idx):
