@@ -299,12 +299,15 @@ class HostLink(wiring.Component):
                     m.d.sync += last_count.eq(count)
                     respond(ACK, count)
             else:
-                # (the level only grows meanwhile: the answer counts words already buffered)
-                wanted_ok, level_ok, level_then = Signal(), Signal(), Signal(ptr_bits)
+                # (the level only grows meanwhile, so a level a cycle old (`level_was`, no
+                # subtractor in front of the compares) counts words already buffered)
+                wanted_ok, level_ok = Signal(name="wanted_ok"), Signal(name="level_ok")
+                level_was, level_then = Signal(ptr_bits, name="level_was"), Signal(ptr_bits, name="level_then")
+                m.d.sync += level_was.eq(level)
                 with m.State("READ"):
                     wanted = acc[16:32]    # the u16 payload of READ (kept until the answer loads)
-                    m.d.sync += [wanted_ok.eq((wanted <= level) & (wanted <= MW)), level_ok.eq(level <= MW),
-                                 level_then.eq(level)]
+                    m.d.sync += [wanted_ok.eq((wanted <= level_was) & (wanted <= MW)), level_ok.eq(level_was <= MW),
+                                 level_then.eq(level_was)]
                     m.next = "READ_COUNT"
                 with m.State("READ_COUNT"):
                     count = Signal(range(MW + 1))
