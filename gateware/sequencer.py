@@ -569,10 +569,13 @@ class Sequencer(wiring.Component):
         code_sel = max(1, (C - 1).bit_length())
         lane_idx = ([Signal(signed(18), name=f"lane_idx{s}") for s in range(S)]
                     if cfg.memory_pipeline and not cfg.mixed else [])
+        # compact_control: the index at the width its values need (−(S − 1) .. the last group's
+        # last lane), so the per-lane compares are a few bits wide (at Q = 1: 16 lanes)
+        idx_bits = 18 if not cfg.compact_control else max(((S + C - 2) // S + 1) * S, S).bit_length() + 1
         if not cfg.mixed:
             for r in range(R):
                 for s in range(S):
-                    idx = Signal(signed(18), name=f"idx_{r}_{s}")
+                    idx = Signal(signed(idx_bits), name=f"idx_{r}_{s}")
                     # (S is a power of two at every Q that divides 16: a shift, not a multiplier)
                     wk_s = wk << (S.bit_length() - 1) if S & (S - 1) == 0 else wk * S
                     m.d.comb += idx.eq(lane_idx[s] if lane_idx else wk_s + s - W.p.lane_skip)
