@@ -431,7 +431,13 @@ class HostTop(wiring.Component):
         m.submodules.uart_tx = uart_tx = UARTTx(self._divisor)
         m.submodules.link = link = HostLink(**self._link_args)
         accel = QjouleAccel(self._cfg)
-        m.submodules.accel = ResetInserter(link.accel_reset)(accel)
+        # The link's RESET state resets the accelerator through a register: the reset reaches most
+        # of its flip-flops across the die (from the link's state decode it bounded the 8x8
+        # ULX3S build's Fmax, 16.8 ns of routing). RESET lasts RESET_CYCLES; one cycle later is
+        # no matter.
+        accel_reset = Signal()
+        m.d.sync += accel_reset.eq(link.accel_reset)
+        m.submodules.accel = ResetInserter(accel_reset)(accel)
 
         wiring.connect(m, uart_rx.o, link.rx)
         wiring.connect(m, link.tx, uart_tx.i)
@@ -444,7 +450,7 @@ class HostTop(wiring.Component):
             # too (a word per two cycles at most: the UART brings one per ~350 bit times, and
             # the input unit spends at least four cycles on an image word's pixels).
             slice_ = StreamRegister(WORD_BITS, cut_ready=not self._cfg.memory_pipeline)
-            m.submodules.words_reg = ResetInserter(link.accel_reset)(slice_)
+            m.submodules.words_reg = ResetInserter(accel_reset)(slice_)
             wiring.connect(m, link.words, slice_.i)
             wiring.connect(m, slice_.o, accel.i)
         else:

@@ -646,8 +646,18 @@ class Sequencer(wiring.Component):
         skid_probe = {}
         if not skid:
             m.d.comb += pp_ready.eq(pps[0].i.ready)
+        # With memory_pipeline the take's wide copy comes a cycle later (LOAD, below); in that
+        # cycle the units get the tile's row 0 straight from its hold slot and param word.
+        load_slot = Signal()                                              # the slot LOAD copies
+        feed_loads = ([Signal(name=f"feed_load{c}", attrs={REPLICA: 1}) for c in range(C)]
+                      if cfg.memory_pipeline else [])                     # LOAD, per column
         for c, pp in enumerate(pps):
             row = [Array(feed_acc[r * C + c] for r in range(R))[feed_row], P.cols[c].mult, P.cols[c].bias]
+            if feed_loads:
+                word = Signal(param_layout(cfg), name=f"load_params{c}")   # (the param read data)
+                m.d.comb += word.eq(self.params.rd_data)
+                row0 = [Mux(load_slot, hold_acc[1][c], hold_acc[0][c]), word.cols[c].mult, word.cols[c].bias]
+                row = [Mux(feed_loads[c], first, later) for first, later in zip(row0, row)]
             ports = [pp.i.payload.acc, pp.i.payload.mult, pp.i.payload.bias]
             if not skid:
                 m.d.comb += [port.eq(value) for port, value in zip(ports, row)]
@@ -668,6 +678,7 @@ class Sequencer(wiring.Component):
             m.d.comb += [pp.i.payload.shift.eq(L.shift), pp.i.payload.act.as_value().eq(L.act)]
             if cfg.mixed:
                 m.d.comb += pp.i.payload.q_out.eq(L.clamp_q)
+
         params_now = Signal(param_layout(cfg))
         m.d.comb += params_now.eq(self.params.rd_data)
         if cfg.compact_control:   # (the fields' low bits: the values fit the config's bounds)
@@ -688,13 +699,12 @@ class Sequencer(wiring.Component):
         # with memory_pipeline it happens a cycle later (LOAD), enabled by C registered copies of
         # the take, one per column (`REPLICA`), not by the take's logic across the die. The slot
         # is still intact then (a capture into it comes capture_delay cycles after an issue the
-        # take allows) and so is its param word (its read address changes a cycle later).
+        # take allows) and so is its param word (its read address changes a cycle later), so
+        # LOAD feeds row 0 from them: no cycle is lost.
         after_take = "LOAD" if cfg.memory_pipeline else "FEED"
         if cfg.memory_pipeline:
-            load_slot = Signal()
             m.d.sync += load_slot.eq(rd_ptr)
-            for c in range(C):
-                load = Signal(name=f"feed_load{c}", attrs={REPLICA: 1})
+            for c, load in enumerate(feed_loads):
                 m.d.sync += load.eq(copying)
                 with m.If(load):
                     m.d.sync += [P.cols[c].eq(params_now.cols[c]),
@@ -709,7 +719,15 @@ class Sequencer(wiring.Component):
                     m.next = after_take
             if cfg.memory_pipeline:
                 with m.State("LOAD"):
-                    m.next = "FEED"
+                    # row 0 (from the hold slot); no take here: a conv tile has R >= 2 rows
+                    # (chain_ok), a dense one takes from IDLE only
+                    m.d.comb += feed_valid.eq(1)
+                    with m.If(pp_ready):
+                        m.d.sync += feed_row.eq(1)
+                    with m.If(pp_ready & (n_rows == 1)):
+                        m.next = "IDLE"
+                    with m.Else():
+                        m.next = "FEED"
             with m.State("FEED"):
                 m.d.comb += feed_valid.eq(1)
                 m.d.comb += feed_last.eq(pp_ready & (feed_row == n_rows - 1))
