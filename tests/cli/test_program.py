@@ -362,7 +362,7 @@ def test_compact_layer_register_holds_every_field_at_the_config_bounds(q):
     cfg = board_config("icebreaker", q, pp_channels=1024, pp_bias_bits=64)
     act_addr_bits = (bank_depth(cfg) - 1).bit_length()
     layout, meta = layer_register_layout(cfg, act_addr_bits, cfg.weight_words), tile_param_layout(cfg, act_addr_bits)
-    assert layout.size < layer_layout(cfg).size and meta.size < 48   # (narrower: 204 < 381 and 18 < 48 bits at Q = 4)
+    assert layout.size < layer_layout(cfg).size and meta.size < 48   # (narrower: 204 < 381 and 19 < 48 bits at Q = 4 here)
     # the largest image and widest first conv whose maps fill a bank half (32 kb halves at Q 1, 2,
     # where the image's 8/Q pixel planes allow 11x11 and 16x16; 256 kb at Q >= 4)
     side, width = {1: (11, 16), 2: (16, 16), 4: (32, 64), 8: (32, 32), 16: (32, 16)}[q]
