@@ -509,6 +509,25 @@ class Sequencer(wiring.Component):
             else:
                 m.d.comb += word.eq(Array(self.act.rd_data[(k + o) % R] for o in range(R))[p_s_d])
             in_words.append(word)
+        pool_busy = [p_valid_a, p_valid_d]   # pool stages in flight (FINISH waits for them)
+        if cfg.memory_pipeline:
+            # The large device: the rotated words are registered (stage `e`) before the maxima,
+            # and the pooled words a cycle later again (stage `w`) before the rotation into the
+            # banks' write ports: bank mux, two compares and the write mux in one cycle were the
+            # 8x8 ULX3S build's critical path.
+            staged = []
+            for word in in_words:
+                word_e = Signal(D, name=f"{word.name}_e")
+                m.d.sync += word_e.eq(word)
+                staged.append(word_e)
+            in_words = staged
+            p_valid_e, p_first_e, p_last_e = Signal(), Signal(), Signal()
+            p_waddr_e, p_os_e, p_mask_e = Signal(AP), Signal(range(R)), Signal(max(1, half))
+            m.d.sync += [p_valid_e.eq(p_valid_d), p_first_e.eq(p_first_d), p_last_e.eq(p_last_d),
+                         p_waddr_e.eq(p_waddr_d), p_os_e.eq(p_os_d), p_mask_e.eq(p_mask_d)]
+            p_valid_d, p_first_d, p_last_d, p_waddr_d, p_os_d, p_mask_d = (p_valid_e, p_first_e, p_last_e, p_waddr_e,
+                                                                           p_os_e, p_mask_e)
+            pool_busy.append(p_valid_e)
         n_out = half if vec else 1
         p_max = [Signal(D, name=f"p_max{k}") for k in range(n_out)]
         p_new = [Signal(D, name=f"p_new{k}") for k in range(n_out)]
@@ -519,6 +538,15 @@ class Sequencer(wiring.Component):
                 m.d.sync += p_max[k].eq(p_new[k])
         pool_writing = Signal()
         m.d.comb += pool_writing.eq(p_valid_d & p_last_d)
+        pooled = p_new
+        if cfg.memory_pipeline:
+            # stage `w`: the write a cycle after the last maximum, from `p_max` (which holds it)
+            p_valid_w, p_waddr_w, p_os_w, p_mask_w = Signal(), Signal(AP), Signal(range(R)), Signal(max(1, half))
+            m.d.sync += [p_valid_w.eq(pool_writing), p_waddr_w.eq(p_waddr_d), p_os_w.eq(p_os_d), p_mask_w.eq(p_mask_d)]
+            pool_writing = Signal(name="pool_writing_w")
+            m.d.comb += pool_writing.eq(p_valid_w)
+            p_waddr_d, p_os_d, p_mask_d, pooled = p_waddr_w, p_os_w, p_mask_w, p_max
+            pool_busy.append(p_valid_w)
         # per bank: the write (enable, data, address) of the written output word(s)
         pool_wen, pool_wdata, pool_waddr = [], [], []
         for b in range(R):
@@ -526,9 +554,9 @@ class Sequencer(wiring.Component):
             if vec:
                 rel = [(b - o) % R for o in range(R)]  # output word k' = (b − o) mod R lands in bank b
                 m.d.comb += [en.eq(Array(p_mask_d[k] if k < half else 0 for k in rel)[p_os_d]),
-                             wd.eq(Array(p_new[k] if k < half else 0 for k in rel)[p_os_d])]
+                             wd.eq(Array(pooled[k] if k < half else 0 for k in rel)[p_os_d])]
             else:
-                m.d.comb += [en.eq(p_os_d == b), wd.eq(p_new[0])]
+                m.d.comb += [en.eq(p_os_d == b), wd.eq(pooled[0])]
             m.d.comb += wa.eq(p_waddr_d + Mux(p_os_d > b, L.groups, 0))
             pool_wen.append(en)
             pool_wdata.append(wd)
@@ -1197,7 +1225,10 @@ class Sequencer(wiring.Component):
             with m.State("FINISH"):
                 # wait for the array pipeline, the hold register, the drain and the pool write
                 m.d.comb += self.busy.eq(1)
-                settled = ~inflight & ~hold_valid.any() & drain_idle & ~p_valid_a & ~p_valid_d & ~en_a & ~en_d
+                settled = ~inflight & ~hold_valid.any() & drain_idle
+                for pv in pool_busy:
+                    settled = settled & ~pv
+                settled = settled & ~en_a & ~en_d
                 for fv in f_valids:
                     settled = settled & ~fv
                 settled = settled & ~wr_pending

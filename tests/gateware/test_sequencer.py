@@ -60,11 +60,13 @@ def test_conv_with_gaps_and_backpressure(model_builder, accel_run):
     assert np.array_equal(logits, x.logits[0])
 
 
-@pytest.mark.parametrize("q, rows, cols", [(4, 1, 2), (1, 3, 1), (2, 3, 2), (8, 2, 2), (4, 4, 2), (2, 6, 1)])
-def test_maxpool_layers_odd_sizes(model_builder, accel_run, q, rows, cols):
+@pytest.mark.parametrize("q, rows, cols, pipeline", [(4, 1, 2, 0), (1, 3, 1, 0), (2, 3, 2, 0), (8, 2, 2, 0), (4, 4, 2, 0),
+                                                     (2, 6, 1, 0), (4, 1, 2, 2), (2, 3, 2, 2), (4, 4, 2, 2)])
+def test_maxpool_layers_odd_sizes(model_builder, accel_run, q, rows, cols, pipeline):
     # 5x7 input: both pools drop an odd last row/column (floor), R = 3 makes the two input
     # columns of an output wrap around the banks; R = 4, 6 pool R/2 output columns per step.
-    cfg = _cfg(q, rows, cols)
+    # memory_pipeline 2: the pool's rotated inputs and its pooled words are registered too.
+    cfg = _cfg(q, rows, cols, memory_pipeline=pipeline)
     model = model_builder(q, (1, 5, 7), [5, 6], classes=3, seed=q + rows, pool_after=(0, 1))
     image = np.random.default_rng(q).integers(0, 256, size=(1, 5, 7), dtype=np.uint8)
     (logits, layers), = accel_run(model, cfg, [image])[0]
@@ -189,8 +191,9 @@ def test_conv_raster_tiles_across_row_ends(model_builder, accel_run, q, rows, co
 @pytest.mark.parametrize("q, rows, cols, shape", [(4, 8, 2, (1, 6, 14)), (2, 8, 1, (1, 5, 11)), (4, 4, 2, (1, 6, 10))])
 def test_maxpool_raster_rows_of_any_width(model_builder, accel_run, q, rows, cols, shape):
     # R = 8 vector pool: 4 output words per step, output rows of 7 and 5 words wrap the banks;
-    # R = 4 with W_out = 5 (pool fusion off: the pool runs as its own layer)
-    cfg = _cfg(q, rows, cols, fuse_pool=False)
+    # R = 4 with W_out = 5 (pool fusion off: the pool runs as its own layer); R = 8 also with
+    # memory_pipeline 2 (the ulx3s setting)
+    cfg = _cfg(q, rows, cols, fuse_pool=False, memory_pipeline=2 if rows == 8 and q == 4 else 0)
     model = model_builder(q, shape, [4, 3], classes=3, seed=rows + shape[2], pool_after=(0,))
     image = np.random.default_rng(q).integers(0, 256, size=shape, dtype=np.uint8)
     (logits, layers), = accel_run(model, cfg, [image])[0]
