@@ -9,10 +9,9 @@ of a weight is reused R times and one fetch of an activation C times. PE (r, c) 
 
 The inputs are registered once at the array's edge (so the broadcast fans out from a flop, not
 from the sequencer's logic), which adds one cycle: `latency` = 1 + ProcessingElement.latency.
-With `memory_pipeline` (the large-device setting) each PE registers its own operand words, each
-row has its own copy of the control registers, and each PE its own control pipeline, all kept
-apart in synthesis (`REPLICA`), so no register fans out across the whole array (the same
-latency; ~2k more flip-flops on the 8x8 board array).
+With `memory_pipeline` (the large-device setting) each row has its own copy of the control
+registers, and each PE its own control pipeline, kept apart in synthesis (`REPLICA`), so no
+control net fans out across the whole array.
 """
 
 from __future__ import annotations
@@ -72,7 +71,8 @@ class MacArray(wiring.Component):
             m.d.sync += [act.eq(self.act), weight.eq(self.weight), row_valid.eq(self.row_valid),
                          lane_valid.eq(self.lane_valid), *[copy.eq(port) for copy, port in zip(shared[:4], ports)]]
             m.d.sync += [copy.eq(port) for copy, port in zip(shared[4:], ports[4:])]
-        # (with memory_pipeline each PE registers its own operand words instead, below)
+        else:
+            m.d.sync += [act.eq(self.act), weight.eq(self.weight)]
 
         for r in range(cfg.rows):
             row_lanes = Signal(cfg.max_lanes, name=f"row{r}_lane_valid")
@@ -91,16 +91,9 @@ class MacArray(wiring.Component):
                 pe = ProcessingElement(cfg, acc_bits=self._acc_bits)
                 m.submodules[f"pe_{r}_{c}"] = pe
                 pe_ports = [pe.en, pe.clear, pe.shift, pe.pixel_mode, *([pe.mode] if cfg.mixed else [])]
-                pe_act, pe_weight = act[r], weight[c]
-                if cfg.memory_pipeline:
-                    # each bit of a shared operand register fed some 40 product LUTs spread over
-                    # C (or R) PEs: the 8x8 ULX3S build's critical path; per-PE copies keep it local
-                    pe_act = Signal(cfg.datapath, name=f"act_q{r}_{c}", attrs={REPLICA: 1})
-                    pe_weight = Signal(cfg.datapath, name=f"weight_q{r}_{c}", attrs={REPLICA: 1})
-                    m.d.sync += [pe_act.eq(self.act[r]), pe_weight.eq(self.weight[c])]
                 m.d.comb += [
-                    pe.act.eq(pe_act),
-                    pe.weight.eq(pe_weight),
+                    pe.act.eq(act[r]),
+                    pe.weight.eq(weight[c]),
                     pe.lane_valid.eq(row_lanes),
                     *[pe_port.eq(control) for pe_port, control in zip(pe_ports, controls)],
                     self.acc[r * cfg.cols + c].eq(pe.acc),
