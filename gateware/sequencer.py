@@ -679,12 +679,14 @@ class Sequencer(wiring.Component):
         load_slot = Signal()                                              # the slot LOAD copies
         feed_loads = ([Signal(name=f"feed_load{c}", attrs={REPLICA: 1}) for c in range(C)]
                       if cfg.memory_pipeline else [])                     # LOAD, per column
+        if feed_loads:
+            load_params = Signal(param_layout(cfg))                       # (the param read data)
+            m.d.comb += load_params.eq(self.params.rd_data)
         for c, pp in enumerate(pps):
             row = [Array(feed_acc[r * C + c] for r in range(R))[feed_row], P.cols[c].mult, P.cols[c].bias]
             if feed_loads:
-                word = Signal(param_layout(cfg), name=f"load_params{c}")   # (the param read data)
-                m.d.comb += word.eq(self.params.rd_data)
-                row0 = [Mux(load_slot, hold_acc[1][c], hold_acc[0][c]), word.cols[c].mult, word.cols[c].bias]
+                row0 = [Mux(load_slot, hold_acc[1][c], hold_acc[0][c]), load_params.cols[c].mult,
+                        load_params.cols[c].bias]
                 row = [Mux(feed_loads[c], first, later) for first, later in zip(row0, row)]
             ports = [pp.i.payload.acc, pp.i.payload.mult, pp.i.payload.bias]
             if not skid:
