@@ -682,8 +682,21 @@ class Sequencer(wiring.Component):
         if feed_loads:
             load_params = Signal(param_layout(cfg))                       # (the param read data)
             m.d.comb += load_params.eq(self.params.rd_data)
+        # With memory_pipeline each column selects its row by its own copy of `feed_row` (the
+        # R:1 accumulator select spans the die), and `feed_last` comes from a register set as
+        # the row steps, not a compare of `feed_row`: feed_row -> compare -> take -> feed_row
+        # across the die was the 8x8 ULX3S build's critical path.
+        feed_rows = ([Signal(range(R + 1), name=f"feed_row{c}", attrs={REPLICA: 1}) for c in range(C)]
+                     if cfg.memory_pipeline else [feed_row] * C)
+        row_is_last = Signal()  # feed_row == n_rows - 1, registered (memory_pipeline)
+
+        def set_feed_row(value, is_last=None):
+            m.d.sync += [row.eq(value) for row in ([feed_row, *feed_rows] if cfg.memory_pipeline else [feed_row])]
+            if is_last is not None:
+                m.d.sync += row_is_last.eq(is_last)
+
         for c, pp in enumerate(pps):
-            row = [Array(feed_acc[r * C + c] for r in range(R))[feed_row], P.cols[c].mult, P.cols[c].bias]
+            row = [Array(feed_acc[r * C + c] for r in range(R))[feed_rows[c]], P.cols[c].mult, P.cols[c].bias]
             if feed_loads:
                 row0 = [Mux(load_slot, hold_acc[1][c], hold_acc[0][c]), load_params.cols[c].mult,
                         load_params.cols[c].bias]
@@ -720,7 +733,8 @@ class Sequencer(wiring.Component):
             m.d.comb += [meta_fifo.w_en.eq(1),
                          meta_fifo.w_data.eq(Cat(pmeta_now, rd_meta))]
             wide = [] if cfg.memory_pipeline else [P.eq(params_now), feed_acc.eq(Mux(rd_ptr, hold_acc[1], hold_acc[0]))]
-            m.d.sync += [*wide, rd_ptr.eq(~rd_ptr), feed_row.eq(0)]
+            m.d.sync += [*wide, rd_ptr.eq(~rd_ptr)]
+            set_feed_row(0, is_last=(n_rows == 1) if cfg.memory_pipeline else None)
             for k in range(2):
                 with m.If(rd_ptr == k):
                     m.d.sync += hold_valid[k].eq(0)
@@ -753,16 +767,17 @@ class Sequencer(wiring.Component):
                     # (chain_ok), a dense one takes from IDLE only
                     m.d.comb += feed_valid.eq(1)
                     with m.If(pp_ready):
-                        m.d.sync += feed_row.eq(1)
+                        set_feed_row(1, is_last=n_rows == 2)
                     with m.If(pp_ready & (n_rows == 1)):
                         m.next = "IDLE"
                     with m.Else():
                         m.next = "FEED"
             with m.State("FEED"):
                 m.d.comb += feed_valid.eq(1)
-                m.d.comb += feed_last.eq(pp_ready & (feed_row == n_rows - 1))
+                row_at_last = row_is_last if cfg.memory_pipeline else feed_row == n_rows - 1
+                m.d.comb += feed_last.eq(pp_ready & row_at_last)
                 with m.If(pp_ready):
-                    m.d.sync += feed_row.eq(feed_row + 1)
+                    set_feed_row(feed_row + 1, is_last=(feed_row == n_rows - 2) if cfg.memory_pipeline else None)
                 with m.If(copying):
                     take_hold()
                     if cfg.memory_pipeline:
