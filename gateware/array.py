@@ -9,9 +9,10 @@ of a weight is reused R times and one fetch of an activation C times. PE (r, c) 
 
 The inputs are registered once at the array's edge (so the broadcast fans out from a flop, not
 from the sequencer's logic), which adds one cycle: `latency` = 1 + ProcessingElement.latency.
-With `memory_pipeline` (the large-device setting) each row has its own copy of the control
-registers, and each PE its own control pipeline, kept apart in synthesis (`REPLICA`), so no
-control net fans out across the whole array.
+With `memory_pipeline` (the large-device setting) each PE registers its own operand words in
+place of the edge register (`ProcessingElement(register_operands=True)`: the same latency), each
+row has its own copy of the control registers, and each PE its own control pipeline, all kept
+apart in synthesis (`REPLICA`), so no register fans out across the array.
 """
 
 from __future__ import annotations
@@ -61,18 +62,18 @@ class MacArray(wiring.Component):
 
         # Edge registers: one copy of each operand word and of the controls. Named `<port>_q` so the
         # ports keep their own names in the Verilog (sim/activity.py samples the ports).
-        act = Signal.like(self.act, name="act_q")
-        weight = Signal.like(self.weight, name="weight_q")
+        # With memory_pipeline the PEs register the operand words themselves.
+        act, weight = self.act, self.weight
         ports = [self.en, self.clear, self.shift, self.pixel_mode, *([self.mode] if cfg.mixed else [])]
         if not cfg.memory_pipeline:
+            act = Signal.like(self.act, name="act_q")
+            weight = Signal.like(self.weight, name="weight_q")
             row_valid = Signal.like(self.row_valid, name="row_valid_q")
             lane_valid = Signal.like(self.lane_valid, name="lane_valid_q")
             shared = [Signal.like(port, name=f"{port.name}_q") for port in ports]
             m.d.sync += [act.eq(self.act), weight.eq(self.weight), row_valid.eq(self.row_valid),
                          lane_valid.eq(self.lane_valid), *[copy.eq(port) for copy, port in zip(shared[:4], ports)]]
             m.d.sync += [copy.eq(port) for copy, port in zip(shared[4:], ports[4:])]
-        else:
-            m.d.sync += [act.eq(self.act), weight.eq(self.weight)]
 
         for r in range(cfg.rows):
             row_lanes = Signal(cfg.max_lanes, name=f"row{r}_lane_valid")
@@ -88,7 +89,7 @@ class MacArray(wiring.Component):
                 m.d.sync += [*[copy.eq(port) for copy, port in zip(controls, ports)],
                              row_lanes.eq(Mux(self.row_valid[r], self.lane_valid, 0))]
             for c in range(cfg.cols):
-                pe = ProcessingElement(cfg, acc_bits=self._acc_bits)
+                pe = ProcessingElement(cfg, acc_bits=self._acc_bits, register_operands=bool(cfg.memory_pipeline))
                 m.submodules[f"pe_{r}_{c}"] = pe
                 pe_ports = [pe.en, pe.clear, pe.shift, pe.pixel_mode, *([pe.mode] if cfg.mixed else [])]
                 m.d.comb += [

@@ -25,7 +25,9 @@ together with `en` starts a new sum from this cycle's lane sum (`clear` without 
 
 Pipeline (for Fmax): inputs → [lane products] → [lane sum] → [shifted] → [accumulator], so
 `latency` = 4: inputs held before clock edge k are reflected in `acc` after edge k + 3, i.e. a
-testbench that sets the inputs and then awaits `latency` ticks reads the updated `acc`.
+testbench that sets the inputs and then awaits `latency` ticks reads the updated `acc`. With
+`register_operands` the operand words are registered first, a cycle ahead of the controls:
+MacArray feeds such PEs its ports where it would feed its edge registers, so the two line up.
 """
 
 from __future__ import annotations
@@ -88,7 +90,7 @@ class ProcessingElement(wiring.Component):
     latency = 4
 
     def __init__(self, cfg: AccelConfig, *, acc_bits: int | None = None, lut_products: bool | None = None,
-                 pot_hold_zero: bool = False):
+                 pot_hold_zero: bool = False, register_operands: bool = False):
         """`lut_products`: build Q >= 2 lane products from LUTs (True) or as multiplies for DSPs
         (False); None decides at elaboration (LUTs up to LUT_PRODUCT_MAX_Q and on iCE40).
         `pot_hold_zero`: power-of-two lanes hold their product flops on a zero weight instead of
@@ -102,6 +104,7 @@ class ProcessingElement(wiring.Component):
         self._acc_bits = acc_bits
         self._lut_products = lut_products
         self._pot_hold_zero = pot_hold_zero
+        self._register_operands = register_operands
         super().__init__({
             "act": In(cfg.datapath),
             "weight": In(cfg.datapath),
@@ -132,15 +135,30 @@ class ProcessingElement(wiring.Component):
         # memory_pipeline (the large device) every PE keeps its own control registers: merged
         # across the array, one `en3` would enable all R·C accumulators.
         attrs = {REPLICA: 1} if self._cfg.memory_pipeline else {}
-        en1, clear1, shift1 = Signal(attrs=attrs), Signal(attrs=attrs), Signal(range(8), attrs=attrs)
+        # With memory_pipeline the data registers have no reset (`no_reset`): the accelerator's
+        # reset reached every one of them across the die, through a LUT, and was the 8x8 ULX3S
+        # build's critical path. Nothing reads them before a tile's `clear` (the held reset
+        # flushes the en/clear pipeline, which keeps its reset).
+        no_reset = {"reset_less": True} if self._cfg.memory_pipeline else {}
+        en1, clear1, shift1 = Signal(attrs=attrs), Signal(attrs=attrs), Signal(range(8), attrs=attrs, **no_reset)
         m.d.sync += [en1.eq(self.en), clear1.eq(self.en & self.clear), shift1.eq(self.shift)]
+
+        # Stage 0 (`register_operands`, the array's edge register moved into each PE: same
+        # latency): on the 8x8 ULX3S array a shared operand register's bit fed ~40 product LUTs
+        # spread over 8 PEs, the critical path. The copies stay apart in synthesis (`REPLICA`).
+        # (Per-PE copies made in MacArray instead made Yosys 0.70's ABC9 step fail an assertion.)
+        act, weight = self.act, self.weight
+        if self._register_operands:
+            act = Signal.like(self.act, name="act_r", attrs={REPLICA: 1}, **no_reset)
+            weight = Signal.like(self.weight, name="weight_r", attrs={REPLICA: 1}, **no_reset)
+            m.d.sync += [act.eq(self.act), weight.eq(self.weight)]
 
         lut_products = self._lut_products
         if lut_products is None:
             lut_products = q <= LUT_PRODUCT_MAX_Q or (is_ice40(platform) and not ice40_dsp_products(self._cfg))
 
         if not self._cfg.mixed:
-            lane_sum = self._lane_sum(m, q, self.lane_valid, lut_products, "")
+            lane_sum = self._lane_sum(m, q, act, weight, self.lane_valid, lut_products, "", no_reset)
         else:
             # Per-layer modes: one lane set per mode, all reading the same operand bits. The mode
             # that is not selected sees lane_valid = 0, so its product flops hold 0 (they do not
@@ -157,19 +175,19 @@ class ProcessingElement(wiring.Component):
                 mode_luts = self._lut_products
                 if mode_luts is None:
                     mode_luts = mq <= LUT_PRODUCT_MAX_Q or is_ice40(platform)
-                sums.append(self._lane_sum(m, mq, valid, mode_luts, f"m{mq}_"))
+                sums.append(self._lane_sum(m, mq, act, weight, valid, mode_luts, f"m{mq}_", no_reset))
             lane_sum = tree_sum(sums)
 
         # Stage 2: the lane sum (a balanced adder tree).
-        en2, clear2, shift2 = Signal(attrs=attrs), Signal(attrs=attrs), Signal(range(8), attrs=attrs)
+        en2, clear2, shift2 = Signal(attrs=attrs), Signal(attrs=attrs), Signal(range(8), attrs=attrs, **no_reset)
         m.d.sync += [en2.eq(en1), clear2.eq(clear1), shift2.eq(shift1)]
-        lane_total = Signal(signed(len(lane_sum)))
+        lane_total = Signal(signed(len(lane_sum)), **no_reset)
         m.d.sync += lane_total.eq(lane_sum)
 
         # Stage 3: shifted for first-layer pass j by j·Q (a plain register at Q >= 8: one pass).
         en3, clear3 = Signal(attrs=attrs), Signal(attrs=attrs)
         m.d.sync += [en3.eq(en2), clear3.eq(clear2)]
-        shifted = Signal(signed(len(lane_total) + (passes - 1) * q))
+        shifted = Signal(signed(len(lane_total) + (passes - 1) * q), **no_reset)
         with m.Switch(shift2):
             for j in range(1, passes):
                 with m.Case(j):
@@ -179,17 +197,21 @@ class ProcessingElement(wiring.Component):
 
         # Stage 4: accumulate (wrap-around arithmetic: the width is derived so no admitted layer
         # reaches it).
+        acc = self.acc
+        if no_reset:
+            acc = Signal.like(self.acc, name="acc_r", **no_reset)
+            m.d.comb += self.acc.eq(acc)
         with m.If(en3):
-            m.d.sync += self.acc.eq(Mux(clear3, 0, self.acc) + shifted)
+            m.d.sync += acc.eq(Mux(clear3, 0, acc) + shifted)
 
         return m
 
-    def _lane_sum(self, m, q: int, lane_valid, lut_products: bool, prefix: str):
+    def _lane_sum(self, m, q: int, act, weight, lane_valid, lut_products: bool, prefix: str, no_reset: dict):
         """Stage 1 of one mode: the Q-bit lane products of act and weight (registered, masked by
         `lane_valid`); returns the expression of their sum, for stage 2."""
         lanes = self._cfg.datapath // q
-        act_lanes = [self.act[i * q:(i + 1) * q] for i in range(lanes)]
-        weight_lanes = [self.weight[i * q:(i + 1) * q] for i in range(lanes)]
+        act_lanes = [act[i * q:(i + 1) * q] for i in range(lanes)]
+        weight_lanes = [weight[i * q:(i + 1) * q] for i in range(lanes)]
 
         if self._cfg.weights == "pot":
             # Shift-and-accumulate lanes: each gives value + carry = ±(a << shift) (registered,
@@ -206,8 +228,8 @@ class ProcessingElement(wiring.Component):
             # Each lane is −1, 0 or +1: keep two bits per lane, `counts` (the lane takes part)
             # and `plus` (it is +1), so the lane sum is 2·popcount(plus) − popcount(counts), the
             # paper's 2·popcount(xnor) − K with the padding lanes left out.
-            counts = Signal(lanes, name=f"{prefix}counts")
-            plus = Signal(lanes, name=f"{prefix}plus")
+            counts = Signal(lanes, name=f"{prefix}counts", **no_reset)
+            plus = Signal(lanes, name=f"{prefix}plus", **no_reset)
             for i, (a, w) in enumerate(zip(act_lanes, weight_lanes)):
                 takes_part = lane_valid[i] & (~self.pixel_mode | a)
                 is_plus = Mux(self.pixel_mode, w, ~(a ^ w))
@@ -224,7 +246,7 @@ class ProcessingElement(wiring.Component):
             for i, (a, w) in enumerate(zip(act_lanes, weight_lanes)):
                 for lo in range(0, q, step):
                     hi = min(lo + step, q)
-                    product = Signal(signed(q + (hi - lo) + 1), name=f"{prefix}product{i}_{lo}")
+                    product = Signal(signed(q + (hi - lo) + 1), name=f"{prefix}product{i}_{lo}", **no_reset)
                     if lut_products:
                         value = tree_sum(Mux(a[k], w.as_signed(), 0) << (k - lo) for k in range(lo, hi))
                     else:

@@ -249,7 +249,9 @@ class Sequencer(wiring.Component):
         # free, and tiles shorter than the capture delay still keep the array busy.
         capture_delay = 2 + cfg.memory_pipeline + MacArray.latency
         last_line = Signal(capture_delay)
-        hold_acc = [Signal.like(array.acc, name=f"hold_acc{k}") for k in range(2)]
+        # (with memory_pipeline the wide data registers have no reset: see ProcessingElement)
+        no_reset = {"reset_less": True} if cfg.memory_pipeline else {}
+        hold_acc = [Signal.like(array.acc, name=f"hold_acc{k}", **no_reset) for k in range(2)]
         hold_valid = Signal(2)
         # obase: the output address of the tile's pixels (all R in distinct banks, same address);
         # rows: which of its R pixels exist (the last tile of a map may be partial)
@@ -571,8 +573,8 @@ class Sequencer(wiring.Component):
         pmeta_layout = tile_param_layout(cfg, self._act_addr_bits)
         entry_layout = data.StructLayout({"p": pmeta_layout, "t": meta_layout})
         m.submodules.meta_fifo = meta_fifo = SyncFIFO(width=entry_layout.size, depth=cfg.tile_meta_depth)
-        P = Signal(param_layout(cfg))           # the fed tile's parameters
-        feed_acc = Signal.like(array.acc)
+        P = Signal(param_layout(cfg), **no_reset)   # the fed tile's parameters
+        feed_acc = Signal.like(array.acc, **no_reset)
         feed_row = Signal(range(R + 1))
         coll_row = Signal(range(R + 1))
         n_rows = Signal(range(R + 1))

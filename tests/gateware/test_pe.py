@@ -92,8 +92,28 @@ def test_random_cycles_follow_golden_word_by_word(q, products):
     """Random words, lane masks, en/clear, passes and pixel mode; acc checked every cycle, with
     the lane products built either way (shift-and-add in LUTs, or multiplies for DSPs)."""
     cfg = variant("tiny", q)
-    rng = np.random.default_rng(100 + q)
-    s, lanes_mask = cfg.lanes, (1 << cfg.lanes) - 1
+    cycles, expected = random_cycles(cfg, np.random.default_rng(100 + q))
+    seen = run_pe(ProcessingElement(cfg, lut_products=(products == "lut")), cycles)
+    assert seen == expected
+
+
+@pytest.mark.parametrize("q", [1, 4, 8])
+def test_register_operands_take_the_words_a_cycle_ahead(q):
+    """register_operands (the ULX3S array's per-PE operand registers): the words applied a cycle
+    ahead of the controls give the same sums, a cycle later."""
+    cfg = variant("tiny", q)
+    cycles, expected = random_cycles(cfg, np.random.default_rng(200 + q))
+    operands = ("act", "weight")
+    ahead = [idle(**{k: cycles[0][k] for k in operands})]
+    ahead += [{**c, **{k: (n[k] if n else 0) for k in operands}} for c, n in zip(cycles, cycles[1:] + [None])]
+    seen = run_pe(ProcessingElement(cfg, register_operands=True), ahead)
+    assert seen[1:] == expected
+
+
+def random_cycles(cfg, rng):
+    """120 cycles of random words, lane masks, en/clear, passes and pixel mode, with the
+    accumulator the golden model expects after each."""
+    q, s, lanes_mask = cfg.q, cfg.lanes, (1 << cfg.lanes) - 1
     cycles, expected, acc = [], [], 0
     for _ in range(120):
         act = [int(x) for x in rng.integers(0, 1 << q, size=s)]
@@ -112,8 +132,7 @@ def test_random_cycles_follow_golden_word_by_word(q, products):
         if en:
             acc = (0 if clear else acc) + (word << (shift * q))
         expected.append(acc)
-    seen = run_pe(ProcessingElement(cfg, lut_products=(products == "lut")), cycles)
-    assert seen == expected
+    return cycles, expected
 
 
 @pytest.mark.parametrize("q", QS)
