@@ -9,10 +9,11 @@ of a weight is reused R times and one fetch of an activation C times. PE (r, c) 
 
 The inputs are registered once at the array's edge (so the broadcast fans out from a flop, not
 from the sequencer's logic), which adds one cycle: `latency` = 1 + ProcessingElement.latency.
-With `memory_pipeline` (the large-device setting) each PE registers its own operand words in
-place of the edge register (`ProcessingElement(register_operands=True)`: the same latency), each
-row has its own copy of the control registers, and each PE its own control pipeline, all kept
-apart in synthesis (`REPLICA`), so no register fans out across the array.
+With `memory_pipeline` (the large-device setting) the broadcast takes a second register, so that
+no register fans out across the array: each PE registers its own operand words from the edge
+registers (`ProcessingElement(register_operands=True)`), each row has its own copy of the
+controls, and each PE its own control pipeline, all kept apart in synthesis (`REPLICA`);
+`latency` = 2 + ProcessingElement.latency.
 """
 
 from __future__ import annotations
@@ -30,12 +31,12 @@ __all__ = ["MacArray"]
 
 
 class MacArray(wiring.Component):
-    latency = 1 + ProcessingElement.latency
-
     def __init__(self, cfg: AccelConfig, *, acc_bits: int | None = None):
         if not isinstance(cfg, AccelConfig):
             raise TypeError(f"cfg must be an AccelConfig, not {cfg!r}")
         self._cfg = cfg
+        #: cycles from the ports to `acc`: inputs held before clock edge k show after edge k + latency − 1
+        self.latency = (2 if cfg.memory_pipeline else 1) + ProcessingElement.latency
         self._acc_bits = cfg.acc_bits if acc_bits is None else acc_bits
         d, r, c = cfg.datapath, cfg.rows, cfg.cols
         super().__init__({
@@ -62,18 +63,17 @@ class MacArray(wiring.Component):
 
         # Edge registers: one copy of each operand word and of the controls. Named `<port>_q` so the
         # ports keep their own names in the Verilog (sim/activity.py samples the ports).
-        # With memory_pipeline the PEs register the operand words themselves.
-        act, weight = self.act, self.weight
+        # (With memory_pipeline the operand words have no reset: nothing reads them before a clear.)
+        no_reset = {"reset_less": True} if cfg.memory_pipeline else {}
+        act = Signal.like(self.act, name="act_q", **no_reset)
+        weight = Signal.like(self.weight, name="weight_q", **no_reset)
         ports = [self.en, self.clear, self.shift, self.pixel_mode, *([self.mode] if cfg.mixed else [])]
-        if not cfg.memory_pipeline:
-            act = Signal.like(self.act, name="act_q")
-            weight = Signal.like(self.weight, name="weight_q")
-            row_valid = Signal.like(self.row_valid, name="row_valid_q")
-            lane_valid = Signal.like(self.lane_valid, name="lane_valid_q")
-            shared = [Signal.like(port, name=f"{port.name}_q") for port in ports]
-            m.d.sync += [act.eq(self.act), weight.eq(self.weight), row_valid.eq(self.row_valid),
-                         lane_valid.eq(self.lane_valid), *[copy.eq(port) for copy, port in zip(shared[:4], ports)]]
-            m.d.sync += [copy.eq(port) for copy, port in zip(shared[4:], ports[4:])]
+        row_valid = Signal.like(self.row_valid, name="row_valid_q")
+        lane_valid = Signal.like(self.lane_valid, name="lane_valid_q")
+        shared = [Signal.like(port, name=f"{port.name}_q") for port in ports]
+        m.d.sync += [act.eq(self.act), weight.eq(self.weight), row_valid.eq(self.row_valid),
+                     lane_valid.eq(self.lane_valid), *[copy.eq(port) for copy, port in zip(shared[:4], ports)]]
+        m.d.sync += [copy.eq(port) for copy, port in zip(shared[4:], ports[4:])]
 
         for r in range(cfg.rows):
             row_lanes = Signal(cfg.max_lanes, name=f"row{r}_lane_valid")
@@ -86,8 +86,8 @@ class MacArray(wiring.Component):
                 # apart in synthesis), so a control fans out to C PEs, not R·C across the die.
                 controls = [Signal.like(port, name=f"{port.name}_q{r}", attrs={REPLICA: 1}) for port in ports]
                 row_lanes.attrs[REPLICA] = 1
-                m.d.sync += [*[copy.eq(port) for copy, port in zip(controls, ports)],
-                             row_lanes.eq(Mux(self.row_valid[r], self.lane_valid, 0))]
+                m.d.sync += [*[copy.eq(edge) for copy, edge in zip(controls, shared)],
+                             row_lanes.eq(Mux(row_valid[r], lane_valid, 0))]
             for c in range(cfg.cols):
                 pe = ProcessingElement(cfg, acc_bits=self._acc_bits, register_operands=bool(cfg.memory_pipeline))
                 m.submodules[f"pe_{r}_{c}"] = pe

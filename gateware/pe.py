@@ -26,8 +26,8 @@ together with `en` starts a new sum from this cycle's lane sum (`clear` without 
 Pipeline (for Fmax): inputs → [lane products] → [lane sum] → [shifted] → [accumulator], so
 `latency` = 4: inputs held before clock edge k are reflected in `acc` after edge k + 3, i.e. a
 testbench that sets the inputs and then awaits `latency` ticks reads the updated `acc`. With
-`register_operands` the operand words are registered first, a cycle ahead of the controls:
-MacArray feeds such PEs its ports where it would feed its edge registers, so the two line up.
+`register_operands` the operand words are registered first (a stage 0), so they must come a cycle
+ahead of the controls (MacArray with memory_pipeline gives the controls a second register).
 """
 
 from __future__ import annotations
@@ -143,10 +143,10 @@ class ProcessingElement(wiring.Component):
         en1, clear1, shift1 = Signal(attrs=attrs), Signal(attrs=attrs), Signal(range(8), attrs=attrs, **no_reset)
         m.d.sync += [en1.eq(self.en), clear1.eq(self.en & self.clear), shift1.eq(self.shift)]
 
-        # Stage 0 (`register_operands`, the array's edge register moved into each PE: same
-        # latency): on the 8x8 ULX3S array a shared operand register's bit fed ~40 product LUTs
-        # spread over 8 PEs, the critical path. The copies stay apart in synthesis (`REPLICA`).
-        # (Per-PE copies made in MacArray instead made Yosys 0.70's ABC9 step fail an assertion.)
+        # Stage 0 (`register_operands`): on the 8x8 ULX3S array a shared operand register's bit
+        # fed ~40 product LUTs spread over 8 PEs, the critical path; each PE's own copy keeps them
+        # local. The copies stay apart in synthesis (`REPLICA`). (Per-PE copies made in MacArray
+        # instead made Yosys 0.70's ABC9 step fail an assertion.)
         act, weight = self.act, self.weight
         if self._register_operands:
             act = Signal.like(self.act, name="act_r", attrs={REPLICA: 1}, **no_reset)

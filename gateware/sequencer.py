@@ -247,7 +247,7 @@ class Sequencer(wiring.Component):
         # feeder in the same order, so the n-th tile end always uses slot n mod 2. At most two
         # tiles are between their last issue and the feeder, so a capture always finds its slot
         # free, and tiles shorter than the capture delay still keep the array busy.
-        capture_delay = 2 + cfg.memory_pipeline + MacArray.latency
+        capture_delay = 2 + cfg.memory_pipeline + array.latency
         last_line = Signal(capture_delay)
         # (with memory_pipeline the wide data registers have no reset: see ProcessingElement)
         no_reset = {"reset_less": True} if cfg.memory_pipeline else {}
