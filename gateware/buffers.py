@@ -38,6 +38,7 @@ from amaranth.utils import ceil_log2
 from qjoule.config import MEMORY_KINDS, SPRAM_BITS, SPRAM_WORDS, AccelConfig
 from qjoule.program import bank_depth
 
+from . import REPLICA
 from .pe import is_ice40
 
 __all__ = ["ActivationBuffer", "PipelinedMemory", "SPRAM", "SPRAMModel", "WideBuffer", "activation_buffer_signature",
@@ -45,6 +46,9 @@ __all__ = ["ActivationBuffer", "PipelinedMemory", "SPRAM", "SPRAMModel", "WideBu
 
 #: SB_SPRAM256KA address bits (16k words).
 SPRAM_ADDR_BITS = 14
+#: The widest data port of an ECP5 block RAM (DP16KD): PipelinedMemory selects a word's pieces
+#: per slice of this many bits.
+BRAM_SLICE_BITS = 36
 #: What `SPRAMModel` reads out in a write cycle (the hardware's DATAOUT is undefined then).
 SPRAM_WRITE_CYCLE_DATA = (1 << SPRAM_BITS) - 1
 
@@ -155,9 +159,9 @@ class PipelinedMemory(wiring.Component):
         m = Module()
         lo = ceil_log2(self.piece_depth)
         data_q = []
-        sel_1, sel_2 = Signal(range(len(self.pieces))), Signal(range(len(self.pieces)))
+        sel_1 = Signal(range(len(self.pieces)))
         if len(self.pieces) > 1:
-            m.d.sync += [sel_1.eq(self.rd_addr[lo:]), sel_2.eq(sel_1)]
+            m.d.sync += sel_1.eq(self.rd_addr[lo:])
         for k, mem in enumerate(self.pieces):
             m.submodules[f"piece{k}"] = mem
             rd = mem.read_port()
@@ -176,8 +180,18 @@ class PipelinedMemory(wiring.Component):
             m.d.comb += self.rd_data.eq(data_q[0])
         elif self.pipeline == 1:
             m.d.sync += self.rd_data.eq(data_q[0])
+        elif len(data_q) == 1:
+            m.d.sync += self.rd_data.eq(data_q[0])
         else:
-            m.d.sync += self.rd_data.eq(Array(data_q)[sel_2] if len(data_q) > 1 else data_q[0])
+            # The piece select is registered once per block-RAM-wide slice of the word (kept
+            # apart in synthesis, `REPLICA`): one select for a wide word (the tile parameters)
+            # fanned out to every bit's multiplexer across the die (2x2 ULX3S critical path).
+            rd_data, width = Value.cast(self.rd_data), Shape.cast(self.rd_data.shape()).width
+            for lo_bit in range(0, width, BRAM_SLICE_BITS):
+                hi_bit = min(width, lo_bit + BRAM_SLICE_BITS)
+                sel = Signal.like(sel_1, name=f"sel_2_{lo_bit}", attrs={REPLICA: 1})
+                m.d.sync += [sel.eq(sel_1),
+                             rd_data[lo_bit:hi_bit].eq(Array(Value.cast(q)[lo_bit:hi_bit] for q in data_q)[sel])]
         return m
 
 

@@ -106,18 +106,24 @@ def test_pipelined_memory_reads_after_its_latency_across_pieces():
     holds, while random lane writes land anywhere, across piece boundaries too (a 2,500-word
     memory: pieces of 2,048 + 452 words at 8-bit lanes, 1,024 + 1,024 + 452 at whole words). A
     write is seen by reads issued the next cycle, or two cycles later with pipeline 2 (its write
-    port is registered per piece)."""
+    port is registered per piece). An 80-bit word is selected in three slices (36, 36 and 8 bits),
+    each by its own copy of the piece select."""
     rng = np.random.default_rng(3)
-    depth, width = 2500, 16
-    init = [int(v) for v in rng.integers(0, 1 << width, size=depth)]
-    for gran, pipeline, pieces in ((8, 0, 1), (8, 1, 1), (8, 2, 2), (16, 2, 3)):
+    depth = 2500
+
+    def word(width):
+        return sum(int(rng.integers(0, 1 << 16)) << (16 * k) for k in range(width // 16))
+
+    for width, gran, pipeline, pieces in ((16, 8, 0, 1), (16, 8, 1, 1), (16, 8, 2, 2), (16, 16, 2, 3),
+                                          (80, 40, 2, 3)):
+        init = [word(width) for _ in range(depth)]
         dut = PipelinedMemory(width, depth, granularity=gran, pipeline=pipeline, init=init)
         assert len(dut.pieces) == pieces
         lanes = width // gran
         # addresses around the piece boundaries, so reads often meet recent writes
         spots = [0, 1, 1023, 1024, 1025, 2047, 2048, 2049, 2499, int(rng.integers(0, depth))]
-        ops = [(int(rng.choice(spots)), int(rng.choice(spots)), int(rng.integers(0, 1 << width)),
-                int(rng.integers(0, 1 << lanes))) for _ in range(400)]
+        ops = [(int(rng.choice(spots)), int(rng.choice(spots)), word(width), int(rng.integers(0, 1 << lanes)))
+               for _ in range(400)]
         got = []
 
         async def bench(ctx):
@@ -145,7 +151,7 @@ def test_pipelined_memory_reads_after_its_latency_across_pieces():
                         mem[wa] = (mem[wa] & ~mask) | (wd & mask)
                 applied += 1
             reads.append(mem[rd_addr])
-        assert got[pipeline:] == reads, (gran, pipeline)
+        assert got[pipeline:] == reads, (width, gran, pipeline)
 
 
 # -- SPRAM-backed buffers (act_memory / weight_memory "spram": the SB_SPRAM256KA model) ------------
