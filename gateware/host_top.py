@@ -18,7 +18,7 @@ from __future__ import annotations
 from functools import reduce
 from operator import xor
 
-from amaranth.hdl import Array, Cat, Const, Instance, Module, Mux, ResetInserter, Signal, Value, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, ResetInserter, Signal, Value, unsigned
 from amaranth.lib import io, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import exact_log2
@@ -437,12 +437,6 @@ class HostTop(wiring.Component):
         # no matter.
         accel_reset = Signal()
         m.d.sync += accel_reset.eq(link.accel_reset)
-        if self._cfg.memory_pipeline and getattr(platform, "family", None) == "ecp5":
-            # On the 8x8 ULX3S array the registered reset still took 15 ns of fabric routing
-            # to its farthest flip-flops (the critical path): it goes over a global network
-            # (a DCCA clock buffer), which reaches every slice's set/reset in a few ns.
-            register, accel_reset = accel_reset, Signal()
-            m.submodules.accel_reset_global = Instance("DCCA", i_CLKI=register, i_CE=1, o_CLKO=accel_reset)
         m.submodules.accel = ResetInserter(accel_reset)(accel)
 
         wiring.connect(m, uart_rx.o, link.rx)

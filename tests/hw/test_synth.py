@@ -408,13 +408,3 @@ def test_too_many_sprams_is_refused_before_any_tool_runs(tmp_path):
         synthesize(board_config("icebreaker", 4), "ulx3s-85f", tmp_path / "build")
     assert not (tmp_path / "build").exists()
 
-
-@pytest.mark.parametrize("memory_pipeline, global_buffers", [(2, 1), (0, 0)])
-def test_ecp5_large_device_resets_the_accelerator_over_a_global_buffer(memory_pipeline, global_buffers):
-    """With memory_pipeline (the ULX3S setting) the accelerator's reset drives a DCCA, so nextpnr
-    routes it on a global network; other configs keep the plain register."""
-    from qjoule.hw.boards import platform_for
-
-    cfg = variant("tiny", 4, memory_pipeline=memory_pipeline)
-    plan = platform_for(board("ulx3s-85f"), 100.0).prepare(build_design(cfg, "accel", "host"), name="top")
-    assert plan.files["top.il"].count("cell \\DCCA ") == global_buffers
