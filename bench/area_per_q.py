@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from qjoule.config import board_config
+from qjoule.errors import UserError
 from qjoule.hw import synth
 from qjoule.hw.boards import board, platform_for
 
@@ -65,10 +66,21 @@ def main(argv=None) -> int:
     ap.add_argument("--build", type=Path, default=Path("build/area_per_q"))
     ap.add_argument("--out", type=Path, default=Path("area_per_q.json"))
     args = ap.parse_args(argv)
+    try:
+        board(args.board)
+        qs = [int(x) for x in args.qs.split(",")]
+    except (UserError, ValueError) as e:
+        print(f"area_per_q: {e}" if isinstance(e, UserError) else
+              f"area_per_q: --qs must be comma-separated integers, got {args.qs!r}", file=sys.stderr)
+        return 2
     rows = []
     print(f"{'q':>3} {'p':>5} {'LUT4':>7} {'FF':>7} {'DSP':>4} {'BRAM':>4} {'LUT4/lane':>9} {'DSP/lane':>8} {'s':>6}")
-    for q in (int(x) for x in args.qs.split(",")):
-        row = area(args.board, q, args.build / f"{args.board}_q{q}")
+    for q in qs:
+        try:
+            row = area(args.board, q, args.build / f"{args.board}_q{q}")
+        except UserError as e:   # (a Q outside 1..16, a config that does not fit)
+            print(f"area_per_q: {e}", file=sys.stderr)
+            return 2
         rows.append(row)
         print(f"{q:>3} {row['p']:>5} {row['luts']:>7} {'-' if row['ffs'] is None else row['ffs']:>7} {row['dsps']:>4} {row['brams']:>4} "
               f"{row['luts_per_lane']:>9} {row['dsps_per_lane']:>8} {row['seconds']:>6}", flush=True)
