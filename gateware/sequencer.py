@@ -416,17 +416,52 @@ class Sequencer(wiring.Component):
         tap_lo = {(a, b): Signal(signed(A + 2), name=f"tap_lo_{a}_{b}") for a in range(3) for b in range(3)}
         tap_hi = {(a, b): Signal(signed(A + 2), name=f"tap_hi_{a}_{b}") for a in range(3) for b in range(3)}
         tap_s = {(a, b): Signal(range(R), name=f"tap_s_{a}_{b}") for a in range(3) for b in range(3)}
-        cur_lo, cur_hi, cur_s = Signal(signed(A + 2)), Signal(signed(A + 2)), Signal(range(R))
-        with m.Switch(Cat(kw, kh)):
-            for (a, b) in tap_lo:
-                with m.Case(b | a << 2):
-                    m.d.comb += [cur_lo.eq(tap_lo[a, b]), cur_hi.eq(tap_hi[a, b]), cur_s.eq(tap_s[a, b])]
+        def tap_at(name, tap_kh, tap_kw):
+            """(lo, hi, s, wrapped) of tap (tap_kh, tap_kw); wrapped[b] = s > b (bank b reads hi)."""
+            lo, hi, s = Signal(signed(A + 2), name=f"{name}_lo"), Signal(signed(A + 2), name=f"{name}_hi"), \
+                Signal(range(R), name=f"{name}_s")
+            with m.Switch(Cat(tap_kw, tap_kh)):
+                for (a, b) in tap_lo:
+                    with m.Case(b | a << 2):
+                        m.d.comb += [lo.eq(tap_lo[a, b]), hi.eq(tap_hi[a, b]), s.eq(tap_s[a, b])]
+            return lo, hi, s, Cat(*[s > b for b in range(R)])
+
+        if cfg.memory_pipeline:
+            # The large array: the current tap's constants are registers (`cur`), with the next
+            # tap's beside them (`nxt`), so the 9:1 tap select is not between kw and the read
+            # address (it was the 8x8 ULX3S build's critical path). An issue moves nxt into cur
+            # and selects the tap after next; any other cycle reloads both from (kh, kw), so both
+            # hold from the second INIT cycle on (INIT lasts two cycles at least).
+            # (kh, kw) of the next tap and the one after it (the walk: kw, then kh, then the group)
+            next_kh, next_kw, after_kh, after_kw = Signal(2), Signal(2), Signal(2), Signal(2)
+            m.d.comb += [next_kw.eq(Mux(kw_last_now, kw0, kw + 1)),
+                         next_kh.eq(Mux(kw_last_now, Mux(kh_last_now, kh0, kh + 1), kh))]
+            m.d.comb += [after_kw.eq(Mux(next_kw == kw1, kw0, next_kw + 1)),
+                         after_kh.eq(Mux(next_kw == kw1, Mux(next_kh == kh1, kh0, next_kh + 1), next_kh))]
+            cur = [Signal(signed(A + 2), name="cur_lo"), Signal(signed(A + 2), name="cur_hi"),
+                   Signal(range(R), name="cur_s"), Signal(R, name="cur_wrapped")]
+            nxt = [Signal.like(x, name=x.name.replace("cur", "nxt")) for x in cur]
+            with m.If(issue):
+                m.d.sync += [*(c.eq(n) for c, n in zip(cur, nxt)),
+                             *(n.eq(v) for n, v in zip(nxt, tap_at("tap_after", after_kh, after_kw)))]
+            with m.Else():
+                m.d.sync += [*(c.eq(v) for c, v in zip(cur, tap_at("tap_now", kh, kw))),
+                             *(n.eq(v) for n, v in zip(nxt, tap_at("tap_next", next_kh, next_kw)))]
+            cur_lo, cur_hi, cur_s, cur_wrapped = cur
+        else:
+            cur_lo, cur_hi = Signal(signed(A + 2), name="cur_lo"), Signal(signed(A + 2), name="cur_hi")
+            cur_s = Signal(range(R), name="cur_s")
+            with m.Switch(Cat(kw, kh)):
+                for (a, b) in tap_lo:
+                    with m.Case(b | a << 2):
+                        m.d.comb += [cur_lo.eq(tap_lo[a, b]), cur_hi.eq(tap_hi[a, b]), cur_s.eq(tap_s[a, b])]
+            cur_wrapped = [cur_s > b for b in range(R)]
         row_g = Signal(A + 2)
         m.d.comb += row_g.eq(tG + gg)
         conv_addr = []
         for b in range(R):
             addr = Signal(signed(A + 2), name=f"conv_addr{b}")
-            m.d.comb += addr.eq(row_g + Mux(cur_s > b, cur_hi, cur_lo))
+            m.d.comb += addr.eq(row_g + Mux(cur_wrapped[b], cur_hi, cur_lo))
             conv_addr.append(addr)
         # The tap constants, in two register steps (for Fmax: one adder each): SETUP registers
         # each kh row's base (q·G, s) from the latched entry (`tap_base_setup`), INIT (conv
@@ -1044,6 +1079,8 @@ class Sequencer(wiring.Component):
                        "feeder_idle": feeder_idle, "writer_idle": writer_idle, "codes_full": codes_full,
                        "kh": kh, "kw": kw, "to": to, "fifo_rdy": meta_fifo.r_rdy, "copying": copying, "j": j,
                        "en": en_d, "row_valid": rowv_d, "lane_valid": lanev_d, "rot": rot_now,
+                       "conv": rd_sel == 0, "tap": (cur_lo, cur_hi, cur_s),
+                       "tap_table": {k: (tap_lo[k], tap_hi[k], tap_s[k]) for k in tap_lo},
                        **skid_probe}
 
         def step(k):
@@ -1149,7 +1186,7 @@ class Sequencer(wiring.Component):
                     wrap = pos_w[r - 1] == w_last
                     m.d.sync += [pos_w[r].eq(Mux(wrap, 0, pos_w[r - 1] + 1)), pos_h[r].eq(pos_h[r - 1] + wrap)]
                 m.d.sync += init_k.eq(init_k + 1)
-                with m.If(init_k >= max(0, R - 2)):
+                with m.If(init_k >= max(1 if cfg.memory_pipeline else 0, R - 2)):
                     with m.If(L.external):
                         m.next = "WEIGHTS"
                     with m.Else():

@@ -90,9 +90,18 @@ def test_short_tiles_under_output_backpressure(model_builder, accel_run):
     assert np.array_equal(logits, x.logits[0])
 
 
-def _array_inputs(model, cfg, image):
+def _probe_value(ctx, probe):
+    if isinstance(probe, dict):
+        return {key: _probe_value(ctx, value) for key, value in probe.items()}
+    if isinstance(probe, tuple):
+        return tuple(_probe_value(ctx, value) for value in probe)
+    return ctx.get(probe)
+
+
+def _array_inputs(model, cfg, image, fields=None):
     """Per cycle while a run is busy: (layer, en, row_valid, lane_valid) at the MacArray's input ports
-    (the sequencer's registered controls, which the array's edge registers take together)."""
+    (the sequencer's registered controls, which the array's edge registers take together), or
+    with `fields` a dict of those sequencer probes' values (a tuple or dict of signals alike)."""
     from amaranth.sim import Simulator
 
     from qjoule.gateware.top import QjouleAccel
@@ -119,8 +128,11 @@ def _array_inputs(model, cfg, image):
             busy = ctx.get(dut.busy)
             if busy:
                 started = True
-                trace.append((ctx.get(dut.layer), ctx.get(probes["en"]), ctx.get(probes["row_valid"]),
-                              ctx.get(probes["lane_valid"])))
+                if fields is None:
+                    trace.append((ctx.get(dut.layer), ctx.get(probes["en"]), ctx.get(probes["row_valid"]),
+                                  ctx.get(probes["lane_valid"])))
+                else:
+                    trace.append({name: _probe_value(ctx, probes[name]) for name in fields})
             received += ctx.get(dut.o.valid)
             await ctx.tick()
             if started and not busy and received >= n_out:
@@ -133,6 +145,29 @@ def _array_inputs(model, cfg, image):
     sim.add_testbench(sink)
     sim.run()
     return prog, trace
+
+
+@pytest.mark.parametrize("rows", [1, 2, 3])
+def test_registered_tap_is_the_walks_tap_at_every_conv_issue(model_builder, rows):
+    # memory_pipeline keeps the current tap's constants (and the next tap's) in registers, not
+    # selected from (kh, kw) in the issue cycle: at every conv issue they must equal the layer's
+    # tap table at (kh, kw), from a layer's first issue (INIT lasts long enough for the table to
+    # settle first) and across folded, 3x3 and group steps. L1's groups differ from L0's, so a
+    # stale tap from the previous layer would show.
+    cfg = _cfg(4, rows, 2, memory_pipeline=2)
+    model = model_builder(4, (2, 4, 5), [16, 5], classes=3, seed=rows)
+    image = np.random.default_rng(rows).integers(0, 256, size=(2, 4, 5), dtype=np.uint8)
+    fields = {"issue": None, "conv": None, "kh": None, "kw": None, "tap": None, "tap_table": None}
+    trace = _array_inputs(model, cfg, image, fields)[1]
+    checked = 0
+    for probe in trace:
+        if probe["issue"] and probe["conv"]:
+            assert probe["tap"] == probe["tap_table"][probe["kh"], probe["kw"]], probe
+            checked += 1
+    # every conv issue was checked, ceil(20 / R) pixel tiles of: L0 (folded 9-fold: centre tap
+    # only; 2 · 9 = 18 virtual channels = 5 groups, 2 passes of the 8-bit pixels, 8 output
+    # tiles) and L1 (16 channels = 4 groups, 9 taps, 3 output tiles)
+    assert checked == -(-20 // rows) * (8 * 2 * 5 + 3 * 4 * 9)
 
 
 def test_masks_at_the_first_issued_cycle_of_each_layer(model_builder):
