@@ -9,7 +9,8 @@ back, so the driver sends the frame again and the board must recognise the repea
 
 The case comes from a JSON file named by $QJOULE_TB_CASE: config, model, images (.npy), divisor,
 corrupt ({frame, byte}: a bit flipped in that byte of that write; {answer_byte}: in that byte
-of all the bytes read; or null), timeout_cycles, result path. The testbench
+of all the bytes read; or null), timeout_cycles, result path, and optionally reset_mid_run (a
+RESET while the first image goes in, then the whole run again). The testbench
 writes the logits it read and the link's counters; the pytest side compares them with the golden
 model. It also counts the words that entered the accelerator's input stream.
 """
@@ -176,9 +177,25 @@ async def host_link_end_to_end(dut):
         transport = CorruptingTransport(transport, corrupt.get("frame"), corrupt.get("byte", 0), corrupt.get("answer_byte"))
     link = HostLink(transport, timeout=1.0, retries=3, name="HostTop")
 
+    @resume
+    async def taken_words() -> int:
+        await ClockCycles(dut.clk, 8)   # the last frame's words drained from the link
+        return counter["words"]
+
     def session():
         before = link.connect(cfg)
-        logits = run_images(link, program, images)
+        if case.get("reset_mid_run"):
+            # the program and half of the first image's words, then a RESET while the
+            # accelerator takes them: the run below must start from a clean accelerator (else it
+            # reads the program as the rest of the image) and an empty result buffer
+            words = program.image_words(images[0])
+            link.write_words(program.setup_words)
+            link.write_words(words[:len(words) // 2])
+            result["reset_after_words"] = {"sent": len(program.setup_words) + len(words) // 2,
+                                           "taken": taken_words()}
+            link.reset()
+        # (a stuck accelerator fails in 300 empty READs, ~200k cycles, not the driver's 10000)
+        logits = run_images(link, program, images, max_polls=300)
         return before, logits, link.status()
 
     result = {"error": None}

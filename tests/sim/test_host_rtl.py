@@ -23,7 +23,7 @@ TOPLEVEL = "qjoule_host"
 DIVISOR = 4
 
 
-def _run(tmp_path, *, images, corrupt, width=2, q=4, seed=3, cfg=None):
+def _run(tmp_path, *, images, corrupt, width=2, q=4, seed=3, cfg=None, reset_mid_run=False):
     from qjoule.gateware.host_top import HostTop
     from qjoule.hw.verilog import emit_verilog
 
@@ -36,7 +36,8 @@ def _run(tmp_path, *, images, corrupt, width=2, q=4, seed=3, cfg=None):
     verilog.write_text(icarus_time0_safe(emit_verilog(HostTop(cfg, divisor=DIVISOR), TOPLEVEL)))
     (tmp_path / "accel.json").write_text(cfg.to_json())
     case = {"config": str(tmp_path / "accel.json"), "model": str(model_path), "images": str(images_path),
-            "divisor": DIVISOR, "corrupt": corrupt, "timeout_cycles": 200_000, "result": str(tmp_path / "tb.json")}
+            "divisor": DIVISOR, "corrupt": corrupt, "timeout_cycles": 200_000, "result": str(tmp_path / "tb.json"),
+            "reset_mid_run": reset_mid_run}
     (tmp_path / "case.json").write_text(json.dumps(case))
     outcome = run_cocotb(verilog_path=verilog, toplevel=TOPLEVEL, test_module="qjoule.sim.tb_host",
                          build_root=tmp_path / "build", waves=False,
@@ -68,6 +69,23 @@ def test_program_images_and_a_corrupted_frame_over_the_uart(tmp_path, memory_pip
     assert result["status_after"]["frames_nak"] == 1
     assert result["status_after"]["frames_ok"] == result["frames"]  # every frame ACKed once in the end
     assert result["framing_errors"] == 0
+
+
+@pytest.mark.parametrize("memory_pipeline", [0, 2])
+def test_reset_while_the_accelerator_runs(tmp_path, memory_pipeline):
+    # A RESET frame when half of the first image's words went in, then the program and both
+    # images again: exact logits, so no state of the aborted run survived. memory_pipeline 2 (ULX3S) resets the
+    # accelerator asynchronously (its own domain), 0 through a synchronous reset.
+    images = np.random.default_rng(8).integers(0, 256, size=(2, 1, 8, 8), dtype=np.uint8)
+    cfg = variant("tiny", q=4, memory_pipeline=memory_pipeline)
+    model, cfg, outcome, result = _run(tmp_path, images=images, corrupt=None, cfg=cfg, reset_mid_run=True)
+    assert result["error"] is None, result["error"]
+    assert outcome.passed
+    # the accelerator had taken the program and half the image when the RESET came
+    assert result["reset_after_words"]["taken"] == result["reset_after_words"]["sent"]
+    expected = golden.run(model, images).logits
+    assert not np.array_equal(expected[0], expected[1])
+    assert np.array_equal(np.array(result["logits"], dtype=np.int64), expected)
 
 
 @pytest.mark.slow
