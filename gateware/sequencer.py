@@ -766,9 +766,12 @@ class Sequencer(wiring.Component):
         else:
             pmeta_now = params_now.as_value()[:PARAM_META_BITS]
 
+        def push_meta(meta):
+            m.d.comb += [meta_fifo.w_en.eq(1), meta_fifo.w_data.eq(Cat(pmeta_now, meta))]
+
         def take_hold():
-            m.d.comb += [meta_fifo.w_en.eq(1),
-                         meta_fifo.w_data.eq(Cat(pmeta_now, rd_meta))]
+            if not cfg.memory_pipeline:
+                push_meta(rd_meta)
             wide = [] if cfg.memory_pipeline else [P.eq(params_now), feed_acc.eq(Mux(rd_ptr, hold_acc[1], hold_acc[0]))]
             m.d.sync += [*wide, rd_ptr.eq(~rd_ptr)]
             set_feed_row(0, is_last=(n_rows == 1) if cfg.memory_pipeline else None)
@@ -801,8 +804,13 @@ class Sequencer(wiring.Component):
             if cfg.memory_pipeline:
                 with m.State("LOAD"):
                     # row 0 (from the hold slot); no take here: a conv tile has R >= 2 rows
-                    # (chain_ok), a dense one takes from IDLE only
+                    # (chain_ok), a dense one takes from IDLE only. The tile's metadata goes
+                    # into the FIFO now, not in the take's cycle: the take's logic into the
+                    # FIFO's LUT RAM was the 8x8 ULX3S build's critical path. (The take saw
+                    # room, and no take comes between; the writer reads it only after the
+                    # tile's rows went through the post-processing units.)
                     m.d.comb += feed_valid.eq(1)
+                    push_meta(Mux(load_slot, pending[1], pending[0]))
                     with m.If(pp_ready):
                         set_feed_row(1, is_last=n_rows == 2)
                     with m.If(pp_ready & (n_rows == 1)):
