@@ -72,10 +72,12 @@ class HostLink(wiring.Component):
     the words asked for, the buffered words and max_words: compares on a subtraction) is
     registered a cycle before the answer, and the result buffer's `ready` is a flip-flop, set
     while it had room for two words a cycle before (so it holds out_depth − 1 words).
+    `registered_writes` (the ULX3S's Fmax): a payload word goes into the frame buffer a cycle
+    after its last byte, from registers, not from the byte decode (the frame's CRC comes later).
     """
 
     def __init__(self, *, max_words: int = DEFAULT_MAX_WORDS, out_depth: int = 512, idle_cycles: int,
-                 config_id: int = 0, registered_paths: bool = False):
+                 config_id: int = 0, registered_paths: bool = False, registered_writes: bool = False):
         if not isinstance(max_words, int) or not 1 <= max_words <= 0x3FFF:
             raise ValueError(f"max_words must be 1..16383 (the payload length is 16 bits), not {max_words!r}")
         if not isinstance(out_depth, int) or out_depth < 2 or out_depth & (out_depth - 1) or out_depth > 1 << 15:
@@ -85,7 +87,7 @@ class HostLink(wiring.Component):
         if not isinstance(config_id, int) or not 0 <= config_id < 1 << 32:
             raise ValueError(f"config_id must be a 32-bit unsigned integer, not {config_id!r}")
         self._max_words, self._out_depth, self._idle_cycles, self._config_id = max_words, out_depth, idle_cycles, config_id
-        self._registered_paths = registered_paths
+        self._registered_paths, self._registered_writes = registered_paths, registered_writes
         super().__init__({
             "rx": In(stream.Signature(8)),
             "rx_error": In(1),                            # a framing error from the UART
@@ -187,6 +189,10 @@ class HostLink(wiring.Component):
             with m.Elif(quiet):
                 respond(NAK_TIMEOUT, 0)
 
+        write_domain = "comb"
+        if self._registered_writes:
+            write_domain = "sync"
+            m.d.sync += in_wr.en.eq(0)    # (set for one cycle by the payload's fourth byte)
         words_valid = Signal()
         rd_idx = Signal(range(MW + 1))
         reset_count = Signal(range(RESET_CYCLES))
@@ -239,8 +245,8 @@ class HostLink(wiring.Component):
                 def on_payload():
                     m.d.sync += [acc.eq(Cat(acc[8:], byte)), byte_i.eq(byte_i + 1), left.eq(left - 1)]
                     with m.If(byte_i == 3):
-                        m.d.comb += [in_wr.addr.eq(n_words), in_wr.data.eq(Cat(acc[8:], byte)), in_wr.en.eq(1)]
                         m.d.sync += n_words.eq(n_words + 1)
+                        m.d[write_domain] += [in_wr.addr.eq(n_words), in_wr.data.eq(Cat(acc[8:], byte)), in_wr.en.eq(1)]
                     with m.If(left == 1):
                         m.next = "CRC0"
                 in_frame(on_payload)
@@ -414,7 +420,8 @@ class HostTop(wiring.Component):
             raise ValueError(f"idle_bytes must be an integer >= 2, not {idle_bytes!r}")
         self._cfg, self._divisor = cfg, divisor
         self._link_args = {"max_words": max_words, "out_depth": out_depth, "idle_cycles": idle_bytes * 10 * divisor,
-                           "config_id": config_id(cfg), **({"registered_paths": True} if cfg.compact_control else {})}
+                           "config_id": config_id(cfg), **({"registered_paths": True} if cfg.compact_control else {}),
+                           **({"registered_writes": True} if cfg.memory_pipeline else {})}
         check_divisor(divisor)
         super().__init__({"rx": In(1, init=1), "tx": Out(1, init=1), "busy": Out(1)})
 
@@ -441,10 +448,12 @@ class HostTop(wiring.Component):
             # The large device: the accelerator runs in its own domain on the same clock, whose
             # reset is asynchronous, so the reset net is not a timed path (on the 8x8 ULX3S build
             # its routing, 15.3 ns to thousands of flip-flops, was the next critical path after
-            # the tap walk). It is a register (no glitch), set by the board's reset or the link's
-            # RESET, and cleared on a clock edge while the accelerator has no input and nothing
-            # to do, so a flip-flop that leaves reset a cycle late holds the same value anyway.
-            m.d.sync += accel_reset.eq(link.accel_reset | ResetSignal("sync"))
+            # the tap walk). It is a register (no glitch), set by the board's reset (where its
+            # domain has one: the ECP5 platforms' has none, configuration initializes every
+            # flip-flop) or the link's RESET, and cleared on a clock edge while the accelerator
+            # has no input and nothing to do, so a flip-flop that leaves reset a cycle late holds
+            # the same value anyway.
+            m.d.sync += accel_reset.eq(link.accel_reset | ResetSignal("sync", allow_reset_less=True))
             m.domains.accel = accel_domain = ClockDomain("accel", async_reset=True, local=True)
             m.d.comb += [accel_domain.clk.eq(ClockSignal("sync")), accel_domain.rst.eq(accel_reset)]
             in_accel_domain = DomainRenamer("accel")

@@ -307,17 +307,22 @@ def test_host_top_checks_its_arguments():
         HostTop({"q": 4}, divisor=4)
 
 
-def test_host_top_on_the_ulx3s_platform_takes_its_uart(yosys_env):
+@pytest.mark.parametrize("memory_pipeline", [0, 2])
+def test_host_top_on_the_ulx3s_platform_takes_its_uart(yosys_env, memory_pipeline):
     # Elaborated by the amaranth-boards platform (no tools run): the divisor follows the 25 MHz
-    # clock and the UART pins are the board's FTDI rx/tx.
+    # clock and the UART pins are the board's FTDI rx/tx. With memory_pipeline (the ulx3s
+    # setting) the accelerator's flip-flops have an asynchronous reset, though the platform's
+    # sync domain has no reset at all.
     import os
     from amaranth_boards.ulx3s import ULX3S_85F_Platform
     from qjoule.config import variant
 
     os.environ.setdefault("OPENFPGALOADER", "openFPGALoader")
     platform = ULX3S_85F_Platform()
-    top = HostTop(variant("tiny", q=4), clk_freq=platform.default_clk_frequency, baud=115200)
+    top = HostTop(variant("tiny", q=4, memory_pipeline=memory_pipeline), clk_freq=platform.default_clk_frequency,
+                  baud=115200)
     plan = platform.build(top, name="host", do_build=False)
     lpf = plan.files["host.lpf"]
     assert top.divisor == 217
     assert 'LOCATE COMP "uart_0__rx__io" SITE "M1";' in lpf and 'LOCATE COMP "uart_0__tx__io" SITE "L4";' in lpf
+    assert ("$adff" in plan.files["host.il"]) == bool(memory_pipeline)
