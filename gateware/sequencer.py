@@ -416,6 +416,7 @@ class Sequencer(wiring.Component):
         tap_lo = {(a, b): Signal(signed(A + 2), name=f"tap_lo_{a}_{b}") for a in range(3) for b in range(3)}
         tap_hi = {(a, b): Signal(signed(A + 2), name=f"tap_hi_{a}_{b}") for a in range(3) for b in range(3)}
         tap_s = {(a, b): Signal(range(R), name=f"tap_s_{a}_{b}") for a in range(3) for b in range(3)}
+
         def tap_at(name, tap_kh, tap_kw):
             """(lo, hi, s, wrapped) of tap (tap_kh, tap_kw); wrapped[b] = s > b (bank b reads hi)."""
             lo, hi, s = Signal(signed(A + 2), name=f"{name}_lo"), Signal(signed(A + 2), name=f"{name}_hi"), \
@@ -449,6 +450,7 @@ class Sequencer(wiring.Component):
                              *(n.eq(v) for n, v in zip(nxt, tap_at("tap_next", next_kh, next_kw)))]
             cur_lo, cur_hi, cur_s, cur_wrapped = cur
         else:
+            # (the same select in the issue cycle; written out so these configs' Verilog stays as it was)
             cur_lo, cur_hi = Signal(signed(A + 2), name="cur_lo"), Signal(signed(A + 2), name="cur_hi")
             cur_s = Signal(range(R), name="cur_s")
             with m.Switch(Cat(kw, kh)):
