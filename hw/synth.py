@@ -94,11 +94,15 @@ NO_COLLISION_READS = ("*.link/t:$memrd_v2", "*.params/t:$memrd_v2", "*.params.me
 ICE40_ONE_HOT_FSMS = ("main_state", "writer_state", "parser_state", "link_state")
 
 
+#: Every copy of a replicated register stays (opt_merge would fold them into one): the
+#: flip-flops driving a `REPLICA` wire, with or without an asynchronous reset (the ULX3S
+#: accelerator's registers have one).
+KEEP_REPLICAS = f"setattr -set keep 1 a:{REPLICA} %ci1 t:$dff t:$adff %u %i"
+
+
 def _overrides(b: Board, use_dsps: bool) -> dict[str, str]:
     stat = "tee -q -o stat.json stat -json"
-    after_read = ("setparam -set COLLISION_X_MASK 1'1 " + " ".join(NO_COLLISION_READS)
-                  # every copy of a replicated register stays (opt_merge would fold them into one)
-                  + f"\nsetattr -set keep 1 a:{REPLICA} %ci1 t:$dff %i")
+    after_read = "setparam -set COLLISION_X_MASK 1'1 " + " ".join(NO_COLLISION_READS) + "\n" + KEEP_REPLICAS
     # --timing-allow-fail: a missed target is a result to report, not a failed build.
     nextpnr = "--report report.json --seed 1 --timing-allow-fail"
     if b.family == "ice40":

@@ -408,3 +408,33 @@ def test_too_many_sprams_is_refused_before_any_tool_runs(tmp_path):
         synthesize(board_config("icebreaker", 4), "ulx3s-85f", tmp_path / "build")
     assert not (tmp_path / "build").exists()
 
+
+
+def test_synthesis_keeps_every_replica_register(tmp_path, yosys_env):
+    # Two copies of a register with an asynchronous reset (the ULX3S accelerator's domain), two
+    # without reset, two plain copies without the attribute (of another value, so they do not
+    # fold into a kept replica): after the build's keep step and
+    # Yosys' merging, the REPLICA copies are all there and only the plain pair is folded.
+    import subprocess
+
+    from amaranth.back import rtlil
+    from amaranth.hdl import Cat, ClockDomain, ClockSignal, ResetSignal, Signal
+
+    from qjoule.gateware import REPLICA
+    from qjoule.hw.synth import KEEP_REPLICAS
+
+    m = Module()
+    m.domains.accel = ClockDomain("accel", async_reset=True)
+    d = Signal(4)
+    regs = [Signal(4, name=f"async{k}", attrs={REPLICA: 1}) for k in range(2)]
+    regs += [Signal(4, name=f"plain_replica{k}", reset_less=True, attrs={REPLICA: 1}) for k in range(2)]
+    regs += [Signal(4, name=f"plain{k}", reset_less=True) for k in range(2)]
+    m.d.accel += [reg.eq(d if k < 4 else ~d) for k, reg in enumerate(regs)]
+    y = Signal(24)
+    m.d.comb += y.eq(Cat(*regs))
+    (tmp_path / "t.il").write_text(rtlil.convert(m, ports=[d, y, ClockSignal("accel"), ResetSignal("accel")]))
+    script = f"read_rtlil t.il; {KEEP_REPLICAS}; proc; opt -full; tee -q -o stat.json stat -json"
+    subprocess.run([yosys_env, "-q", "-p", script], cwd=tmp_path, check=True)
+    cells = json.loads((tmp_path / "stat.json").read_text())["design"]["num_cells_by_type"]
+    # 4 replicas of 4 bits kept apart, the plain pair folded into one: 5 registers
+    assert sum(n for kind, n in cells.items() if "dff" in kind) == 5, cells
