@@ -684,10 +684,12 @@ class Sequencer(wiring.Component):
             m.d.comb += self.params.rd_addr.eq(L.param_base + rd_meta.to)
         else:
             # Pipelined: the address registered too, so the words of the slot rd_ptr points to are
-            # there param_lag cycles after it flips (or its pending meta was written, which the
-            # capture delay covers); `param_settled` holds the next take back until then.
+            # there 2 + param_read_latency cycles after it flips (or its pending meta was written,
+            # which the capture delay covers). Everything reading them (the wide copy, the FIFO
+            # push) does so in LOAD, a cycle after the take, so `param_settled` holds the next
+            # take back param_lag = 1 + param_read_latency cycles (one less fails the tests).
             m.d.sync += self.params.rd_addr.eq(L.param_base + rd_meta.to)
-            param_lag = 2 + cfg.read_latency
+            param_lag = 1 + cfg.param_read_latency
             since_take = Signal(range(param_lag + 1))
             param_settled = Signal()
             m.d.comb += param_settled.eq(since_take == param_lag)

@@ -83,7 +83,8 @@ def dsp_demand(cfg: AccelConfig, b: Board) -> int:
 #: and its address, a comparator and a multiplexer: about 230 flip-flops and as many LUTs on the
 #: UP5K); marking a collision as undefined lets each map to bare block RAM.
 NO_COLLISION_READS = ("*.link/t:$memrd_v2", "*.params/t:$memrd_v2", "*.params.memory/t:$memrd_v2",
-                      "*.table/t:$memrd_v2")   # (params.memory: its pieces, with memory_pipeline)
+                      "*.params.chunk*/t:$memrd_v2", "*.table/t:$memrd_v2")
+#: (params.memory: its pieces with memory_pipeline 1; params.chunk<k>: its chunks' with 2)
 
 
 #: iCE40: the FSM state registers of the board top (sequencer, writer, input parser, host link).

@@ -270,6 +270,12 @@ class AccelConfig:
         return 1 + self.memory_pipeline
 
     @property
+    def param_read_latency(self) -> int:
+        """The same at the param buffer: with memory_pipeline 2 one more (a copy of the address
+        registered per 32-bit chunk, gateware.top.ChunkedBuffer)."""
+        return self.read_latency + (self.memory_pipeline == 2)
+
+    @property
     def lanes(self) -> int:
         """S = D / Q subwords per operand word."""
         return self.datapath // self.q

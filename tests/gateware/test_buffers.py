@@ -1,6 +1,7 @@
 """Activation and wide buffers in the Amaranth simulator: lane writes, halves, bank mapping."""
 
 import numpy as np
+import pytest
 from amaranth.sim import Simulator
 
 from qjoule.config import AccelConfig
@@ -284,3 +285,41 @@ def test_spram_is_the_ice40_primitive_on_ice40_and_cannot_be_initialized():
             SPRAM(init=[1]).elaborate(UP5K())
         del prim, model
         gc.collect()
+
+
+@pytest.mark.parametrize("pipeline", [0, 1, 2])
+def test_chunked_buffer_reads_whole_words_written_chunk_by_chunk(pipeline):
+    """The param buffer: 32-bit chunks written one at a time (any order), the whole 80-bit word
+    read back `param_read_latency` cycles after its address (with pipeline 2 each chunk's memory
+    has its own registered copy of the address: one cycle more)."""
+    from qjoule.config import variant
+    from qjoule.gateware.top import ChunkedBuffer
+
+    latency = variant("tiny", 4, memory_pipeline=pipeline).param_read_latency
+    assert latency == {0: 1, 1: 2, 2: 4}[pipeline]
+    rng = np.random.default_rng(pipeline)
+    depth, bits = 40, 80
+    dut = ChunkedBuffer(bits, depth, pipeline=pipeline)
+    words = [int(rng.integers(0, 1 << 40)) << 40 | int(rng.integers(0, 1 << 40)) for _ in range(depth)]
+    order = [(a, k) for a in range(depth) for k in range(3)]
+    rng.shuffle(order)
+    reads = [int(a) for a in rng.integers(0, depth, size=60)]
+    got = []
+
+    async def bench(ctx):
+        for a, k in order:
+            ctx.set(dut.wr_addr, a)
+            ctx.set(dut.wr_data, words[a] >> (32 * k) & 0xFFFF_FFFF)
+            ctx.set(dut.wr_en, 1 << k)
+            await ctx.tick()
+        ctx.set(dut.wr_en, 0)
+        for _ in range(3):
+            await ctx.tick()
+        for a in reads + [0] * latency:
+            ctx.set(dut.rd_addr, a)
+            await ctx.tick()
+            got.append(ctx.get(dut.rd_data))
+
+    _run(dut, bench)
+    # the read data after the tick that follows an address's `latency`-th edge
+    assert got[latency - 1:latency - 1 + len(reads)] == [words[a] for a in reads]
