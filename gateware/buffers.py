@@ -135,17 +135,14 @@ class PipelinedMemory(wiring.Component):
     piece the address chose is registered; the write port is registered per piece too (a write
     lands one cycle later, which no reader can observe: reads of written data are layers apart).
     Ports: rd_addr, rd_data, wr_addr, wr_data, wr_en (one enable per `granularity` bits).
-    `keep_write_registers` (pipeline 2): those write registers are `REPLICA`s, kept apart from
-    identical ones of other memories written from the same source (synthesis merges them else).
     """
 
-    def __init__(self, shape, depth: int, *, granularity: int | None = None, pipeline: int = 0, init=(),
-                 keep_write_registers: bool = False):
+    def __init__(self, shape, depth: int, *, granularity: int | None = None, pipeline: int = 0, init=()):
         width = Shape.cast(shape).width
         self.granularity = width if granularity is None else granularity
         if pipeline not in (0, 1, 2):
             raise ValueError(f"pipeline must be 0, 1 or 2, not {pipeline!r}")
-        self.depth, self.pipeline, self.keep_write_registers = depth, pipeline, keep_write_registers
+        self.depth, self.pipeline = depth, pipeline
         self.addr_bits = max(1, ceil_log2(depth))
         super().__init__({"rd_addr": In(self.addr_bits), "rd_data": Out(shape), "wr_addr": In(self.addr_bits),
                           "wr_data": In(shape), "wr_en": In(width // self.granularity)})
@@ -175,14 +172,7 @@ class PipelinedMemory(wiring.Component):
                 data_q.append(rd.data)
                 continue
             mine = self.wr_addr[lo:] == k if len(self.pieces) > 1 else 1
-            if self.keep_write_registers:
-                kept = {REPLICA: 1}
-                wr_addr = Signal.like(wr.addr, name=f"piece{k}_wr_addr", attrs=kept)
-                wr_data = Signal.like(wr.data, name=f"piece{k}_wr_data", attrs=kept)
-                m.d.comb += [wr.addr.eq(wr_addr), wr.data.eq(wr_data)]
-            else:
-                wr_addr, wr_data = wr.addr, wr.data
-            m.d.sync += [wr_addr.eq(self.wr_addr), wr_data.eq(self.wr_data), wr.en.eq(Mux(mine, self.wr_en, 0))]
+            m.d.sync += [wr.addr.eq(self.wr_addr), wr.data.eq(self.wr_data), wr.en.eq(Mux(mine, self.wr_en, 0))]
             piece_q = Signal.like(rd.data, name=f"piece{k}_q")
             m.d.sync += piece_q.eq(rd.data)
             data_q.append(piece_q)

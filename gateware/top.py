@@ -493,10 +493,7 @@ class ChunkedBuffer(wiring.Component):
             # One memory per chunk, each read at its own copy of the address (`REPLICA`), a
             # register: one address register for the whole word drove a dozen block RAMs across
             # the die (14.3 ns of routing on an 8x8 ULX3S build). Reads take one cycle more.
-            # Each chunk's write registers are its own too (the stream word goes to all chunks:
-            # merged, its register drove them all, 15.0 ns).
-            self.chunk_memories = [PipelinedMemory(unsigned(WORD_BITS), depth, pipeline=pipeline,
-                                                   keep_write_registers=True)
+            self.chunk_memories = [PipelinedMemory(unsigned(WORD_BITS), depth, pipeline=pipeline)
                                    for _ in range(self.chunks)]
         self.memory = (PipelinedMemory(shape, depth, granularity=WORD_BITS, pipeline=pipeline) if pipeline == 1
                        else None if pipeline == 2 else Memory(shape=shape, depth=depth, init=[]))
