@@ -178,9 +178,7 @@ class PipelinedMemory(wiring.Component):
             data_q.append(piece_q)
         if self.pipeline == 0:
             m.d.comb += self.rd_data.eq(data_q[0])
-        elif self.pipeline == 1:
-            m.d.sync += self.rd_data.eq(data_q[0])
-        elif len(data_q) == 1:
+        elif len(data_q) == 1:  # pipeline 1, or 2 with a single piece
             m.d.sync += self.rd_data.eq(data_q[0])
         else:
             # The piece select is registered once per block-RAM-wide slice of the word (kept

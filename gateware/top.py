@@ -488,21 +488,23 @@ class ChunkedBuffer(wiring.Component):
                           "wr_addr": In(self.addr_bits), "wr_data": In(WORD_BITS), "wr_en": In(self.chunks)})
         shape = unsigned(self.chunks * WORD_BITS)
         # (pipeline: registered reads, as the activation and weight buffers' `memory_pipeline`)
-        self.chunk_memories = []
+        self.pipeline = pipeline
         if pipeline == 2:
             # One memory per chunk, each read at its own copy of the address (`REPLICA`), a
             # register: one address register for the whole word drove a dozen block RAMs across
             # the die (14.3 ns of routing on an 8x8 ULX3S build). Reads take one cycle more.
-            self.chunk_memories = [PipelinedMemory(unsigned(WORD_BITS), depth, pipeline=pipeline)
-                                   for _ in range(self.chunks)]
-        self.memory = (PipelinedMemory(shape, depth, granularity=WORD_BITS, pipeline=pipeline) if pipeline == 1
-                       else None if pipeline == 2 else Memory(shape=shape, depth=depth, init=[]))
+            self.memories = [PipelinedMemory(unsigned(WORD_BITS), depth, pipeline=pipeline)
+                             for _ in range(self.chunks)]
+        elif pipeline == 1:
+            self.memories = [PipelinedMemory(shape, depth, granularity=WORD_BITS, pipeline=pipeline)]
+        else:
+            self.memories = [Memory(shape=shape, depth=depth, init=[])]
 
     def elaborate(self, platform):
         m = Module()
-        if self.chunk_memories:
+        if self.pipeline == 2:
             data_bits = []
-            for k, mem in enumerate(self.chunk_memories):
+            for k, mem in enumerate(self.memories):
                 m.submodules[f"chunk{k}"] = mem
                 addr = Signal(self.addr_bits, name=f"rd_addr_{k}", attrs={REPLICA: 1})
                 m.d.sync += addr.eq(self.rd_addr)
@@ -511,8 +513,8 @@ class ChunkedBuffer(wiring.Component):
                 data_bits.append(mem.rd_data)
             m.d.comb += self.rd_data.eq(Cat(*data_bits)[:len(self.rd_data)])
             return m
-        m.submodules.memory = mem = self.memory
-        if isinstance(mem, PipelinedMemory):
+        m.submodules.memory = mem = self.memories[0]
+        if self.pipeline == 1:
             m.d.comb += [mem.rd_addr.eq(self.rd_addr), self.rd_data.eq(mem.rd_data[:len(self.rd_data)]),
                          mem.wr_addr.eq(self.wr_addr), mem.wr_data.eq(Cat(*[self.wr_data] * self.chunks)),
                          mem.wr_en.eq(self.wr_en)]
