@@ -39,7 +39,7 @@ def nextpnr_device_args(b, platform) -> list[str]:
 
 def area(board_name: str, q: int, build_dir: Path) -> dict:
     b = board(board_name)
-    cfg = board_config(board_name, q)
+    cfg = synth.lane_pairs_for(board_config(board_name, q), b)  # as `qjoule synth` builds it
     platform = platform_for(b, float(b.default_mhz))
     wrapper = synth.build_design(cfg, "accel", "host", clk_freq=b.osc_mhz * 1e6)
     synth.extract_build(cfg, b, platform, wrapper, build_dir)
@@ -54,6 +54,7 @@ def area(board_name: str, q: int, build_dir: Path) -> dict:
     used = {name: int(n) for name, n in re.findall(r"^Info:\s+(\w+):\s+(\d+)/", (build_dir / "pack.log").read_text(), re.M)}
     logic, ffs, dsps, brams = (used.get(name, 0) if name else None for name in CELLS[b.family])
     return {"board": b.name, "q": q, "rows": cfg.rows, "cols": cfg.cols, "lanes": cfg.lanes, "p": cfg.parallelism,
+            "dsp_pairs": synth.lane_pairs_on(cfg, b),
             "luts": logic, "ffs": ffs, "dsps": dsps, "brams": brams,
             "luts_per_lane": round(logic / cfg.parallelism, 1), "dsps_per_lane": round(dsps / cfg.parallelism, 3),
             "seconds": round(time.monotonic() - start, 1)}

@@ -25,7 +25,8 @@ from amaranth.lib.wiring import In, Out
 from qjoule.config import AccelConfig
 
 from . import REPLICA
-from .pe import ProcessingElement
+from .lane_pair import LanePair, pairs_lanes
+from .pe import ProcessingElement, is_ice40
 
 __all__ = ["MacArray"]
 
@@ -75,6 +76,7 @@ class MacArray(wiring.Component):
                      lane_valid.eq(self.lane_valid), *[copy.eq(port) for copy, port in zip(shared[:4], ports)]]
         m.d.sync += [copy.eq(port) for copy, port in zip(shared[4:], ports[4:])]
 
+        paired = pairs_lanes(cfg) and not is_ice40(platform)
         for r in range(cfg.rows):
             row_lanes = Signal(cfg.max_lanes, name=f"row{r}_lane_valid")
             if not cfg.memory_pipeline:
@@ -89,13 +91,24 @@ class MacArray(wiring.Component):
                 m.d.sync += [*[copy.eq(edge) for copy, edge in zip(controls, shared)],
                              row_lanes.eq(Mux(row_valid[r], lane_valid, 0))]
             for c in range(cfg.cols):
-                pe = ProcessingElement(cfg, acc_bits=self._acc_bits, register_operands=bool(cfg.memory_pipeline))
+                # Paired lanes: columns (c, c + 1), c even, share one multiply per lane (a
+                # LanePair, the PEs' stage 1); an odd last column forms its own products.
+                half = None if not paired or c + 1 == cfg.cols and c % 2 == 0 else ("lo", "hi")[c % 2]
+                pe = ProcessingElement(cfg, acc_bits=self._acc_bits, register_operands=bool(cfg.memory_pipeline),
+                                       pair_half=half)
                 m.submodules[f"pe_{r}_{c}"] = pe
                 pe_ports = [pe.en, pe.clear, pe.shift, pe.pixel_mode, *([pe.mode] if cfg.mixed else [])]
+                if half is None:
+                    operands = [pe.act.eq(act[r]), pe.weight.eq(weight[c]), pe.lane_valid.eq(row_lanes)]
+                else:
+                    if half == "lo":
+                        pair = LanePair(cfg, register_operands=bool(cfg.memory_pipeline))
+                        m.submodules[f"pair_{r}_{c}"] = pair
+                        m.d.comb += [pair.act.eq(act[r]), pair.weight_lo.eq(weight[c]),
+                                     pair.weight_hi.eq(weight[c + 1]), pair.lane_valid.eq(row_lanes)]
+                    operands = [pe.packed.eq(pair.packed), *([pe.codes.eq(pair.codes)] if half == "lo" else [])]
                 m.d.comb += [
-                    pe.act.eq(act[r]),
-                    pe.weight.eq(weight[c]),
-                    pe.lane_valid.eq(row_lanes),
+                    *operands,
                     *[pe_port.eq(control) for pe_port, control in zip(pe_ports, controls)],
                     self.acc[r * cfg.cols + c].eq(pe.acc),
                 ]

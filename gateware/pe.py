@@ -32,8 +32,8 @@ ahead of the controls (MacArray with memory_pipeline gives the controls a second
 
 from __future__ import annotations
 
-from amaranth.hdl import C, Module, Mux, Signal, signed
-from amaranth.lib import wiring
+from amaranth.hdl import C, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from qjoule.config import AccelConfig
@@ -90,13 +90,18 @@ class ProcessingElement(wiring.Component):
     latency = 4
 
     def __init__(self, cfg: AccelConfig, *, acc_bits: int | None = None, lut_products: bool | None = None,
-                 pot_hold_zero: bool = False, register_operands: bool = False):
+                 pot_hold_zero: bool = False, register_operands: bool = False, pair_half: str | None = None):
         """`lut_products`: build Q >= 2 lane products from LUTs (True) or as multiplies for DSPs
         (False); None decides at elaboration (LUTs up to LUT_PRODUCT_MAX_Q and on iCE40).
         `pot_hold_zero`: power-of-two lanes hold their product flops on a zero weight instead of
-        resetting them (PotLane's `hold_zero`; costs a mask, measured by bench/pot_area.py)."""
+        resetting them (PotLane's `hold_zero`; costs a mask, measured by bench/pot_area.py).
+        `pair_half` ("lo" or "hi"): the lane products come from a `LanePair` shared with the
+        next (lo) or previous (hi) column's PE, on the `packed` (and, lo, `codes`) ports; the
+        operand ports are then unused."""
         if not isinstance(cfg, AccelConfig):
             raise TypeError(f"cfg must be an AccelConfig, not {cfg!r}")
+        if pair_half not in (None, "lo", "hi"):
+            raise ValueError(f"pair_half must be None, 'lo' or 'hi', not {pair_half!r}")
         acc_bits = cfg.acc_bits if acc_bits is None else acc_bits
         if not isinstance(acc_bits, int) or acc_bits < 2:
             raise ValueError(f"acc_bits must be an integer >= 2, not {acc_bits!r}")
@@ -105,6 +110,12 @@ class ProcessingElement(wiring.Component):
         self._lut_products = lut_products
         self._pot_hold_zero = pot_hold_zero
         self._register_operands = register_operands
+        self._pair_half = pair_half
+        pair = {}
+        if pair_half is not None:
+            pair["packed"] = In(data.ArrayLayout(signed(4 * cfg.q + 1), cfg.lanes))
+            if pair_half == "lo":
+                pair["codes"] = In(data.ArrayLayout(unsigned(cfg.q), cfg.lanes))
         super().__init__({
             "act": In(cfg.datapath),
             "weight": In(cfg.datapath),
@@ -115,6 +126,7 @@ class ProcessingElement(wiring.Component):
             "pixel_mode": In(1),
             # per-layer mixed precision only: index into cfg.modes of the lane set to run
             **({"mode": In(range(len(cfg.modes)))} if cfg.mixed else {}),
+            **pair,
             "acc": Out(signed(acc_bits)),
         })
 
@@ -148,7 +160,7 @@ class ProcessingElement(wiring.Component):
         # local. The copies stay apart in synthesis (`REPLICA`). (Per-PE copies made in MacArray
         # instead made Yosys 0.70's ABC9 step fail an assertion.)
         act, weight = self.act, self.weight
-        if self._register_operands:
+        if self._register_operands and self._pair_half is None:
             act = Signal.like(self.act, name="act_r", attrs={REPLICA: 1}, **no_reset)
             weight = Signal.like(self.weight, name="weight_r", attrs={REPLICA: 1}, **no_reset)
             m.d.sync += [act.eq(self.act), weight.eq(self.weight)]
@@ -157,7 +169,13 @@ class ProcessingElement(wiring.Component):
         if lut_products is None:
             lut_products = q <= LUT_PRODUCT_MAX_Q or (is_ice40(platform) and not ice40_dsp_products(self._cfg))
 
-        if not self._cfg.mixed:
+        if self._pair_half is not None:
+            # Stage 1 is the LanePair's: its registered packed products, split here.
+            from .lane_pair import lane_sum as pair_lane_sum
+
+            codes = [self.codes[i] for i in range(lanes)] if self._pair_half == "lo" else []
+            lane_sum = pair_lane_sum([self.packed[i] for i in range(lanes)], codes, q, self._pair_half)
+        elif not self._cfg.mixed:
             lane_sum = self._lane_sum(m, q, act, weight, self.lane_valid, lut_products, "", no_reset)
         else:
             # Per-layer modes: one lane set per mode, all reading the same operand bits. The mode

@@ -59,9 +59,11 @@ def build_design(cfg: AccelConfig, design: str, top: str = "host", *, clk_freq: 
 
 def dsp_demand(cfg: AccelConfig, b: Board) -> int:
     """DSP blocks the datapath asks for, counted from how the gateware writes its multiplies
-    (an estimate of Yosys' mapping): uniform lane products above LUT_PRODUCT_MAX_Q on ECP5 (on iCE40
-    where `ice40_dsp_products` puts them in DSPs; power-of-two lanes have none), and per post-processing column acc_lo × m (one block) plus acc_hi × m (acc_hi split
-    into block-wide pieces: 18 bits signed on ECP5, 16 on iCE40, where m's top 2 bits go to LUTs)."""
+    (an estimate of Yosys' mapping): uniform lane products above LUT_PRODUCT_MAX_Q on ECP5 (one
+    per pair of columns at Q 5..6, `gateware.lane_pair`; on iCE40 where `ice40_dsp_products` puts
+    them in DSPs; power-of-two lanes have none), and per post-processing column acc_lo × m (one
+    block) plus acc_hi × m (acc_hi split into block-wide pieces: 18 bits signed on ECP5, 16 on
+    iCE40, where m's top 2 bits go to LUTs)."""
     from qjoule.gateware.pe import LUT_PRODUCT_MAX_Q, ice40_dsp_products
     from qjoule.gateware.postproc import dsp_blocks
 
@@ -69,9 +71,28 @@ def dsp_demand(cfg: AccelConfig, b: Board) -> int:
     # Power-of-two lanes shift instead of multiplying: no lane asks for a DSP at any Q.
     multiplies = cfg.weights == "uniform" and cfg.q > LUT_PRODUCT_MAX_Q
     on_dsps = multiplies if b.family == "ecp5" else ice40_dsp_products(cfg)
-    lanes = cfg.rows * cfg.cols * cfg.lanes if on_dsps else 0
+    # Paired lanes (ECP5, Q 5..6): columns 2k and 2k + 1 share a multiply per lane.
+    cols = (cfg.cols + 1) // 2 if lane_pairs_on(cfg, b) else cfg.cols
+    lanes = cfg.rows * cols * cfg.lanes if on_dsps else 0
     post = cfg.cols * dsp_blocks(cfg, width)
     return lanes + post
+
+
+def lane_pairs_on(cfg: AccelConfig, b: Board) -> bool:
+    """Whether `cfg` built for board `b` pairs its lane products (gateware/lane_pair.py; not on
+    iCE40, whose lane products are LUTs)."""
+    from qjoule.gateware.lane_pair import pairs_lanes
+
+    return b.family != "ice40" and pairs_lanes(cfg)
+
+
+def lane_pairs_for(cfg: AccelConfig, b: Board) -> AccelConfig:
+    """`cfg` as built for board `b`: without paired lane products (`dsp_pairs`) when even paired
+    they ask for more DSP blocks than the device has, since the multiplies then go to LUTs (Yosys
+    `-nodsp`), where one packed 3Q × Q multiply is larger than two Q × Q ones."""
+    if lane_pairs_on(cfg, b) and dsp_demand(cfg, b) > b.dsps:
+        return cfg.replace(dsp_pairs=False)
+    return cfg
 
 
 #: Block-RAM read ports whose read-during-write result is never used: the host link's frame
@@ -217,6 +238,7 @@ def synthesize(cfg: AccelConfig, board_name: str, build_dir: Path, *, clock_mhz:
         raise UserError(f"clock must be 1..1000 MHz, got {clock_mhz!r}")
     if design == "accel":
         check_sprams(cfg, b)
+    cfg = lane_pairs_for(cfg, b)
     platform = platform_for(b, clock_mhz)
     # The datapath alone has no host link: it always goes through the scan registers.
     top = "scan" if design == "datapath" else top

@@ -40,7 +40,7 @@ TABLE_KINDS = ("wide", "words")
 #: Fields added after version 1 that appear in the JSON (and so in config_id) only when they are
 #: not at their default: every config written before them keeps its JSON and its Verilog.
 _OPTIONAL_FIELDS = {"act_memory": "bram", "weight_memory": "bram", "layer_table": "wide", "memory_pipeline": 0,
-                    "fuse_pool": True, "debug_dump": True, "compact_control": False}
+                    "fuse_pool": True, "debug_dump": True, "compact_control": False, "dsp_pairs": True}
 #: Tile-metadata FIFO entries of a compact_control config at R = 1 (AccelConfig.tile_meta_depth).
 TILE_META_DEPTH_R1 = 2
 #: Register stages the activation, weight and param buffers may add to a read (`memory_pipeline`).
@@ -128,6 +128,10 @@ class AccelConfig:
     #: tile-metadata FIFO has `tile_meta_depth` entries, and the logits have one register (the
     #: collector waits while the writer emits them). Off: the design as before the field existed.
     compact_control: bool = False
+    #: At Q = 5 and 6 (uniform weights), form the lane products of two neighbouring columns' PEs
+    #: in one multiply (they share the row's activation; gateware/lane_pair.py), so a DSP block
+    #: serves two lanes. Off: one multiply per lane. (iCE40 builds make these products in LUTs.)
+    dsp_pairs: bool = True
     name: str = "default"
 
     def __post_init__(self):
@@ -153,7 +157,7 @@ class AccelConfig:
             raise UserError(f"datapath must be a positive multiple of q={self.q}, got {self.datapath!r}")
         if self.datapath > 64:
             raise UserError(f"datapath must be at most 64 bits, got {self.datapath!r}")
-        for field in ("fuse_pool", "debug_dump", "compact_control"):
+        for field in ("fuse_pool", "debug_dump", "compact_control", "dsp_pairs"):
             if not isinstance(getattr(self, field), bool):
                 raise UserError(f"{field} must be true or false, got {getattr(self, field)!r}")
         if self.weights not in WEIGHT_KINDS:

@@ -15,7 +15,7 @@ from qjoule.config import variant
 from qjoule.gateware.array import MacArray
 from qjoule.sw import golden
 
-QS = [1, 2, 3, 4, 5, 8, 16]
+QS = [1, 2, 3, 4, 5, 6, 8, 16]
 
 
 def weight_code(w: int, q: int) -> int:

@@ -145,7 +145,26 @@ def test_dsp_demand_by_hand():
     pot = variant("ulx3s", 6, weights="pot")
     assert pot.acc_bits == 52
     assert dsp_demand(pot, board("ulx3s-85f")) == 8 * 3
-    assert dsp_demand(variant("ulx3s", 6), board("ulx3s-85f")) == 8 * 8 * 2 + 8 * 2
+    # Uniform Q = 6: columns 2k, 2k + 1 share a block per lane (gateware/lane_pair.py): 8 rows × 4
+    # pairs × 2 lanes; unpaired (dsp_pairs off) 8·8 PEs × 2 lanes.
+    assert dsp_demand(variant("ulx3s", 6), board("ulx3s-85f")) == 8 * 4 * 2 + 8 * 2
+    assert dsp_demand(variant("ulx3s", 6, dsp_pairs=False), board("ulx3s-85f")) == 8 * 8 * 2 + 8 * 2
+    # Q = 5 (3 lanes): 96 + 16 fits the 156 blocks paired, 192 + 16 would not; an odd column has
+    # its own block per lane.
+    assert dsp_demand(variant("ulx3s", 5), board("ulx3s-85f")) == 8 * 4 * 3 + 8 * 2
+    assert dsp_demand(variant("ulx3s", 5, cols=7), board("ulx3s-85f")) == 8 * 4 * 3 + 7 * 2
+    # On iCE40 the lanes are never paired (LUT products there).
+    assert dsp_demand(variant("tiny", 5), board("icebreaker")) == 2 * 2
+
+
+def test_lane_pairs_are_dropped_when_even_paired_dsps_do_not_fit():
+    from qjoule.hw.synth import lane_pairs_for
+
+    ulx3s = board("ulx3s-85f")
+    assert lane_pairs_for(variant("ulx3s", 5), ulx3s).dsp_pairs
+    # 16 rows: 16·4·3 + 16 = 208 > 156 blocks: the multiplies go to LUTs, unpaired.
+    assert not lane_pairs_for(variant("ulx3s", 5, rows=16), ulx3s).dsp_pairs
+    assert lane_pairs_for(variant("ulx3s", 8, rows=16), ulx3s) == variant("ulx3s", 8, rows=16)
 
 
 def test_cli_config_choice(tmp_path):

@@ -44,9 +44,10 @@ def test_trained_digits_network(trained, tmp_path, q):
     _assert_all_match(tb)
 
 
-@pytest.mark.parametrize("q, memory_pipeline", [(3, 0), (5, 0), (4, 2)])
+@pytest.mark.parametrize("q, memory_pipeline", [(3, 0), (5, 0), (4, 2), (6, 2)])
 def test_random_network(tmp_path, q, memory_pipeline):
-    # (memory_pipeline 2: the ulx3s board's registered buffer reads, on the tiny array)
+    # (memory_pipeline 2: the ulx3s board's registered buffer reads, on the tiny array; Q = 5 and 6
+    # pair the two columns' lane products, gateware/lane_pair.py)
     model = intmodel.random_model((1, 8, 8), 10, 1, 8, q, seed=q)
     path = tmp_path / "model.qjm"
     intmodel.save(model, path)
