@@ -32,8 +32,9 @@ CELLS = {"ecp5": ("TRELLIS_COMB", "TRELLIS_FF", "MULT18X18D", "DP16KD"),
 
 
 def nextpnr_device_args(b, platform) -> list[str]:
-    if b.family == "ecp5":   # LFE5U-85F -> --85k
-        return [f"--{platform.device.split('-')[1].lower().rstrip('f')}k", "--package", platform.package]
+    if b.family == "ecp5":   # LFE5U-85F -> --85k; Amaranth's package name -> nextpnr's (BG381 -> CABGA381)
+        package = platform._nextpnr_package_options[platform.package].upper()
+        return [f"--{platform.device.split('-')[1].lower().rstrip('f')}k", "--package", package]
     return [f"--{platform.device.lower().removeprefix('ice40')}", "--package", platform.package.lower()]
 
 
