@@ -78,16 +78,21 @@ class LanePair(wiring.Component):
         # As in the PE: data registers without reset on the large device (nothing reads them
         # before a tile's clear), and each pair's own operand copies there.
         no_reset = {"reset_less": True} if cfg.memory_pipeline else {}
-        act, weight_lo, weight_hi = self.act, self.weight_lo, self.weight_hi
+        act = self.act
         if self._register_operands:
             act = Signal.like(self.act, name="act_r", attrs={REPLICA: 1}, **no_reset)
-            weight_lo = Signal.like(self.weight_lo, name="weight_lo_r", attrs={REPLICA: 1}, **no_reset)
-            weight_hi = Signal.like(self.weight_hi, name="weight_hi_r", attrs={REPLICA: 1}, **no_reset)
-            m.d.sync += [act.eq(self.act), weight_lo.eq(self.weight_lo), weight_hi.eq(self.weight_hi)]
+            m.d.sync += act.eq(self.act)
         sign = Const(1 << (q - 1), q)
         for i in range(cfg.lanes):
             lane = slice(i * q, (i + 1) * q)
-            packed_weight = Cat(weight_lo[lane] ^ sign, Const(0, q), weight_hi[lane]).as_signed()
+            packed_weight = Cat(self.weight_lo[lane] ^ sign, Const(0, q), self.weight_hi[lane]).as_signed()
+            if self._register_operands:
+                # The packed weight is registered whole (not the two weights, packed after their
+                # registers): with the latter, Yosys 0.70's ABC9 step failed an assertion on the
+                # 8x8 ULX3S build at Q = 6 (`GetSize(conn.first) == GetSize(conn.second)`).
+                weight_r = Signal(signed(3 * q), name=f"weight_r{i}", attrs={REPLICA: 1}, **no_reset)
+                m.d.sync += weight_r.eq(packed_weight)
+                packed_weight = weight_r
             product = Signal(signed(4 * q + 1), name=f"packed{i}", **no_reset)
             code = Signal(q, name=f"code{i}", **no_reset)
             m.d.sync += [product.eq(Mux(self.lane_valid[i], packed_weight * act[lane], 0)),

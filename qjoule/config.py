@@ -474,8 +474,14 @@ def check_board(name: str) -> str:
 #: the activation buffer goes to block RAM (per-bit write mask), 32 kb in 8 EBRs. Q = 8, 16: the
 #: trained digits models' biases need up to 35 bits at Q = 8 (<= 28 at Q <= 4), so the bias is
 #: 40 bits at Q = 8 and 48 at Q = 16 (param words of 106 and 114 bits: 7 and 8 EBRs).
+#: ulx3s-85f, Q with a datapath below 16 bits (3, 5, 6, 7, 9..15): the activation buffer holds
+#: 4096 words per bank half, as at D = 16, i.e. 2·R·4096·D bits (1 Mb would make each bank a
+#: little over 8k words deep, which takes twice the block RAMs: 234 of the 208 at Q = 3, 245
+#: placed at Q = 5, 216 at Q = 6).
+_ULX3S_ACT_WORDS = {q: {"act_buffer_bits": 2 * VARIANTS["ulx3s"].rows * 4096 * default_datapath(q)}
+                    for q in range(1, 17) if default_datapath(q) != 16}
 BOARD_Q_CHANGES: dict[str, dict[int, dict[str, Any]]] = {
-    "ulx3s-85f": {1: {"weight_buffer_bits": 512 * 1024, "pp_channels": 3840}},
+    "ulx3s-85f": {**_ULX3S_ACT_WORDS, 1: {"weight_buffer_bits": 512 * 1024, "pp_channels": 3840}},
     "icebreaker": {**{q: {"act_memory": "bram", "act_buffer_bits": 32 * 1024} for q in (1, 2)},
                    8: {"pp_bias_bits": 40}, 16: {"pp_bias_bits": 48}},
 }

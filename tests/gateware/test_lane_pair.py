@@ -59,7 +59,7 @@ def run_groups(dut: MacArray, cycles: list[dict]) -> list[list[int]]:
     return got
 
 
-@pytest.mark.parametrize("q, memory_pipeline", [(5, 0), (6, 0), (6, 2)])
+@pytest.mark.parametrize("q, memory_pipeline", [(5, 0), (6, 0), (5, 2), (6, 2)])
 def test_paired_columns_give_each_pe_its_exact_lane_sum(q, memory_pipeline):
     # 2 rows × 3 columns: columns 0 and 1 are a pair, column 2 forms its own products.
     cfg = variant("tiny", q, cols=3, memory_pipeline=memory_pipeline)

@@ -234,7 +234,20 @@ def test_board_config_sizes_q1_to_fit_the_ulx3s():
     assert (q1.q, q1.datapath, q1.weight_buffer_bits, q1.pp_channels) == (1, 16, 512 * 1024, 3840)
     assert estimate(q1, "ulx3s-85f")["brams"] == 128 + 30 + 20 + 11
     assert estimate(variant("ulx3s", 1), "ulx3s-85f")["brams"] == 128 + 60 + 40 + 11 > 208
-    assert board_config("ulx3s-85f", 8) == variant("ulx3s", 8)  # other Qs: the plain variant
+    assert board_config("ulx3s-85f", 8) == variant("ulx3s", 8)  # other Qs at D = 16: the plain variant
+    # D < 16 (Q = 5: D = 15): 1 Mb would make a bank half 4369 words, so each bank 8738 deep; the
+    # board config keeps 4096 words per half (2·8·4096·15 bits), 8192×15 per bank in 5-bit lanes
+    # = 15 lanes' worth of 2 blocks of 4096×4 (4 pieces) = 8 blocks, 64 in all.
+    from qjoule.hw.fit import _memory_blocks
+    from qjoule.program import bank_depth
+    ulx3s = board("ulx3s-85f")
+    for q in (3, 5, 6, 7, 12):
+        cfg = board_config("ulx3s-85f", q)
+        assert cfg.act_buffer_bits == 2 * 8 * 4096 * cfg.datapath and bank_depth(cfg) == 4096
+        assert estimate(cfg, "ulx3s-85f")["brams"] <= 180
+        assert estimate(cfg, "ulx3s-85f")["brams"] < estimate(variant("ulx3s", q), "ulx3s-85f")["brams"]
+    assert _memory_blocks(ulx3s, 15, 8192, 5) == 8
+    assert estimate(variant("ulx3s", 3), "ulx3s-85f")["brams"] > 208
 
 
 def test_icebreaker_board_config_fits_the_up5k_memories():
