@@ -54,15 +54,22 @@ def _lane_luts(family: str, q: int) -> float:
 def _memory_blocks(b: Board, width: int, depth: int, granularity: int) -> int:
     """Block RAMs for a `width` × `depth` memory written `granularity` bits at a time."""
     if b.family == "ecp5":
-        # DP16KD: 16k×1 .. 512×36; byte enables (9 bits) only at widths 18 and 36.
+        # DP16KD: 16k×1 .. 512×36; byte enables (9-bit bytes) only at widths 18 and 36. A block
+        # written by parts holds whole lanes (one per byte, or one alone) or bits of one lane.
         shapes = [(16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 36)]
         best = None
         for d, w in shapes:
-            if granularity < width and w > granularity and not (w >= 18 and granularity % 8 == 0):
-                continue  # a write enable cannot cover part of a block's word
-            lanes = width // granularity if (granularity < width and w >= 18) else 1
-            eff = lanes * 9 * (granularity // 8) if lanes > 1 else width
-            n = math.ceil(eff / w) * math.ceil(depth / d)
+            deep = -(-depth // d)
+            if granularity >= width:
+                n = -(-width // w) * deep
+            elif w <= granularity and granularity % w == 0:
+                n = width // w * deep                      # each lane over granularity/w blocks
+            elif w >= 18 and granularity <= 9:
+                n = -(-(width // granularity) // (w // 9)) * deep   # a lane per byte
+            elif w >= granularity:
+                n = width // granularity * deep            # a lane per block
+            else:
+                continue  # a block's word would straddle two lanes
             best = n if best is None else min(best, n)
         return best
     # iCE40 EBR (4 kb, per-bit write mask): 256×16 .. 2048×2

@@ -476,9 +476,11 @@ def check_board(name: str) -> str:
 #: 40 bits at Q = 8 and 48 at Q = 16 (param words of 106 and 114 bits: 7 and 8 EBRs).
 #: ulx3s-85f, Q with a datapath below 16 bits (3, 5, 6, 7, 9..15): the activation buffer holds
 #: 4096 words per bank half, as at D = 16, i.e. 2·R·4096·D bits (1 Mb would make each bank a
-#: little over 8k words deep, which takes twice the block RAMs: 234 of the 208 at Q = 3, 245
-#: placed at Q = 5, 216 at Q = 6).
-_ULX3S_ACT_WORDS = {q: {"act_buffer_bits": 2 * VARIANTS["ulx3s"].rows * 4096 * default_datapath(q)}
+#: little over 8k words deep, which takes twice the block RAMs: 245 placed at Q = 5, 216 at Q =
+#: 6). At Q = 3 and 5 a lane (3, 5 bits) takes a 4k×4 or 2k×9 block of its own, so the weight
+#: buffer is halved too (Q = 5: 229 placed with the full one).
+_ULX3S_ACT_WORDS = {q: {"act_buffer_bits": 2 * VARIANTS["ulx3s"].rows * 4096 * default_datapath(q),
+                        **({"weight_buffer_bits": 512 * 1024} if q in (3, 5) else {})}
                     for q in range(1, 17) if default_datapath(q) != 16}
 BOARD_Q_CHANGES: dict[str, dict[int, dict[str, Any]]] = {
     "ulx3s-85f": {**_ULX3S_ACT_WORDS, 1: {"weight_buffer_bits": 512 * 1024, "pp_channels": 3840}},
