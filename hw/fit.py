@@ -59,13 +59,13 @@ def _memory_blocks(b: Board, width: int, depth: int, granularity: int) -> int:
         shapes = [(16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 36)]
         best = None
         for d, w in shapes:
-            deep = -(-depth // d)
+            deep = math.ceil(depth / d)
             if granularity >= width:
-                n = -(-width // w) * deep
+                n = math.ceil(width / w) * deep
             elif w <= granularity and granularity % w == 0:
                 n = width // w * deep                      # each lane over granularity/w blocks
             elif w >= 18 and granularity <= 9:
-                n = -(-(width // granularity) // (w // 9)) * deep   # a lane per byte
+                n = math.ceil(width // granularity / (w // 9)) * deep   # a lane per byte
             elif w >= granularity:
                 n = width // granularity * deep            # a lane per block
             else:
