@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -250,8 +251,8 @@ def synthesize(cfg: AccelConfig, board_name: str, build_dir: Path, *, clock_mhz:
     log = build_dir / "build.log"
     with open(log, "w") as out:
         # Relative paths inside build_dir: the YoWASP tools see only the folder they run in.
-        proc = subprocess.run(["sh", f"{plan.script}.sh"], cwd=build_dir, stdout=out, stderr=subprocess.STDOUT)
-    if proc.returncode != 0:
+        returncode = run_build_script(["sh", f"{plan.script}.sh"], build_dir, out)
+    if returncode != 0:
         raise UserError(_failure(b, build_dir, log))
     seconds = time.monotonic() - start
     measured = _read_reports(b, build_dir)
@@ -275,6 +276,19 @@ def synthesize(cfg: AccelConfig, board_name: str, build_dir: Path, *, clock_mhz:
 
 
 _UTILISATION = re.compile(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)\s+(\d+)%", re.M)
+
+
+def run_build_script(command: list[str], cwd: Path, out) -> int:
+    """Run the tool script in a process group of its own and return its exit code. If qjoule is
+    stopped while it runs (Ctrl-C, SIGTERM: an exception here), the whole group goes too: killing
+    only `sh` left nextpnr routing for up to an hour after its `qjoule synth` had exited."""
+    proc = subprocess.Popen(command, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        return proc.wait()
+    except BaseException:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        raise
 
 
 def _failure(b: Board, build_dir: Path, log: Path) -> str:

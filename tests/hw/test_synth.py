@@ -474,3 +474,44 @@ def test_synthesis_keeps_every_replica_register(tmp_path, yosys_env):
     cells = json.loads((tmp_path / "stat.json").read_text())["design"]["num_cells_by_type"]
     # 4 replicas of 4 bits kept apart, the plain pair folded into one: 5 registers
     assert sum(n for kind, n in cells.items() if "dff" in kind) == 5, cells
+
+
+def test_sigterm_stops_the_tools_and_leaves_no_output(tmp_path):
+    # `qjoule synth` stopped by SIGTERM while a tool runs: the tool (here a stand-in for Yosys
+    # that sleeps) is killed with it, --out is not left behind, and the exit code says so.
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    pid_file = tmp_path / "tool.pid"
+    fake = tmp_path / "fake_yosys.sh"
+    fake.write_text(f"#!/bin/sh\necho $$ > {pid_file}\nexec sleep 120\n")
+    fake.chmod(0o755)
+    out = tmp_path / "o"
+    proc = subprocess.Popen([sys.executable, "-m", "qjoule.cli", "synth", "--board", "icebreaker", "--q", "4",
+                             "--out", str(out)], env={**os.environ, "YOSYS": str(fake)},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not pid_file.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert pid_file.exists(), proc.communicate()[1]
+    time.sleep(0.5)  # (the pid is written before `exec sleep`)
+    tool = int(pid_file.read_text())
+    proc.send_signal(signal.SIGTERM)
+    err = proc.communicate(timeout=60)[1]
+    assert proc.returncode == 143 and "qjoule: terminated" in err
+    assert not out.exists()
+
+    def running(pid):  # (a killed process may linger as a zombie until it is reaped)
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+        except FileNotFoundError:
+            return False
+
+    deadline = time.monotonic() + 10
+    while running(tool) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not running(tool)
