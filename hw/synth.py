@@ -267,7 +267,7 @@ def synthesize(cfg: AccelConfig, board_name: str, build_dir: Path, *, clock_mhz:
         "dsps_per_lane": round(measured["dsps"] / cfg.parallelism, 3),
         "peak_gops": round(2 * cfg.parallelism * measured["fmax_mhz"] / 1000, 2),
         "scan_bits": scan_bits,
-        "dsp_demand": dsp_demand(cfg, b), "dsp_mapping": use_dsps,
+        "dsp_demand": dsp_demand(cfg, b), "dsp_mapping": use_dsps, "dsp_pairs": lane_pairs_on(cfg, b),
         "critical_path": measured["critical_path"],
         "yosys_cells": dict(sorted(measured["cells"].items())),
     }

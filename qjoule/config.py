@@ -479,11 +479,11 @@ def check_board(name: str) -> str:
 #: little over 8k words deep, which takes twice the block RAMs: 245 placed at Q = 5, 216 at Q =
 #: 6). At Q = 3 and 5 a lane (3, 5 bits) takes a 4k×4 or 2k×9 block of its own, so the weight
 #: buffer is halved too (Q = 5: 229 placed with the full one).
-_ULX3S_ACT_WORDS = {q: {"act_buffer_bits": 2 * VARIANTS["ulx3s"].rows * 4096 * default_datapath(q),
+_ULX3S_NARROW_D = {q: {"act_buffer_bits": 2 * VARIANTS["ulx3s"].rows * 4096 * default_datapath(q),
                         **({"weight_buffer_bits": 512 * 1024} if q in (3, 5) else {})}
                     for q in range(1, 17) if default_datapath(q) != 16}
 BOARD_Q_CHANGES: dict[str, dict[int, dict[str, Any]]] = {
-    "ulx3s-85f": {**_ULX3S_ACT_WORDS, 1: {"weight_buffer_bits": 512 * 1024, "pp_channels": 3840}},
+    "ulx3s-85f": {**_ULX3S_NARROW_D, 1: {"weight_buffer_bits": 512 * 1024, "pp_channels": 3840}},
     "icebreaker": {**{q: {"act_memory": "bram", "act_buffer_bits": 32 * 1024} for q in (1, 2)},
                    8: {"pp_bias_bits": 40}, 16: {"pp_bias_bits": 48}},
 }
