@@ -7,6 +7,8 @@ with no gap (clear on a group's first cycle), so every result is read on the exa
 `latency` says it is ready, before the next group overwrites it.
 """
 
+import itertools
+
 import numpy as np
 import pytest
 from amaranth.sim import Simulator
@@ -192,3 +194,49 @@ def test_accumulator_extremes_every_pe(q):
     got = run_array(MacArray(cfg), sched)
     value = k * w_min * (1 if q == 1 else a_max)
     assert got == {i: value for i in range(cfg.rows * cfg.cols)}
+
+
+def pair_triples(q: int, lanes: int, rows: int, every_code: bool):
+    """(w_lo lanes, w_hi lanes, codes per row) per group: every weight pair meets every code
+    (`every_code`: all (w_lo, w_hi, a) triples) or the extreme and middle codes."""
+    ws = range(-(1 << (q - 1)), 1 << (q - 1))
+    pairs = list(itertools.product(ws, ws))
+    codes = list(range(1 << q)) if every_code else [0, 1, (1 << (q - 1)) - 1, 1 << (q - 1), (1 << q) - 1]
+    for start in range(0, len(pairs), lanes):
+        chunk = (pairs[start:start + lanes] + [(0, 0)] * lanes)[:lanes]
+        for k in range(0, len(codes), rows):
+            yield ([lo for lo, _ in chunk], [hi for _, hi in chunk],
+                   [[codes[(k + r + i) % len(codes)] for i in range(lanes)] for r in range(rows)])
+
+
+@pytest.mark.parametrize("q, memory_pipeline, every_code", [(5, 0, True), (6, 0, True), (5, 2, False), (6, 2, False)])
+def test_paired_columns_give_each_pe_its_exact_lane_sum(q, memory_pipeline, every_code):
+    """Paired lane products (gateware/lane_pair.py): columns 0 and 1 of a 2×3 array share one
+    multiply per lane, column 2 forms its own. Each group is one cycle, so PE (r, c) holds that
+    cycle's Σ_i w_c,i · a_r,i. At Q = 5 and 6 every (w_lo, w_hi, a) triple is driven (an exhaustive
+    check of the packing); with the large-device registers (memory_pipeline 2) every weight pair
+    with the extreme and middle codes. Some groups run again with lanes masked by lane_valid or
+    rows padded by row_valid, which must add 0 to both PEs of the pair."""
+    from qjoule.gateware.lane_pair import pairs_lanes
+
+    cfg = variant("tiny", q, cols=3, memory_pipeline=memory_pipeline)
+    assert pairs_lanes(cfg)
+    rng = np.random.default_rng(q)
+    rows, cols, lanes = cfg.rows, cfg.cols, cfg.lanes
+    sched, expected = Schedule(cfg, rng), {}
+    for n, (w_lo, w_hi, a) in enumerate(pair_triples(q, lanes, rows, every_code)):
+        w = np.array([w_lo, w_hi, rng.integers(-(1 << (q - 1)), 1 << (q - 1), lanes)])
+        a = np.array(a)
+        # Every group runs unmasked; every 7th again with all lanes but the first masked, every
+        # 11th again with every row but the first padded.
+        variants = [((1 << lanes) - 1, (1 << rows) - 1)] + [(0b1, (1 << rows) - 1)] * (n % 7 == 0) \
+            + [((1 << lanes) - 1, 0b1)] * (n % 11 == 0)
+        for v, (lane_valid, row_valid) in enumerate(variants):
+            mask = np.array([(lane_valid >> i) & 1 for i in range(lanes)])
+            acts = [pack(a[r], q) for r in range(rows)]
+            weights = [pack([weight_code(x, q) for x in w[c]], q) for c in range(cols)]
+            keys = [(n, v, r, c) for r in range(rows) for c in range(cols)]
+            sched.group([(acts, row_valid, weights, lane_valid, 0, 0)], keys)
+            expected.update({(n, v, r, c): int((w[c] * a[r] * mask).sum()) if (row_valid >> r) & 1 else 0
+                             for r in range(rows) for c in range(cols)})
+    assert run_array(MacArray(cfg), sched) == expected
