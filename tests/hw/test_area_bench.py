@@ -1,24 +1,10 @@
 """bench/area_per_q.py: the nextpnr device options it passes are the ones the board build uses."""
 
-import importlib.util
-import sys
-from pathlib import Path
-
 from qjoule.hw.boards import board, platform_for
 
-BENCH = Path(__file__).resolve().parents[2] / "bench"
 
-
-def _load(name):
-    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_device_options_name_the_package_as_nextpnr_does():
-    bench = _load("area_per_q")
+def test_device_options_name_the_package_as_nextpnr_does(load_bench):
+    bench = load_bench("area_per_q")
     # (the board build's script: `--85k --package CABGA381`, `--up5k --package sg48`)
     ulx3s, icebreaker = board("ulx3s-85f"), board("icebreaker")
     assert bench.nextpnr_device_args(ulx3s, platform_for(ulx3s, 100.0)) == ["--85k", "--package", "CABGA381"]

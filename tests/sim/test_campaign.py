@@ -1,27 +1,13 @@
 """The randomized campaign (bench/random_campaign.py): its plan, and the full run under `slow`."""
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "bench"
-
-
-def _load(name):
-    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # (dataclasses look their module up)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
-def campaign():
-    return _load("random_campaign")
+def campaign(load_bench):
+    return load_bench("random_campaign")
 
 
 def test_plan_covers_every_q_and_the_array_shapes(campaign):
