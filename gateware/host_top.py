@@ -68,12 +68,13 @@ class HostLink(wiring.Component):
     Parameters: `max_words` (words of one WRITE payload or READ answer; the frame buffer's
     depth), `out_depth` (result buffer words, a power of two), `idle_cycles` (a frame with a gap
     this long is cut short; also the quiet time that ends the discarding after an error),
-    `config_id` (reported in STATUS). `registered_paths` (the UP5K's Fmax): a READ's count (the least of
+    `config_id` (reported in STATUS). `registered_paths` (the UP5K's and the ULX3S's Fmax): a READ's count (the least of
     the words asked for, the buffered words and max_words: compares on a subtraction) is
     registered a cycle before the answer, and the result buffer's `ready` is a flip-flop, set
     while it had room for two words a cycle before (so it holds out_depth − 1 words).
     `registered_writes` (the ULX3S's Fmax): a payload word goes into the frame buffer a cycle
-    after its last byte, from registers, not from the byte decode (the frame's CRC comes later).
+    after its last byte, from registers, not from the byte decode (the frame's CRC comes later),
+    and the received byte is registered before the decode (every frame a cycle later).
     """
 
     def __init__(self, *, max_words: int = DEFAULT_MAX_WORDS, out_depth: int = 512, idle_cycles: int,
@@ -127,8 +128,14 @@ class HostLink(wiring.Component):
             m.d.sync += wr_ptr.eq(wr_ptr + 1)
 
         # -- receiving ---------------------------------------------------------------------------
-        byte, got = self.rx.payload, self.rx.valid
+        byte, got, rx_error = self.rx.payload, self.rx.valid, self.rx_error
         m.d.comb += self.rx.ready.eq(1)   # bytes outside a frame (or while answering) are dropped
+        if self._registered_writes:
+            # (the ULX3S's Fmax) the byte and the UART's flags are registered before the decode:
+            # the UART's bit timer and the frame decoder had been one path of 9 logic levels
+            byte_q, got_q, error_q = Signal(8, name="rx_byte"), Signal(name="rx_got"), Signal(name="rx_error_q")
+            m.d.sync += [byte_q.eq(byte), got_q.eq(got), error_q.eq(rx_error)]
+            byte, got, rx_error = byte_q, got_q, error_q
         cmd, seq, length = Signal(8), Signal(8), Signal(16)
         left = Signal(16)                 # payload bytes still to come
         crc = Signal(16)
@@ -180,7 +187,7 @@ class HostLink(wiring.Component):
 
         def in_frame(on_byte):
             """A state inside a frame: a framing error or a gap ends it; a byte goes to `on_byte`."""
-            with m.If(self.rx_error):
+            with m.If(rx_error):
                 m.d.sync += reason.eq(NAK_FRAMING)
                 m.next = "DISCARD"
             with m.Elif(got):
@@ -420,7 +427,7 @@ class HostTop(wiring.Component):
             raise ValueError(f"idle_bytes must be an integer >= 2, not {idle_bytes!r}")
         self._cfg, self._divisor = cfg, divisor
         self._link_args = {"max_words": max_words, "out_depth": out_depth, "idle_cycles": idle_bytes * 10 * divisor,
-                           "config_id": config_id(cfg), **({"registered_paths": True} if cfg.compact_control else {}),
+                           "config_id": config_id(cfg), **({"registered_paths": True} if cfg.compact_control or cfg.memory_pipeline else {}),
                            **({"registered_writes": True} if cfg.memory_pipeline else {})}
         check_divisor(divisor)
         super().__init__({"rx": In(1, init=1), "tx": Out(1, init=1), "busy": Out(1)})

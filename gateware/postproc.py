@@ -14,7 +14,8 @@ is arithmetic, i.e. floor division by 2^s, as in the contract).
 
 Pipeline (`latency` = 4 stages, one item per cycle): input register → partial products, each
 sized for one DSP block (18×18 on ECP5; 16×16 on iCE40, chosen from the platform) → their sum
-with the bias (an adder tree) → the shift by s and the activation, into the output register. The data registers have no reset (only the valid bits do), so Yosys can take the
+with the bias (an adder tree) → the shift by s and the activation, into the output register
+(with `memory_pipeline`, the shift and the activation are two stages: `latency` 5). The data registers have no reset (only the valid bits do), so Yosys can take the
 input and product registers into the DSP blocks. Backpressure stalls the whole pipeline:
 `i.ready = ~o.valid | o.ready`; `o.valid` and `o.payload` are registers and hold while stalled.
 """
@@ -74,7 +75,8 @@ def pp_output_layout(cfg: AccelConfig) -> data.StructLayout:
 class PostProcess(wiring.Component):
     #: Stages of the sum of the partial products and the bias.
     ADD_STAGES = 1
-    #: Cycles from an accepted input to its output becoming valid, when never stalled.
+    #: Cycles from an accepted input to its output becoming valid, when never stalled, with the
+    #: shift and the clamp in one stage (an instance's `latency` counts its own stages).
     latency = 3 + ADD_STAGES
 
     def __init__(self, cfg: AccelConfig, *, dsp_width: int | None = None):
@@ -86,6 +88,10 @@ class PostProcess(wiring.Component):
             raise ValueError(f"dsp_width must be 16, 18 or None, not {dsp_width!r}")
         self._cfg = cfg
         self._dsp_width = dsp_width
+        #: the shift and the clamp in two stages (see elaborate, stage 4)
+        self.split_clamp = bool(cfg.memory_pipeline)
+        #: cycles from an accepted input to its output becoming valid, when never stalled
+        self.latency = PostProcess.latency + self.split_clamp
         super().__init__({
             "i": In(stream.Signature(pp_input_layout(cfg))),
             "o": Out(stream.Signature(pp_output_layout(cfg))),
@@ -188,11 +194,16 @@ class PostProcess(wiring.Component):
         qo = {"qo": s3["qo"]} if cfg.mixed else {}
 
         # 4: arithmetic shift right (floor division by 2^s) and the activation, into the output
-        # register (one stage: at the boards' clocks the shifter and the clamp fit one cycle, and
-        # a register between them would be a copy of the wide t).
+        # register. With `memory_pipeline` (the ULX3S at 100 MHz) t is registered between them:
+        # the 65-bit shifter and the clamp's OR over t's high bits were 11-14 logic levels in
+        # one cycle; the register is a copy of t (the output's logit), cheap on that device.
+        # The small devices keep one stage.
         t = Signal(width)
         m.d.comb += t.eq(total >> shift)
         s4 = {"act": act, **({"qo": qo["qo"]} if cfg.mixed else {})}
+        if self.split_clamp:
+            s4 = stage("s4", t=t, **s4)
+            t = s4["t"]
         code = Signal(cfg.code_bits)
         negative = t[-1]
         above_max = t[q:].any()  # for t >= 0: t > 2^Q - 1

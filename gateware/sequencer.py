@@ -270,11 +270,11 @@ class Sequencer(wiring.Component):
         occupancy = Signal(range(4))
 
         # -- issue-cycle signals (combinational) -----------------------------------------------
-        # With compact_control (the UP5K, for Fmax), "counter == its last value" of the issue
+        # With at_last_flags (both boards' Fmax setting), "counter == its last value" of the issue
         # counters are flip-flops kept with the counters (`put`: every write of a counter also
         # writes its flag, from the value written), so a tile's last cycle, the issue and the
         # enables of every issue counter are a few gates of flip-flops, not wide compares.
-        flags = cfg.compact_control
+        flags = cfg.at_last_flags
         at_last = {}
 
         def last_flag(ctr, last, setup):
@@ -918,7 +918,7 @@ class Sequencer(wiring.Component):
         # (oq, os) + m, one bank each (at most R/2 < R). Three stages per group step: 0 forms the
         # maxima and the registered line-buffer addresses, 1 waits for the read, 2 combines and
         # forms the (registered) activation-buffer writes (with `memory_pipeline`, a stage between
-        # 1 and 2 registers the line buffer's read). Per tile the writer still takes
+        # 1 and 2 registers the line buffer's read, and one in 2 the pair maxima). Per tile the writer still takes
         # 1 + n_groups cycles, as unfused.
         fuse_r = Signal()
         fv_a, fv_b = Signal(), Signal()
@@ -1007,6 +1007,19 @@ class Sequencer(wiring.Component):
                 partner = Signal(D, name=f"f_partner{k}")
                 m.d.comb += partner.eq(Array(src[(k - r) % half] for r in range(half))[f_rot] if half > 1 else src[0])
                 _lane_max(m, cfg, out_idx, Const(1), out[k], [pm_b[k], partner], Const(0, D))
+            if cfg.memory_pipeline:
+                # ... and the pair maxima are registered before the bank select and the write (one
+                # more stage): rotation, lane max, select and the write-port mux had been one path
+                # of 10 logic levels into the write data on the ULX3S builds.
+                fv_d, flen_d, oaddr_d, fo_en_d, wrap_d = (Signal.like(x, name=x.name[:-1] + "d")
+                                                          for x in (fv_c, flen_c, oaddr_c, fo_en_c, wrap_c))
+                out_d = [Signal(D, name=f"f_out_d{k}") for k in range(half)]
+                sel_d = [Signal(range(half), name=f"f_sel_d{b}") for b in range(R)]
+                m.d.sync += [fv_d.eq(fv_c), flen_d.eq(flen_c), oaddr_d.eq(oaddr_c), fo_en_d.eq(fo_en_c),
+                             wrap_d.eq(wrap_c), *[x.eq(y) for x, y in zip(out_d + sel_d, out + sel_b)]]
+                f_valids.append(fv_d)
+                f_out_valid, f_out_len, f_out_en = fv_d, flen_d, fo_en_d
+                out, sel_b, oaddr_b, wrap_b = out_d, sel_d, oaddr_d, wrap_d
             for b in range(R):
                 m.d.comb += [f_wdata[b].eq(Array(out)[sel_b[b]] if half > 1 else out[0]),
                              f_waddr[b].eq(oaddr_b + Mux(wrap_b[b], L.out_groups, 0))]

@@ -262,6 +262,13 @@ class AccelConfig:
         return self.fuse_pool and self.rows >= 2 and self.rows & (self.rows - 1) == 0
 
     @property
+    def at_last_flags(self) -> bool:
+        """The sequencer's and the input unit's counters keep "at its last value" as flip-flops
+        written with the counter, instead of compares in front of their enables: the Fmax
+        settings of both boards (compact_control, the UP5K; memory_pipeline, the ULX3S)."""
+        return self.compact_control or self.memory_pipeline > 0
+
+    @property
     def tile_meta_depth(self) -> int:
         """Entries of the sequencer's tile-metadata FIFO (the finished tiles between the feeder's
         take and the writer's): 4, or with `compact_control` at R = 1 (a tile drains as one row)

@@ -133,6 +133,20 @@ def test_icebreaker_compact_control_split_shift(q):
     assert received == [expected_output(cfg, item) for item in items]
 
 
+@pytest.mark.parametrize("q", [1, 4, 16])
+def test_ulx3s_board_registers_t_between_shift_and_clamp(q):
+    """memory_pipeline (the ULX3S board config): t is registered between the shift and the clamp
+    (latency 5); exact under gaps and backpressure, and still one result per cycle."""
+    cfg = board_config("ulx3s-85f", q)
+    assert cfg.memory_pipeline and PostProcess(cfg).latency == PostProcess.latency + 1
+    items = random_items(cfg, random.Random(40 + q), 150)
+    received, _ = run_stream(cfg, items, seed=q)
+    assert received == [expected_output(cfg, item) for item in items]
+    received, cycles = run_stream(cfg, items[:40], seed=q, gap=0.0, stall=0.0)
+    assert received == [expected_output(cfg, item) for item in items[:40]]
+    assert cycles == 40 + PostProcess.latency + 1
+
+
 @pytest.mark.parametrize("dsp_width", [18, 16])
 def test_board_config_widths(dsp_width):
     """The widest accumulator any variant has (default/ulx3s at Q = 16: 45 bits)."""
@@ -149,7 +163,7 @@ def test_full_throughput_without_backpressure():
     items = random_items(cfg, random.Random(3), 64)
     received, cycles = run_stream(cfg, items, seed=3, gap=0.0, stall=0.0)
     assert received == [expected_output(cfg, item) for item in items]
-    assert cycles == len(items) + PostProcess.latency
+    assert cycles == len(items) + PostProcess(cfg).latency
 
 
 def test_hand_computed_values():
