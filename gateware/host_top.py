@@ -149,11 +149,12 @@ class HostLink(wiring.Component):
         last_seq, seq_known = Signal(8), Signal()
         idle = Signal(range(self._idle_cycles + 1))
         quiet = Signal()
+        # quiet == (idle == idle_cycles), as a flip-flop written with idle: the wide compare was
+        # in front of every state's timeout branch
         with m.If(got):
-            m.d.sync += idle.eq(0)
+            m.d.sync += [idle.eq(0), quiet.eq(0)]
         with m.Elif(~quiet):
-            m.d.sync += idle.eq(idle + 1)
-        m.d.comb += quiet.eq(idle == self._idle_cycles)
+            m.d.sync += [idle.eq(idle + 1), quiet.eq(idle == self._idle_cycles - 1)]
         # One CRC update for both directions: the received byte, or (T_WORD) the byte being sent.
         crc_byte, crc_next = Signal(8), Signal(16)
         m.d.comb += [crc_byte.eq(byte), crc_next.eq(crc16_update(crc, crc_byte))]
@@ -474,12 +475,13 @@ class HostTop(wiring.Component):
         if self._cfg.memory_pipeline or self._cfg.compact_control:
             # The large-device setting: the frame buffer's block-RAM output into a register, not
             # through the input unit's parser logic (its clock-to-out plus that logic bounded
-            # Fmax); reset with the accelerator, so no stale word survives a link reset. On the
-            # UP5K (compact_control) the path ran from the input unit's ready through the link's
-            # frame-buffer read back into the input unit's enables, so there the ready is cut
-            # too (a word per two cycles at most: the UART brings one per ~350 bit times, and
-            # the input unit spends at least four cycles on an image word's pixels).
-            slice_ = StreamRegister(WORD_BITS, cut_ready=not self._cfg.memory_pipeline)
+            # Fmax); reset with the accelerator, so no stale word survives a link reset. The ready
+            # is cut too: the path ran from the input unit's ready through the link's frame-buffer
+            # read back into the input unit's enables (the UP5K), and from the parser's state
+            # through the link's drain counter (8 levels on the ULX3S). A word per two cycles at
+            # most: the UART brings one per ~350 bit times, and the input unit spends at least
+            # four cycles on an image word's pixels.
+            slice_ = StreamRegister(WORD_BITS, cut_ready=True)
             m.submodules.words_reg = in_accel_domain(slice_)
             wiring.connect(m, link.words, slice_.i)
             wiring.connect(m, slice_.o, accel.i)
