@@ -68,8 +68,9 @@ class HostLink(wiring.Component):
     Parameters: `max_words` (words of one WRITE payload or READ answer; the frame buffer's
     depth), `out_depth` (result buffer words, a power of two), `idle_cycles` (a frame with a gap
     this long is cut short; also the quiet time that ends the discarding after an error),
-    `config_id` (reported in STATUS). `registered_paths` (the UP5K's and the ULX3S's Fmax): a READ's count (the least of
-    the words asked for, the buffered words and max_words: compares on a subtraction) is
+    `config_id` (reported in STATUS). `registered_paths` (the UP5K's and the ULX3S's Fmax): a
+    READ's count (the least of the words asked for, the buffered words and max_words: compares
+    on a subtraction) is
     registered a cycle before the answer, and the result buffer's `ready` is a flip-flop, set
     while it had room for two words a cycle before (so it holds out_depth − 1 words).
     `registered_writes` (the ULX3S's Fmax): a payload word goes into the frame buffer a cycle
@@ -428,7 +429,8 @@ class HostTop(wiring.Component):
             raise ValueError(f"idle_bytes must be an integer >= 2, not {idle_bytes!r}")
         self._cfg, self._divisor = cfg, divisor
         self._link_args = {"max_words": max_words, "out_depth": out_depth, "idle_cycles": idle_bytes * 10 * divisor,
-                           "config_id": config_id(cfg), **({"registered_paths": True} if cfg.compact_control or cfg.memory_pipeline else {}),
+                           "config_id": config_id(cfg),
+                           **({"registered_paths": True} if cfg.compact_control or cfg.memory_pipeline else {}),
                            **({"registered_writes": True} if cfg.memory_pipeline else {})}
         check_divisor(divisor)
         super().__init__({"rx": In(1, init=1), "tx": Out(1, init=1), "busy": Out(1)})

@@ -15,8 +15,9 @@ is arithmetic, i.e. floor division by 2^s, as in the contract).
 Pipeline (`latency` = 4 stages, one item per cycle): input register → partial products, each
 sized for one DSP block (18×18 on ECP5; 16×16 on iCE40, chosen from the platform) → their sum
 with the bias (an adder tree) → the shift by s and the activation, into the output register
-(with `memory_pipeline`, the shift and the activation are two stages: `latency` 5). The data registers have no reset (only the valid bits do), so Yosys can take the
-input and product registers into the DSP blocks. Backpressure stalls the whole pipeline:
+(with `memory_pipeline`, the shift and the activation are two stages: `latency` 5). The data
+registers have no reset (only the valid bits do), so Yosys can take the input and product
+registers into the DSP blocks. Backpressure stalls the whole pipeline:
 `i.ready = ~o.valid | o.ready`; `o.valid` and `o.payload` are registers and hold while stalled.
 """
 

@@ -918,8 +918,8 @@ class Sequencer(wiring.Component):
         # (oq, os) + m, one bank each (at most R/2 < R). Three stages per group step: 0 forms the
         # maxima and the registered line-buffer addresses, 1 waits for the read, 2 combines and
         # forms the (registered) activation-buffer writes (with `memory_pipeline`, a stage between
-        # 1 and 2 registers the line buffer's read, and one in 2 the pair maxima). Per tile the writer still takes
-        # 1 + n_groups cycles, as unfused.
+        # 1 and 2 registers the line buffer's read, and one in 2 the pair maxima). Per tile the
+        # writer still takes 1 + n_groups cycles, as unfused.
         fuse_r = Signal()
         fv_a, fv_b = Signal(), Signal()
         f_wdata = [Signal(D, name=f"f_wdata{b}") for b in range(R)]

@@ -173,8 +173,8 @@ class QjouleAccel(wiring.Component):
         m.d.comb += [kh_first.eq(Mux(image.fold_h, 0, 1)), kh_last.eq(Mux(image.fold_h, 2, 1)),
                      ph_last.eq(Mux(image.fold_w, len(phases) - 1, 0))]
         # plane == P − 1, ph == ph_last, ckh == kh_last: compares, or with at_last_flags (the
-        # boards' Fmax setting) flip-flops written with their counters (`set_*`), so the enables of the
-        # pixel-position registers are a few gates of flip-flops.
+        # boards' Fmax setting) flip-flops written with their counters (`set_*`), so the enables
+        # of the pixel-position registers are a few gates of flip-flops.
         flagged = cfg.at_last_flags
         plane_l, ph_l, ckh_l = (Signal(name=n) for n in ("plane_at_last", "ph_at_last", "ckh_at_last"))
         px_c_l, px_w_l = Signal(name="px_c_at_last"), Signal(name="px_w_at_last")
