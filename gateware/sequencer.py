@@ -988,20 +988,25 @@ class Sequencer(wiring.Component):
             src = [Signal(D, name=f"f_src{jb}") for jb in range(half)]
             for jb in range(half):
                 m.d.comb += src[jb].eq(Mux(f_byp[jb], pm_b[jb], lb_rd[jb].data))
+            control = (fv_b, flen_b, oaddr_b, fo_en_b, wrap_b)   # valid, lanes, address, bank enables, wraps
+
+            def delay(letter, control, data):
+                """One more register stage of the fused writer: registered copies of the controls
+                (`<name>_<letter>`) and of each data list (`f_<kind>_<letter><k>`)."""
+                regs = [Signal.like(x, name=x.name[:-1] + letter) for x in control]
+                copies = {kind: [Signal.like(x, name=f"f_{kind}_{letter}{k}") for k, x in enumerate(xs)]
+                          for kind, xs in data.items()}
+                m.d.sync += [reg.eq(x) for reg, x in zip(regs, control)]
+                m.d.sync += [reg.eq(x) for kind, xs in data.items() for reg, x in zip(copies[kind], xs)]
+                f_valids.append(regs[0])
+                return regs, copies
+
             if cfg.memory_pipeline:
                 # With pipelined buffers the line buffer's read is registered too, like theirs (one
                 # more stage): at R = 2 it is a block RAM, whose clock-to-out into the pair max and
                 # the write data was the critical path of the 2x2 ULX3S build.
-                fv_c, flen_c, oaddr_c, fo_en_c, wrap_c = (Signal.like(x, name=x.name[:-1] + "c")
-                                                          for x in (fv_b, flen_b, oaddr_b, fo_en_b, wrap_b))
-                src_c = [Signal(D, name=f"f_src_c{jb}") for jb in range(half)]
-                pm_c = [Signal(D, name=f"f_pm_c{k}") for k in range(half)]
-                sel_c = [Signal(range(half), name=f"f_sel_c{b}") for b in range(R)]
-                m.d.sync += [fv_c.eq(fv_b), flen_c.eq(flen_b), oaddr_c.eq(oaddr_b), fo_en_c.eq(fo_en_b),
-                             wrap_c.eq(wrap_b), *[x.eq(y) for x, y in zip(src_c + pm_c + sel_c, src + pm_b + sel_b)]]
-                f_valids.append(fv_c)
-                f_out_valid, f_out_len, f_out_en = fv_c, flen_c, fo_en_c
-                src, pm_b, sel_b, oaddr_b, wrap_b = src_c, pm_c, sel_c, oaddr_c, wrap_c
+                control, copies = delay("c", control, {"src": src, "pm": pm_b, "sel": sel_b})
+                src, pm_b, sel_b = copies["src"], copies["pm"], copies["sel"]
             out = [Signal(D, name=f"f_out{k}") for k in range(half)]
             for k in range(half):
                 partner = Signal(D, name=f"f_partner{k}")
@@ -1011,15 +1016,9 @@ class Sequencer(wiring.Component):
                 # ... and the pair maxima are registered before the bank select and the write (one
                 # more stage): rotation, lane max, select and the write-port mux had been one path
                 # of 10 logic levels into the write data on the ULX3S builds.
-                fv_d, flen_d, oaddr_d, fo_en_d, wrap_d = (Signal.like(x, name=x.name[:-1] + "d")
-                                                          for x in (fv_c, flen_c, oaddr_c, fo_en_c, wrap_c))
-                out_d = [Signal(D, name=f"f_out_d{k}") for k in range(half)]
-                sel_d = [Signal(range(half), name=f"f_sel_d{b}") for b in range(R)]
-                m.d.sync += [fv_d.eq(fv_c), flen_d.eq(flen_c), oaddr_d.eq(oaddr_c), fo_en_d.eq(fo_en_c),
-                             wrap_d.eq(wrap_c), *[x.eq(y) for x, y in zip(out_d + sel_d, out + sel_b)]]
-                f_valids.append(fv_d)
-                f_out_valid, f_out_len, f_out_en = fv_d, flen_d, fo_en_d
-                out, sel_b, oaddr_b, wrap_b = out_d, sel_d, oaddr_d, wrap_d
+                control, copies = delay("d", control, {"out": out, "sel": sel_b})
+                out, sel_b = copies["out"], copies["sel"]
+            f_out_valid, f_out_len, oaddr_b, f_out_en, wrap_b = control
             for b in range(R):
                 m.d.comb += [f_wdata[b].eq(Array(out)[sel_b[b]] if half > 1 else out[0]),
                              f_waddr[b].eq(oaddr_b + Mux(wrap_b[b], L.out_groups, 0))]
