@@ -29,8 +29,8 @@ def synthesize_netlist(q: int, rows: int | None, cols: int | None, build_dir: Pa
     """The ULX3S board config at Q (optionally rows x cols) through the board's Yosys script."""
     b = board("ulx3s-85f")
     cfg = board_config(b.name, q)
-    if rows or cols:
-        cfg = cfg.replace(rows=rows or cfg.rows, cols=cols or cfg.cols)
+    if rows is not None or cols is not None:   # (0 is bad input for the config to refuse, not "not given")
+        cfg = cfg.replace(rows=cfg.rows if rows is None else rows, cols=cfg.cols if cols is None else cols)
     return synth.yosys_netlist(synth.lane_pairs_for(cfg, b), b, build_dir)   # as `qjoule synth` builds it
 
 

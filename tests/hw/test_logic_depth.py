@@ -91,3 +91,8 @@ def test_bench_reads_a_netlist_and_writes_the_groups(load_bench, tmp_path, capsy
     assert "1 endpoints over 4.00 ns" in capsys.readouterr().out
     assert bench.main(["--netlist", str(tmp_path / "missing.json"), "--out", str(out)]) == 2
     assert "logic_depth: " in capsys.readouterr().err
+    # a zero array size is refused by the config, before any synthesis and with nothing written
+    build, bad_out = tmp_path / "build", tmp_path / "bad.json"
+    assert bench.main(["--q", "4", "--rows", "0", "--build", str(build), "--out", str(bad_out)]) == 2
+    assert capsys.readouterr().err.strip() == "logic_depth: rows must be >= 1, got 0"
+    assert not build.exists() and not bad_out.exists()
