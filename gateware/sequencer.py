@@ -271,37 +271,56 @@ class Sequencer(wiring.Component):
 
         # -- issue-cycle signals (combinational) -----------------------------------------------
         # With at_last_flags (both boards' Fmax setting), "counter == its last value" of the issue
-        # counters are flip-flops kept with the counters (`put`: every write of a counter also
-        # writes its flag, from the value written), so a tile's last cycle, the issue and the
+        # counters are flip-flops kept with the counters (`count_up` and `restart`: every write of a
+        # counter also writes its flag), so a tile's last cycle, the issue and the
         # enables of every issue counter are a few gates of flip-flops, not wide compares.
         flags = cfg.at_last_flags
         at_last = {}
 
-        def last_flag(ctr, last, setup):
-            """`ctr == last`: a registered flag with flags (at SETUP: `setup`, or for a field name
-            `L.field == 1`: its counter starts at 0 and last = L.field − 1)."""
+        def last_flag(ctr, last, single, before):
+            """`ctr == last`: with flags a registered flag, kept by `count_up` and `restart`. `single`:
+            whether the counter's first value is its last (the flag after SETUP and after every
+            restart); `before`: its last value minus one, from the entry (a count onto the last
+            value compares the counter with a register, not the incremented counter with `last`:
+            ABC made that an 11-LUT ripple, the UP5K's critical path)."""
             if not flags:
                 return ctr == last
             flag = Signal(name=f"{ctr.name}_at_last")
-            at_last[id(ctr)] = (flag, last, L[setup] == 1 if isinstance(setup, str) else setup)
+            single_r = Signal(name=f"{ctr.name}_single")
+            before_r = Signal(len(ctr), name=f"{ctr.name}_before_last")
+            at_last[id(ctr)] = (flag, single_r, before_r, single, before)
             return flag
 
-        def put(ctr, value):
-            """ctr.eq(value), and with flags its at-last flag from the same value."""
-            if not flags or id(ctr) not in at_last:
-                return [ctr.eq(value)]
-            flag, last, _ = at_last[id(ctr)]
-            return [ctr.eq(value), flag.eq(value == last)]
+        def field_flag(ctr, last, field):
+            """last_flag of a counter from 0 to last = L.field − 1."""
+            return last_flag(ctr, last, L[field] == 1, L[field] - 2)
+
+        def count_up(ctr):
+            """ctr.eq(ctr + 1), and with flags its at-last flag."""
+            if not flags:
+                return [ctr.eq(ctr + 1)]
+            flag, _, before_r, _, _ = at_last[id(ctr)]
+            return [ctr.eq(ctr + 1), flag.eq(ctr == before_r)]
+
+        def restart(ctr, first):
+            """ctr.eq(first), and with flags its at-last flag."""
+            if not flags:
+                return [ctr.eq(first)]
+            flag, single_r, _, _, _ = at_last[id(ctr)]
+            return [ctr.eq(first), flag.eq(single_r)]
 
         def setup_flags():
-            """At SETUP every issue counter starts: its flag from the latched entry."""
-            return [flag.eq(setup) for flag, _, setup in at_last.values()]
+            """At SETUP every issue counter starts: its flags from the latched entry."""
+            return [a.eq(b) for flag, single_r, before_r, single, before in at_last.values()
+                    for a, b in ((flag, single), (single_r, single), (before_r, before))]
 
-        g_last_now, j_last_now = last_flag(g, pass_groups_last, "pass_groups"), last_flag(j, passes_last, "passes")
-        to_last_now, t_last_now = last_flag(to, out_tiles_last, "out_tiles"), last_flag(t, tiles_last, "tiles")
-        h_last_now, w0_last_now = last_flag(h, h_last, "height"), last_flag(w0, w_last, "width")
-        # (the taps start at kw0, kh0 = 1 when folded, else 0: at their last, kw1 and kh1, when folded)
-        kw_last_now, kh_last_now = last_flag(kw, kw1, L.fold_w), last_flag(kh, kh1, L.fold_h)
+        g_last_now, j_last_now = field_flag(g, pass_groups_last, "pass_groups"), field_flag(j, passes_last, "passes")
+        to_last_now, t_last_now = field_flag(to, out_tiles_last, "out_tiles"), field_flag(t, tiles_last, "tiles")
+        h_last_now, w0_last_now = field_flag(h, h_last, "height"), field_flag(w0, w_last, "width")
+        # (the taps start at kw0, kh0 = 1 when folded, else 0, and end at kw1, kh1 = 1 when folded,
+        # else 2: a folded tap is single)
+        kw_last_now = last_flag(kw, kw1, L.fold_w, Mux(L.fold_w, 0, 1))
+        kh_last_now = last_flag(kh, kh1, L.fold_h, Mux(L.fold_h, 0, 1))
         gc_last = Signal()      # the last group of the pass
         m.d.comb += gc_last.eq(g_last_now)
         issue = Signal()        # one array cycle issued this cycle
@@ -1230,21 +1249,21 @@ class Sequencer(wiring.Component):
                              tile_last.eq(j_last_now & gc_last & kh_last_now & kw_last_now)]
                 with m.If(issue):
                     m.d.sync += rowv_a.eq(conv_rowv)
-                    m.d.sync += put(kw, kw + 1)
+                    m.d.sync += count_up(kw)
                     with m.If(kw_last_now):
-                        m.d.sync += [*put(kw, kw0), *put(kh, kh + 1)]
+                        m.d.sync += [*restart(kw, kw0), *count_up(kh)]
                         with m.If(kh_last_now):
-                            m.d.sync += [*put(kh, kh0), *put(g, g + 1), gg.eq(gg + 1)]
+                            m.d.sync += [*restart(kh, kh0), *count_up(g), gg.eq(gg + 1)]
                             with m.If(gc_last):
-                                m.d.sync += [*put(g, 0), *put(j, j + 1), wcount.eq(wtile)]
+                                m.d.sync += [*restart(g, 0), *count_up(j), wcount.eq(wtile)]
                                 with m.If(j_last_now):
                                     # tile of output channels done
-                                    m.d.sync += [*put(j, 0), gg.eq(0), *put(to, to + 1),
+                                    m.d.sync += [*restart(j, 0), gg.eq(0), *count_up(to),
                                                  wcount.eq(wcount + 1), wtile.eq(wcount + 1)]
                                     with m.If(to_last_now):
                                         # pixel tile done: the next R raster positions
-                                        m.d.sync += [*put(to, 0), wcount.eq(L.weight_base), wtile.eq(L.weight_base),
-                                                     *put(t, t + 1), tG.eq(tG + L.groups), tGo.eq(tGo + L.out_groups)]
+                                        m.d.sync += [*restart(to, 0), wcount.eq(L.weight_base), wtile.eq(L.weight_base),
+                                                     *count_up(t), tG.eq(tG + L.groups), tGo.eq(tGo + L.out_groups)]
                                         for r in range(R):
                                             nw = pos_w[r] + L.tile_dw
                                             wrap = nw > w_last
@@ -1259,18 +1278,18 @@ class Sequencer(wiring.Component):
                              tile_first.eq((h == 0) & (w0 == 0) & (gg == 0)),
                              tile_last.eq(h_last_now & w0_last_now & gc_last)]
                 with m.If(issue):
-                    m.d.sync += [rowv_a.eq(1), *put(g, g + 1), gg.eq(gg + 1)]
+                    m.d.sync += [rowv_a.eq(1), *count_up(g), gg.eq(gg + 1)]
                     with m.If(gc_last):
-                        m.d.sync += [*put(g, 0), gg.eq(0), *put(w0, w0 + 1), wr.eq(wr + 1)]
+                        m.d.sync += [*restart(g, 0), gg.eq(0), *count_up(w0), wr.eq(wr + 1)]
                         if R == 1:
                             m.d.sync += [wr.eq(0), tG.eq(tG + L.groups)]
                         else:
                             with m.If(wr == R - 1):
                                 m.d.sync += [wr.eq(0), tG.eq(tG + L.groups)]
                         with m.If(w0_last_now):
-                            m.d.sync += [*put(w0, 0), *put(h, h + 1)]
+                            m.d.sync += [*restart(w0, 0), *count_up(h)]
                             with m.If(h_last_now):
-                                m.d.sync += [*put(h, 0), wr.eq(0), tG.eq(0), *put(to, to + 1)]
+                                m.d.sync += [*restart(h, 0), wr.eq(0), tG.eq(0), *count_up(to)]
                                 with m.If(to_last_now):
                                     m.next = "FINISH"
 
