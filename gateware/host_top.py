@@ -71,9 +71,11 @@ class HostLink(wiring.Component):
     `config_id` (reported in STATUS). `registered_paths` (the UP5K's and the ULX3S's Fmax): a
     READ's count (the least of the words asked for, the buffered words and max_words: compares
     on a subtraction) is
-    registered a cycle before the answer, and the result buffer's `ready` is a flip-flop, set
-    while it had room for two words a cycle before (so it holds out_depth − 1 words).
-    `registered_writes` (the ULX3S's Fmax): a payload word goes into the frame buffer a cycle
+    registered a cycle before the answer, the result buffer's `ready` is a flip-flop, set
+    while it had room for two words a cycle before (so it holds out_depth − 1 words), and a
+    frame's length is checked from registers (states LENGTH, VERDICT) and its CRC a cycle after
+    its last byte (CHECK).
+    `registered_writes` (both boards' Fmax): a payload word goes into the frame buffer a cycle
     after its last byte, from registers, not from the byte decode (the frame's CRC comes later),
     and the received byte is registered before the decode (every frame a cycle later).
     """
@@ -206,6 +208,16 @@ class HostLink(wiring.Component):
         rd_idx = Signal(range(MW + 1))
         reset_count = Signal(range(RESET_CYCLES))
 
+        # EXEC's decode of the frame (the command is one of the four LEN1 accepts); with
+        # registered_paths, flip-flops written in CHECK
+        decoded = [(Signal(name=name), value) for name, value in (
+            ("is_reset", cmd == CMD_RESET), ("is_write", cmd == CMD_WRITE), ("is_read", cmd == CMD_READ),
+            ("is_status", cmd == CMD_STATUS), ("repeat", seq_known & (seq == last_seq)))]
+        if self._registered_paths:
+            is_reset, is_write, is_read, is_status, repeat = (reg for reg, _ in decoded)
+        else:
+            is_reset, is_write, is_read, is_status, repeat = (value for _, value in decoded)
+
         with m.FSM(name="link"):
             with m.State("HUNT"):
                 with m.If(got & (byte == SYNC_COMMAND)):
@@ -227,29 +239,52 @@ class HostLink(wiring.Component):
                     m.d.sync += length[:8].eq(byte)
                     m.next = "LEN1"
                 in_frame(on_len0)
+            def length_verdict(new_len):
+                """(known, ok, empty): the command is one of the four, its payload length fits it,
+                the payload is empty."""
+                known, ok = Signal(), Signal()
+                with m.Switch(cmd):
+                    with m.Case(CMD_WRITE):
+                        m.d.comb += [known.eq(1), ok.eq((new_len[:2] == 0) & (new_len <= 4 * MW))]
+                    with m.Case(CMD_READ):
+                        m.d.comb += [known.eq(1), ok.eq(new_len == 2)]
+                    with m.Case(CMD_STATUS, CMD_RESET):
+                        m.d.comb += [known.eq(1), ok.eq(new_len == 0)]
+                return known, ok, new_len == 0
+
+            def check_length(known, ok, empty):
+                """The frame's next state from `length_verdict`."""
+                with m.If(~known):
+                    m.d.sync += reason.eq(NAK_COMMAND)
+                    m.next = "DISCARD"
+                with m.Elif(~ok):
+                    m.d.sync += reason.eq(NAK_LENGTH)
+                    m.next = "DISCARD"
+                with m.Elif(empty):
+                    m.next = "CRC0"
+                with m.Else():
+                    m.next = "PAYLOAD"
+
             with m.State("LEN1"):
                 def on_len1():
                     new_len = Cat(length[:8], byte)
                     m.d.sync += [length[8:].eq(byte), left.eq(new_len), byte_i.eq(0), n_words.eq(0)]
-                    known, ok = Signal(), Signal()
-                    with m.Switch(cmd):
-                        with m.Case(CMD_WRITE):
-                            m.d.comb += [known.eq(1), ok.eq((new_len[:2] == 0) & (new_len <= 4 * MW))]
-                        with m.Case(CMD_READ):
-                            m.d.comb += [known.eq(1), ok.eq(new_len == 2)]
-                        with m.Case(CMD_STATUS, CMD_RESET):
-                            m.d.comb += [known.eq(1), ok.eq(new_len == 0)]
-                    with m.If(~known):
-                        m.d.sync += reason.eq(NAK_COMMAND)
-                        m.next = "DISCARD"
-                    with m.Elif(~ok):
-                        m.d.sync += reason.eq(NAK_LENGTH)
-                        m.next = "DISCARD"
-                    with m.Elif(new_len == 0):
-                        m.next = "CRC0"
-                    with m.Else():
-                        m.next = "PAYLOAD"
+                    if self._registered_paths:
+                        m.next = "LENGTH"
+                    else:
+                        check_length(*length_verdict(new_len))
                 in_frame(on_len1)
+            if self._registered_paths:
+                # (the UP5K's Fmax) the length is checked from the register, its verdict registered
+                # before it decides (two cycles; the next byte is a character time away): the
+                # received byte, the length compares and the state decode had been one path of 9
+                # logic levels, the compares and the decode still 9 after the length register
+                verdict = [Signal(name=n) for n in ("length_known", "length_ok", "length_empty")]
+                with m.State("LENGTH"):
+                    m.d.sync += [r.eq(v) for r, v in zip(verdict, length_verdict(length))]
+                    m.next = "VERDICT"
+                with m.State("VERDICT"):
+                    check_length(*verdict)
             with m.State("PAYLOAD"):
                 def on_payload():
                     m.d.sync += [acc.eq(Cat(acc[8:], byte)), byte_i.eq(byte_i + 1), left.eq(left - 1)]
@@ -265,12 +300,26 @@ class HostLink(wiring.Component):
                 in_frame(on_crc0)
             with m.State("CRC1"):
                 def on_crc1():
+                    if self._registered_paths:
+                        m.next = "CHECK"      # (in_frame has taken the CRC into `crc`)
+                        return
                     with m.If(crc_rx == 0):
                         m.next = "EXEC"
                     with m.Else():
                         m.d.sync += reason.eq(NAK_CRC)
                         m.next = "DISCARD"
                 in_frame(on_crc1)
+            if self._registered_paths:
+                # (the UP5K's Fmax) the frame's CRC is checked a cycle after its last byte, on the
+                # register: the CRC update, its 16-bit compare and the state decode had been one
+                # path of 10 logic levels into `reason`. EXEC's decode is registered meanwhile.
+                with m.State("CHECK"):
+                    m.d.sync += [reg.eq(value) for reg, value in decoded]
+                    with m.If(crc == 0):
+                        m.next = "EXEC"
+                    with m.Else():
+                        m.d.sync += reason.eq(NAK_CRC)
+                        m.next = "DISCARD"
 
             with m.State("DISCARD"):
                 # drop everything until the line is quiet, so the rest of a bad frame is not parsed
@@ -278,30 +327,27 @@ class HostLink(wiring.Component):
                     respond(reason, 0)
 
             with m.State("EXEC"):
-                repeat = seq_known & (seq == last_seq)
-                with m.If(cmd == CMD_RESET):
+                with m.If(is_reset):
                     m.d.sync += reset_count.eq(0)
                     m.next = "RESET"
                 with m.Elif(repeat):
                     # the host did not get our answer: answer again, do nothing twice
-                    with m.Switch(cmd):
-                        with m.Case(CMD_READ):
-                            respond(ACK, last_count)
-                        with m.Case(CMD_STATUS):
-                            respond(ACK, STATUS_WORDS, from_status=True)
-                        with m.Default():
-                            respond(ACK, 0)
+                    with m.If(is_read):
+                        respond(ACK, last_count)
+                    with m.Elif(is_status):
+                        respond(ACK, STATUS_WORDS, from_status=True)
+                    with m.Else():
+                        respond(ACK, 0)
                 with m.Else():
                     # a new frame: the words of the last READ were delivered
                     m.d.sync += [base.eq(base + last_count), last_count.eq(0), last_seq.eq(seq), seq_known.eq(1)]
-                    with m.Switch(cmd):
-                        with m.Case(CMD_WRITE):
-                            m.d.sync += [rd_idx.eq(0), words_valid.eq(0)]
-                            m.next = "DRAIN"
-                        with m.Case(CMD_READ):
-                            m.next = "READ"
-                        with m.Default():
-                            respond(ACK, STATUS_WORDS, from_status=True)
+                    with m.If(is_write):
+                        m.d.sync += [rd_idx.eq(0), words_valid.eq(0)]
+                        m.next = "DRAIN"
+                    with m.Elif(is_read):
+                        m.next = "READ"
+                    with m.Else():
+                        respond(ACK, STATUS_WORDS, from_status=True)
 
             if not self._registered_paths:
                 with m.State("READ"):
@@ -431,7 +477,7 @@ class HostTop(wiring.Component):
         self._link_args = {"max_words": max_words, "out_depth": out_depth, "idle_cycles": idle_bytes * 10 * divisor,
                            "config_id": config_id(cfg),
                            **({"registered_paths": True} if cfg.compact_control or cfg.memory_pipeline else {}),
-                           **({"registered_writes": True} if cfg.memory_pipeline else {})}
+                           **({"registered_writes": True} if cfg.compact_control or cfg.memory_pipeline else {})}
         check_divisor(divisor)
         super().__init__({"rx": In(1, init=1), "tx": Out(1, init=1), "busy": Out(1)})
 

@@ -38,9 +38,9 @@ DSP_PAIR_MIN_Q, DSP_PAIR_MAX_Q = 5, 6
 
 def pairs_lanes(cfg: AccelConfig) -> bool:
     """Whether `cfg`'s lane products are formed two PEs at a time (`dsp_pairs`, uniform weights,
-    a single Q in DSP_PAIR_MIN_Q..DSP_PAIR_MAX_Q, at least two columns). The caller adds the
-    device condition: not on iCE40, whose lane products are LUTs."""
-    return (cfg.dsp_pairs and cfg.weights == "uniform" and not cfg.mixed
+    a single Q in DSP_PAIR_MIN_Q..DSP_PAIR_MAX_Q, at least two columns, no `lut_lanes`). The caller
+    adds the device condition: not on iCE40, whose lane products are LUTs."""
+    return (cfg.dsp_pairs and cfg.weights == "uniform" and not cfg.mixed and not cfg.lut_lanes
             and DSP_PAIR_MIN_Q <= cfg.q <= DSP_PAIR_MAX_Q and cfg.cols >= 2)
 
 

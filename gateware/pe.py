@@ -62,7 +62,7 @@ def ice40_dsp_products(cfg: AccelConfig) -> bool:
     from .postproc import dsp_blocks
 
     return (cfg.weights == "uniform" and not cfg.mixed and cfg.q > LUT_PRODUCT_MAX_Q
-            and cfg.rows * cfg.cols * cfg.lanes + cfg.cols * dsp_blocks(cfg, 16) <= ICE40_DSPS)
+            and cfg.rows * cfg.cols * (cfg.lanes - cfg.lut_lanes) + cfg.cols * dsp_blocks(cfg, 16) <= ICE40_DSPS)
 
 
 def is_ice40(platform) -> bool:
@@ -176,7 +176,8 @@ class ProcessingElement(wiring.Component):
             codes = [self.codes[i] for i in range(lanes)] if self._pair_half == "lo" else []
             lane_sum = pair_lane_sum([self.packed[i] for i in range(lanes)], codes, q, self._pair_half)
         elif not self._cfg.mixed:
-            lane_sum = self._lane_sum(m, q, act, weight, self.lane_valid, lut_products, "", no_reset)
+            lane_sum = self._lane_sum(m, q, act, weight, self.lane_valid, lut_products, "", no_reset,
+                                      lut_lanes=self._cfg.lut_lanes)
         else:
             # Per-layer modes: one lane set per mode, all reading the same operand bits. The mode
             # that is not selected sees lane_valid = 0, so its product flops hold 0 (they do not
@@ -224,9 +225,11 @@ class ProcessingElement(wiring.Component):
 
         return m
 
-    def _lane_sum(self, m, q: int, act, weight, lane_valid, lut_products: bool, prefix: str, no_reset: dict):
+    def _lane_sum(self, m, q: int, act, weight, lane_valid, lut_products: bool, prefix: str, no_reset: dict,
+                  lut_lanes: int = 0):
         """Stage 1 of one mode: the Q-bit lane products of act and weight (registered, masked by
-        `lane_valid`); returns the expression of their sum, for stage 2."""
+        `lane_valid`); returns the expression of their sum, for stage 2. Lanes below `lut_lanes`
+        build their products from LUTs whatever `lut_products` says."""
         lanes = self._cfg.datapath // q
         act_lanes = [act[i * q:(i + 1) * q] for i in range(lanes)]
         weight_lanes = [weight[i * q:(i + 1) * q] for i in range(lanes)]
@@ -259,13 +262,14 @@ class ProcessingElement(wiring.Component):
             # activation bits: w·a = Σ_g (w·a[g]) << g, each group a shift-and-add of at most 4
             # terms (Yosys sees adds, not a `$mul`, so no DSP is taken), registered here and
             # summed in the lane tree of stage 2, so no stage holds a whole wide multiply.
-            step = LUT_GROUP_BITS if lut_products else q
             products = []
             for i, (a, w) in enumerate(zip(act_lanes, weight_lanes)):
+                lane_luts = lut_products or i < lut_lanes
+                step = LUT_GROUP_BITS if lane_luts else q
                 for lo in range(0, q, step):
                     hi = min(lo + step, q)
                     product = Signal(signed(q + (hi - lo) + 1), name=f"{prefix}product{i}_{lo}", **no_reset)
-                    if lut_products:
+                    if lane_luts:
                         value = tree_sum(Mux(a[k], w.as_signed(), 0) << (k - lo) for k in range(lo, hi))
                     else:
                         value = w.as_signed() * a

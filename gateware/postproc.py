@@ -15,8 +15,8 @@ is arithmetic, i.e. floor division by 2^s, as in the contract).
 Pipeline (`latency` = 4 stages, one item per cycle): input register → partial products, each
 sized for one DSP block (18×18 on ECP5; 16×16 on iCE40, chosen from the platform) → their sum
 with the bias (an adder tree) → the shift by s and the activation, into the output register
-(with `memory_pipeline`, the shift and the activation are two stages: `latency` 5). The data
-registers have no reset (only the valid bits do), so Yosys can take the input and product
+(with `memory_pipeline` or `compact_control`, the shift and the activation are two stages:
+`latency` 5). The data registers have no reset (only the valid bits do), so Yosys can take the input and product
 registers into the DSP blocks. Backpressure stalls the whole pipeline:
 `i.ready = ~o.valid | o.ready`; `o.valid` and `o.payload` are registers and hold while stalled.
 """
@@ -90,7 +90,7 @@ class PostProcess(wiring.Component):
         self._cfg = cfg
         self._dsp_width = dsp_width
         #: the shift and the clamp in two stages (see elaborate, stage 4)
-        self.split_clamp = bool(cfg.memory_pipeline)
+        self.split_clamp = bool(cfg.memory_pipeline or cfg.compact_control)
         #: cycles from an accepted input to its output becoming valid, when never stalled
         self.latency = PostProcess.latency + self.split_clamp
         super().__init__({
@@ -195,10 +195,10 @@ class PostProcess(wiring.Component):
         qo = {"qo": s3["qo"]} if cfg.mixed else {}
 
         # 4: arithmetic shift right (floor division by 2^s) and the activation, into the output
-        # register. With `memory_pipeline` (the ULX3S at 100 MHz) t is registered between them:
-        # the 65-bit shifter and the clamp's OR over t's high bits were 11-14 logic levels in
-        # one cycle; the register is a copy of t (the output's logit), cheap on that device.
-        # The small devices keep one stage.
+        # register. With `memory_pipeline` or `compact_control` (both boards' Fmax) t is
+        # registered between them: the 65-bit shifter and the clamp's OR over t's high bits were
+        # 11-14 logic levels in one cycle on the ULX3S, the UP5K's shift (its low 3 bits, the
+        # coarse part sits behind the sum) and clamp 9. Configs without either keep one stage.
         t = Signal(width)
         m.d.comb += t.eq(total >> shift)
         s4 = {"act": act, **({"qo": qo["qo"]} if cfg.mixed else {})}

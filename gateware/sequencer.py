@@ -52,6 +52,8 @@ unit lets the feeder see a flop as the units' ready.
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Shape, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFO
@@ -235,7 +237,7 @@ class Sequencer(wiring.Component):
         init_k = Signal(range(R + 1))
         # Layer constants registered at SETUP, so no path runs from the latched entry (or a "− 1"
         # subtractor) into the issue, drain and pool logic: `*_last` = the field − 1.
-        h_last, w_last = Signal(dim), Signal(dim)
+        h_last, w_last = Signal(dim), Signal(dim, name="w_last")  # (named: the closures below read it)
         tiles_last, out_tiles_last = Signal(n_tiles), Signal(n_out_tiles)
         passes_last, pass_groups_last, groups_last = Signal(4), Signal(grp), Signal(grp)
         out_h_last, out_w_last, out_words_last = Signal(dim), Signal(dim), Signal(grp)
@@ -277,50 +279,111 @@ class Sequencer(wiring.Component):
         flags = cfg.at_last_flags
         at_last = {}
 
-        def last_flag(ctr, last, single, before):
-            """`ctr == last`: with flags a registered flag, kept by `count_up` and `restart`. `single`:
-            whether the counter's first value is its last (the flag after SETUP and after every
-            restart); `before`: its last value minus one, from the entry (a count onto the last
-            value compares the counter with a register, not the incremented counter with `last`:
-            ABC made that an 11-LUT ripple, the UP5K's critical path)."""
+        def last_flag(ctr, last, single, double, before2):
+            """`ctr == last`: with flags a registered flag, kept by `count_up` and `restart`, with a
+            second one a step ahead, "ctr == last − 1" (`<ctr>_at_penult`), so that the at-last
+            flag's next value is a choice of flip-flops; the lookahead flag's own next value
+            compares the counter with a register, `before2` = last − 2 (comparing the incremented
+            counter with `last` made ABC build an 11-LUT ripple, the UP5K's critical path). From
+            the entry at SETUP: `single` (the first value is the last: the at-last flag after every
+            restart), `double` (the first value is the one before the last) and `before2`."""
             if not flags:
                 return ctr == last
-            flag = Signal(name=f"{ctr.name}_at_last")
-            single_r = Signal(name=f"{ctr.name}_single")
-            before_r = Signal(len(ctr), name=f"{ctr.name}_before_last")
-            at_last[id(ctr)] = (flag, single_r, before_r, single, before)
-            return flag
+            f = SimpleNamespace(
+                flag=Signal(name=f"{ctr.name}_at_last"), penult=Signal(name=f"{ctr.name}_at_penult"),
+                single_r=Signal(name=f"{ctr.name}_single"), double_r=Signal(name=f"{ctr.name}_double"),
+                before2_r=Signal(len(ctr), name=f"{ctr.name}_before2"), single=single, double=double, before2=before2)
+            at_last[id(ctr)] = f
+            return f.flag
 
         def field_flag(ctr, last, field):
             """last_flag of a counter from 0 to last = L.field − 1."""
-            return last_flag(ctr, last, L[field] == 1, L[field] - 2)
+            return last_flag(ctr, last, L[field] == 1, L[field] == 2, L[field] - 3)
 
         def count_up(ctr):
-            """ctr.eq(ctr + 1), and with flags its at-last flag."""
+            """ctr.eq(ctr + 1), and with flags its flags."""
             if not flags:
                 return [ctr.eq(ctr + 1)]
-            flag, _, before_r, _, _ = at_last[id(ctr)]
-            return [ctr.eq(ctr + 1), flag.eq(ctr == before_r)]
+            f = at_last[id(ctr)]
+            return [ctr.eq(ctr + 1), f.flag.eq(f.penult), f.penult.eq(ctr == f.before2_r)]
 
         def restart(ctr, first):
-            """ctr.eq(first), and with flags its at-last flag."""
+            """ctr.eq(first), and with flags its flags."""
             if not flags:
                 return [ctr.eq(first)]
-            flag, single_r, _, _, _ = at_last[id(ctr)]
-            return [ctr.eq(first), flag.eq(single_r)]
+            f = at_last[id(ctr)]
+            return [ctr.eq(first), f.flag.eq(f.single_r), f.penult.eq(f.double_r)]
 
         def setup_flags():
-            """At SETUP every issue counter starts: its flags from the latched entry."""
-            return [a.eq(b) for flag, single_r, before_r, single, before in at_last.values()
-                    for a, b in ((flag, single), (single_r, single), (before_r, before))]
+            """At SETUP every issue counter starts: its flags from the latched entry, and the
+            nests' registered products."""
+            return [a.eq(b) for f in at_last.values()
+                    for a, b in ((f.flag, f.single), (f.penult, f.double), (f.single_r, f.single),
+                                 (f.double_r, f.double), (f.before2_r, f.before2))] + \
+                   [stmt for chain in nests.values() for stmt in chain.setup]
+
+        class Nest:
+            """With flags, an issue counters' nest (innermost first) keeps, per level k, "every
+            counter up to k at its last" as a register (`at[k]`), so that a level's enable is
+            issue & one flop, not an AND of the flags of every level inside it (that AND, the
+            tile-last decision and the issue were the UP5K's critical path, into ~100 enables).
+            `single[k]`: every counter up to k has one value (the products after a restart)."""
+
+            def __init__(self, name, ctrs):
+                fs = [at_last[id(c)] for c in ctrs]
+                self.fs = fs
+                self.at = [fs[0].flag] + [Signal(name=f"{name}_at_last{k}") for k in range(1, len(ctrs))]
+                self.single = [Signal(name=f"{name}_single{k}") for k in range(len(ctrs))]
+                self.setup = [reg.eq(Cat(*[f.single for f in fs[:k + 1]]).all())
+                              for k in range(len(ctrs)) for reg in ((self.single[k],) + ((self.at[k],) if k else ()))]
+
+            def on_issue(self):
+                """The products after an issue: counters up to the highest level m at its last
+                restart, level m + 1 counts up, the rest hold. So level k's product is
+                single[k] if it was at its last, single[k − 1] & penult[k] if level k − 1 was
+                (k counts up onto ...), else its product below & its own flag (unchanged)."""
+                stmts, below = [], self.fs[0].penult     # level 0 alone: counts up unless at last
+                below = Mux(self.at[0], self.single[0], below)
+                for k in range(1, len(self.fs)):
+                    here = Mux(self.at[k], self.single[k],
+                               Mux(self.at[k - 1], self.single[k - 1] & self.fs[k].penult, below & self.fs[k].flag))
+                    stmts.append(self.at[k].eq(here))
+                    below = here
+                return stmts
+
+        nests = {}
+
+        def nest(name, levels):
+            """An issue counters' nest, innermost first: `levels` = [(counter, at_last, emit)],
+            where `emit()` writes the level's statements, which run when this level's counter and
+            every one inside it is at its last. Without flags, nested `If`s of each level's
+            `at_last`; with flags, one `If` per level on the nest's product register, in order (a
+            later level's statements take precedence, as when nested), and the products' update."""
+            if not flags:
+                def emit_from(k):
+                    if k < len(levels):
+                        with m.If(levels[k][1]):
+                            levels[k][2]()
+                            emit_from(k + 1)
+                emit_from(0)
+                return
+            chain = nests[name]
+            m.d.sync += chain.on_issue()
+            for k, (_, _, emit) in enumerate(levels):
+                with m.If(chain.at[k]):
+                    emit()
 
         g_last_now, j_last_now = field_flag(g, pass_groups_last, "pass_groups"), field_flag(j, passes_last, "passes")
         to_last_now, t_last_now = field_flag(to, out_tiles_last, "out_tiles"), field_flag(t, tiles_last, "tiles")
         h_last_now, w0_last_now = field_flag(h, h_last, "height"), field_flag(w0, w_last, "width")
         # (the taps start at kw0, kh0 = 1 when folded, else 0, and end at kw1, kh1 = 1 when folded,
         # else 2: a folded tap is single)
-        kw_last_now = last_flag(kw, kw1, L.fold_w, Mux(L.fold_w, 0, 1))
-        kh_last_now = last_flag(kh, kh1, L.fold_h, Mux(L.fold_h, 0, 1))
+        kw_last_now = last_flag(kw, kw1, L.fold_w, 0, 0)
+        kh_last_now = last_flag(kh, kh1, L.fold_h, 0, 0)
+        if flags:
+            # CONV: taps kw, kh, groups g, passes j, output tiles to, pixel tiles t; DENSE: groups
+            # g, positions w0, h, output tiles to. (A layer runs one of the two; SETUP sets both.)
+            nests.update(conv=Nest("conv", (kw, kh, g, j, to, t)), dense=Nest("dense", (g, w0, h, to)))
         gc_last = Signal()      # the last group of the pass
         m.d.comb += gc_last.eq(g_last_now)
         issue = Signal()        # one array cycle issued this cycle
@@ -1246,52 +1309,70 @@ class Sequencer(wiring.Component):
                 m.d.comb += [self.busy.eq(1), rd_sel.eq(0), issue.eq(can_issue), rot_now.eq(cur_s),
                              tile_rows.eq(exists),
                              tile_first.eq((j == 0) & (gg == 0) & (kh == kh0) & (kw == kw0)),
-                             tile_last.eq(j_last_now & gc_last & kh_last_now & kw_last_now)]
+                             tile_last.eq(nests["conv"].at[3] if flags else
+                                          j_last_now & gc_last & kh_last_now & kw_last_now)]
                 with m.If(issue):
                     m.d.sync += rowv_a.eq(conv_rowv)
                     m.d.sync += count_up(kw)
-                    with m.If(kw_last_now):
+
+                    def next_kh():
                         m.d.sync += [*restart(kw, kw0), *count_up(kh)]
-                        with m.If(kh_last_now):
-                            m.d.sync += [*restart(kh, kh0), *count_up(g), gg.eq(gg + 1)]
-                            with m.If(gc_last):
-                                m.d.sync += [*restart(g, 0), *count_up(j), wcount.eq(wtile)]
-                                with m.If(j_last_now):
-                                    # tile of output channels done
-                                    m.d.sync += [*restart(j, 0), gg.eq(0), *count_up(to),
-                                                 wcount.eq(wcount + 1), wtile.eq(wcount + 1)]
-                                    with m.If(to_last_now):
-                                        # pixel tile done: the next R raster positions
-                                        m.d.sync += [*restart(to, 0), wcount.eq(L.weight_base), wtile.eq(L.weight_base),
-                                                     *count_up(t), tG.eq(tG + L.groups), tGo.eq(tGo + L.out_groups)]
-                                        for r in range(R):
-                                            nw = pos_w[r] + L.tile_dw
-                                            wrap = nw > w_last
-                                            m.d.sync += [pos_w[r].eq(Mux(wrap, nw - L.width, nw)),
-                                                         pos_h[r].eq(pos_h[r] + L.tile_dh + wrap)]
-                                        with m.If(t_last_now):
-                                            m.next = "FINISH"
+
+                    def next_group():
+                        m.d.sync += [*restart(kh, kh0), *count_up(g), gg.eq(gg + 1)]
+
+                    def next_pass():
+                        m.d.sync += [*restart(g, 0), *count_up(j), wcount.eq(wtile)]
+
+                    def next_out_tile():
+                        # tile of output channels done
+                        m.d.sync += [*restart(j, 0), gg.eq(0), *count_up(to),
+                                     wcount.eq(wcount + 1), wtile.eq(wcount + 1)]
+
+                    def next_pixel_tile():
+                        # pixel tile done: the next R raster positions
+                        m.d.sync += [*restart(to, 0), wcount.eq(L.weight_base), wtile.eq(L.weight_base),
+                                     *count_up(t), tG.eq(tG + L.groups), tGo.eq(tGo + L.out_groups)]
+                        for r in range(R):
+                            nw = pos_w[r] + L.tile_dw
+                            wrap = nw > w_last
+                            m.d.sync += [pos_w[r].eq(Mux(wrap, nw - L.width, nw)),
+                                         pos_h[r].eq(pos_h[r] + L.tile_dh + wrap)]
+
+                    def finish():
+                        m.next = "FINISH"
+
+                    nest("conv", [(kw, kw_last_now, next_kh), (kh, kh_last_now, next_group), (g, gc_last, next_pass),
+                                  (j, j_last_now, next_out_tile), (to, to_last_now, next_pixel_tile),
+                                  (t, t_last_now, finish)])
 
             with m.State("DENSE"):
                 # input positions i = h·W + w in raster order (bank wr, address part tG); groups innermost
                 m.d.comb += [self.busy.eq(1), rd_sel.eq(1), issue.eq(can_issue), rot_now.eq(wr), tile_rows.eq(1),
                              tile_first.eq((h == 0) & (w0 == 0) & (gg == 0)),
-                             tile_last.eq(h_last_now & w0_last_now & gc_last)]
+                             tile_last.eq(nests["dense"].at[2] if flags else h_last_now & w0_last_now & gc_last)]
                 with m.If(issue):
                     m.d.sync += [rowv_a.eq(1), *count_up(g), gg.eq(gg + 1)]
-                    with m.If(gc_last):
+
+                    def next_position():
                         m.d.sync += [*restart(g, 0), gg.eq(0), *count_up(w0), wr.eq(wr + 1)]
                         if R == 1:
                             m.d.sync += [wr.eq(0), tG.eq(tG + L.groups)]
                         else:
                             with m.If(wr == R - 1):
                                 m.d.sync += [wr.eq(0), tG.eq(tG + L.groups)]
-                        with m.If(w0_last_now):
-                            m.d.sync += [*restart(w0, 0), *count_up(h)]
-                            with m.If(h_last_now):
-                                m.d.sync += [*restart(h, 0), wr.eq(0), tG.eq(0), *count_up(to)]
-                                with m.If(to_last_now):
-                                    m.next = "FINISH"
+
+                    def next_row():
+                        m.d.sync += [*restart(w0, 0), *count_up(h)]
+
+                    def next_out_tile():
+                        m.d.sync += [*restart(h, 0), wr.eq(0), tG.eq(0), *count_up(to)]
+
+                    def finish():
+                        m.next = "FINISH"
+
+                    nest("dense", [(g, gc_last, next_position), (w0, w0_last_now, next_row),
+                                   (h, h_last_now, next_out_tile), (to, to_last_now, finish)])
 
             with m.State("POOL"):
                 m.d.comb += [self.busy.eq(1), rd_sel.eq(2), p_issue.eq(1)]

@@ -178,6 +178,13 @@ class QjouleAccel(wiring.Component):
         flagged = cfg.at_last_flags
         plane_l, ph_l, ckh_l = (Signal(name=n) for n in ("plane_at_last", "ph_at_last", "ckh_at_last"))
         px_c_l, px_w_l = Signal(name="px_c_at_last"), Signal(name="px_w_at_last")
+        # channels − 2 and width − 2: a step of the pixel walk onto its last channel or column
+        # compares the counter with these (comparing the incremented counter with channels − 1
+        # made ABC build a 10-LUT ripple). Registers following the descriptor, which is written
+        # at least a cycle before the image's first pixel word arrives.
+        c_before2, w_before2 = Signal.like(px_c, name="c_before2"), Signal.like(px_w, name="w_before2")
+        if flagged:
+            m.d.sync += [c_before2.eq(image.channels - 2), w_before2.eq(image.width - 2)]
         if flagged:
             plane_at_last, ph_more, ckh_more = plane_l, ~ph_l, ~ckh_l
             last_step_now = plane_l & ph_l & ckh_l
@@ -206,16 +213,27 @@ class QjouleAccel(wiring.Component):
         up_sum = Signal(range(2 * R + 1))           # s + W mod R
         down_diff = Signal(signed(len(up_sum) + 1))  # s − W mod R
         m.d.comb += [up_sum.eq(px_s + image.wmod), down_diff.eq(px_s - image.wmod)]
+        # (px_q ± (W div R)·G, ± G more: with at_last_flags the sums of descriptor fields are
+        # registers following the descriptor, so an image write's address is one adder after px_q,
+        # not three; the descriptor is written at least a cycle before the first pixel word)
+        targets_q = [px_q + image.wdiv_g + image.groups, px_q + image.wdiv_g,
+                     px_q - image.wdiv_g - image.groups, px_q - image.wdiv_g]
+        if flagged:
+            regs = [Signal(ab, name=f"image_{n}") for n in ("up_far", "up_near", "down_far", "down_near")]
+            m.d.sync += [r.eq(v) for r, v in zip(regs, (image.wdiv_g + image.groups, image.wdiv_g,
+                                                        -image.wdiv_g - image.groups, -image.wdiv_g))]
+            targets_q = [px_q + r for r in regs]
+        up_far, up_near, down_far, down_near = targets_q
         with m.If(ckh == 0):
             with m.If(up_sum >= R):
-                m.d.comb += [c_q.eq(px_q + image.wdiv_g + image.groups), c_s.eq(up_sum - R)]
+                m.d.comb += [c_q.eq(up_far), c_s.eq(up_sum - R)]
             with m.Else():
-                m.d.comb += [c_q.eq(px_q + image.wdiv_g), c_s.eq(up_sum)]
+                m.d.comb += [c_q.eq(up_near), c_s.eq(up_sum)]
         with m.Elif(ckh == 2):
             with m.If(down_diff < 0):
-                m.d.comb += [c_q.eq(px_q - image.wdiv_g - image.groups), c_s.eq(down_diff + R)]
+                m.d.comb += [c_q.eq(down_far), c_s.eq(down_diff + R)]
             with m.Else():
-                m.d.comb += [c_q.eq(px_q - image.wdiv_g), c_s.eq(down_diff)]
+                m.d.comb += [c_q.eq(down_near), c_s.eq(down_diff)]
         with m.Else():
             m.d.comb += [c_q.eq(px_q), c_s.eq(px_s)]
         h_ok = Signal()
@@ -260,8 +278,10 @@ class QjouleAccel(wiring.Component):
         for kw in range(3):
             qG, bank = Signal(ab, name=f"t_qG{kw}"), Signal(range(R), name=f"t_bank{kw}")
             if kw == 1 or R == 1:
-                step = {0: 1, 1: 0, 2: -1}[kw]
-                m.d.comb += [qG.eq(c_q + step * image.groups if step else c_q), bank.eq(0 if R == 1 else c_s)]
+                # (an add or a subtract: `step * groups` was a $mul, which the iCE40 build put in
+                # an SB_MAC16 without registers, a path nextpnr does not time)
+                qG_kw = {0: c_q + image.groups, 1: c_q, 2: c_q - image.groups}[kw]
+                m.d.comb += [qG.eq(qG_kw), bank.eq(0 if R == 1 else c_s)]
             elif kw == 0:   # position + 1
                 m.d.comb += [qG.eq(Mux(c_s == R - 1, c_q + image.groups, c_q)),
                              bank.eq(Mux(c_s == R - 1, 0, c_s + 1))]
@@ -446,7 +466,7 @@ class QjouleAccel(wiring.Component):
                             m.d.comb += restart_offsets.eq(1)
                             m.d.sync += [*set_ph(0), *set_ckh(kh_first), pix_idx.eq(pix_idx + 1)]
                             _next_pixel(m, cfg, image, px_c_lane, px_c_group, px_c, px_h, px_w, px_q, px_s,
-                                        (px_c_l, px_w_l) if flagged else None)
+                                        (px_c_l, px_w_l, c_before2, w_before2) if flagged else None)
                             with m.If(pix_idx == pix_last):
                                 m.d.sync += [pix_idx.eq(0), remaining.eq(remaining - 1), rem_one.eq(remaining == 2),
                                              rem_zero.eq(rem_one)]
@@ -579,13 +599,13 @@ class _DescriptorFields:
 
 def _next_pixel(m, cfg, image, lane, group, c, h, w, q, bank, flags=None):
     """Advance the (h, w, c) pixel walk of the image writer (and its raster position (q, bank)).
-    `flags`: registered (c == channels − 1, w == width − 1), written with c and w (compact_control),
-    instead of the compares."""
+    `flags`: registered (c == channels − 1, w == width − 1), written with c and w (at_last_flags),
+    instead of the compares, and the registers channels − 2 and width − 2 they are written from."""
     S, R = cfg.lanes, cfg.rows
     m.d.sync += [c.eq(c + 1), lane.eq(lane + 1)]
     if flags is not None:
-        c_l, w_l = flags
-        m.d.sync += c_l.eq(c + 1 == image.channels - 1)
+        c_l, w_l, c_before2, w_before2 = flags
+        m.d.sync += c_l.eq(c == c_before2)
     if S == 1:
         m.d.sync += [lane.eq(0), group.eq(group + 1)]
     else:
@@ -594,7 +614,7 @@ def _next_pixel(m, cfg, image, lane, group, c, h, w, q, bank, flags=None):
     with m.If(c_l if flags is not None else c == image.channels - 1):
         m.d.sync += [c.eq(0), lane.eq(0), group.eq(0), w.eq(w + 1), bank.eq(bank + 1)]
         if flags is not None:
-            m.d.sync += [c_l.eq(image.channels == 1), w_l.eq(w + 1 == image.width - 1)]
+            m.d.sync += [c_l.eq(image.channels == 1), w_l.eq(w == w_before2)]
         if R == 1:
             m.d.sync += [bank.eq(0), q.eq(q + image.groups)]
         else:

@@ -63,7 +63,7 @@ def dsp_demand(cfg: AccelConfig, b: Board) -> int:
     """DSP blocks the datapath asks for, counted from how the gateware writes its multiplies
     (an estimate of Yosys' mapping): uniform lane products above LUT_PRODUCT_MAX_Q on ECP5 (one
     per pair of columns at Q 5..6, `gateware.lane_pair`; on iCE40 where `ice40_dsp_products` puts
-    them in DSPs; power-of-two lanes have none), and per post-processing column acc_lo × m (one
+    them in DSPs; power-of-two lanes and `lut_lanes` have none), and per post-processing column acc_lo × m (one
     block) plus acc_hi × m (acc_hi split into block-wide pieces: 18 bits signed on ECP5, 16 on
     iCE40, where m's top 2 bits go to LUTs)."""
     from qjoule.gateware.pe import LUT_PRODUCT_MAX_Q, ice40_dsp_products
@@ -75,7 +75,7 @@ def dsp_demand(cfg: AccelConfig, b: Board) -> int:
     on_dsps = multiplies if b.family == "ecp5" else ice40_dsp_products(cfg)
     # Paired lanes (ECP5, Q 5..6): columns 2k and 2k + 1 share a multiply per lane.
     cols = (cfg.cols + 1) // 2 if lane_pairs_on(cfg, b) else cfg.cols
-    lanes = cfg.rows * cols * cfg.lanes if on_dsps else 0
+    lanes = cfg.rows * cols * (cfg.lanes - cfg.lut_lanes) if on_dsps else 0
     post = cfg.cols * dsp_blocks(cfg, width)
     return lanes + post
 
@@ -105,9 +105,10 @@ def lane_pairs_for(cfg: AccelConfig, b: Board) -> AccelConfig:
 #: a separate write port, so Yosys would emulate it in soft logic (a register of the written word
 #: and its address, a comparator and a multiplexer: about 230 flip-flops and as many LUTs on the
 #: UP5K); marking a collision as undefined lets each map to bare block RAM.
-NO_COLLISION_READS = ("*.link/t:$memrd_v2", "*.params/t:$memrd_v2", "*.params.memory/t:$memrd_v2",
-                      "*.params.chunk*/t:$memrd_v2", "*.table/t:$memrd_v2")
-#: (params.memory: its pieces with memory_pipeline 1; params.chunk<k>: its chunks' with 2)
+NO_COLLISION_READS = ("*.link/t:$memrd_v2", "*.params*/t:$memrd_v2", "*.table/t:$memrd_v2")
+#: (`*.params*`: the param buffer is `params` itself without memory_pipeline, its pieces
+#: `params.memory` with 1, its chunks `params.chunk<k>` with 2; one pattern that always matches a
+#: module, where a pattern per case made Yosys warn of the ones that matched none)
 
 
 #: iCE40: the FSM state registers of the board top (sequencer, writer, input parser, host link).

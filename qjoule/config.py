@@ -40,7 +40,7 @@ TABLE_KINDS = ("wide", "words")
 #: Fields added after version 1 that appear in the JSON (and so in config_id) only when they are
 #: not at their default: every config written before them keeps its JSON and its Verilog.
 _OPTIONAL_FIELDS = {"act_memory": "bram", "weight_memory": "bram", "layer_table": "wide", "memory_pipeline": 0,
-                    "fuse_pool": True, "debug_dump": True, "compact_control": False, "dsp_pairs": True}
+                    "fuse_pool": True, "debug_dump": True, "compact_control": False, "dsp_pairs": True, "lut_lanes": 0}
 #: Tile-metadata FIFO entries of a compact_control config at R = 1 (AccelConfig.tile_meta_depth).
 TILE_META_DEPTH_R1 = 2
 #: Register stages the activation, weight and param buffers may add to a read (`memory_pipeline`).
@@ -132,6 +132,11 @@ class AccelConfig:
     #: in one multiply (they share the row's activation; gateware/lane_pair.py), so a DSP block
     #: serves two lanes. Off: one multiply per lane. (iCE40 builds make these products in LUTs.)
     dsp_pairs: bool = True
+    #: Lanes per PE (the first ones) whose products are built from LUTs even above Q = 4, where the
+    #: rest take DSP blocks (uniform weights, one Q; such lanes are not paired). 0: every lane
+    #: product above Q = 4 is a multiply for a DSP. The ULX3S at Q = 7 and 8: its 144 lane
+    #: multiplies filled the DSP rows, and no build around them routed.
+    lut_lanes: int = 0
     name: str = "default"
 
     def __post_init__(self):
@@ -147,7 +152,7 @@ class AccelConfig:
     def validate(self) -> None:
         for field in ("q", "datapath", "rows", "cols", "act_buffer_bits", "weight_buffer_bits",
                       "max_channels", "max_height", "max_width", "max_dense_inputs", "max_classes", "pp_channels",
-                      "pp_bias_bits", "memory_pipeline"):
+                      "pp_bias_bits", "memory_pipeline", "lut_lanes"):
             value = getattr(self, field)
             if not isinstance(value, int) or isinstance(value, bool):
                 raise UserError(f"{field} must be an integer, got {value!r}")
@@ -175,6 +180,11 @@ class AccelConfig:
         for field, kinds in (("act_memory", MEMORY_KINDS), ("weight_memory", MEMORY_KINDS), ("layer_table", TABLE_KINDS)):
             if getattr(self, field) not in kinds:
                 raise UserError(f"{field} must be one of {', '.join(map(repr, kinds))}, got {getattr(self, field)!r}")
+        if not 0 <= self.lut_lanes <= self.datapath // self.q:
+            raise UserError(f"lut_lanes must be 0..{self.datapath // self.q} (the lanes of a PE), got {self.lut_lanes!r}")
+        if self.lut_lanes and (self.weights != "uniform" or self.mixed):
+            raise UserError(f"lut_lanes applies to uniform weights at one Q; got lut_lanes={self.lut_lanes} with "
+                            f"weights {self.weights!r}" + (f" and q_modes {list(self.q_modes)}" if self.mixed else ""))
         if self.memory_pipeline not in MEMORY_PIPELINES:
             raise UserError(f"memory_pipeline must be one of {', '.join(map(str, MEMORY_PIPELINES))} (register stages "
                             f"after a buffer read), got {self.memory_pipeline!r}")

@@ -43,6 +43,9 @@ def test_default_datapath_is_a_multiple(q):
     ({"cols": -1}, "cols must be >= 1, got -1"),
     ({"memory_pipeline": 3}, "memory_pipeline must be one of 0, 1, 2 (register stages after a buffer read), got 3"),
     ({"memory_pipeline": 1, "act_memory": "spram"}, "needs act_memory and weight_memory 'bram', got 'spram' and 'bram'"),
+    ({"q": 8, "lut_lanes": 3}, "lut_lanes must be 0..2 (the lanes of a PE), got 3"),
+    ({"q": 8, "lut_lanes": -1}, "lut_lanes must be 0..2 (the lanes of a PE), got -1"),
+    ({"q": 4, "lut_lanes": 1, "weights": "pot"}, "lut_lanes applies to uniform weights at one Q; got lut_lanes=1 with weights 'pot'"),
 ])
 def test_bad_values_name_the_value(changes, fragment):
     with pytest.raises(UserError, match=fragment.replace("(", r"\(").replace(")", r"\)")):
@@ -59,6 +62,10 @@ def test_json_round_trip(tmp_path):
     assert data["memory_pipeline"] == 2 and cfg.read_latency == 3
     # a field at its default stays out of the JSON (and so out of config_id)
     assert "memory_pipeline" not in json.loads(variant("tiny").to_json())
+    assert "lut_lanes" not in json.loads(variant("tiny").to_json())
+    halved = variant("ulx3s", q=8, lut_lanes=1)
+    path.write_text(halved.to_json())
+    assert AccelConfig.load(path) == halved and json.loads(path.read_text())["lut_lanes"] == 1
 
 
 def test_load_rejects_wrong_files(tmp_path):

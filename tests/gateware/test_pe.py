@@ -97,6 +97,20 @@ def test_random_cycles_follow_golden_word_by_word(q, products):
     assert seen == expected
 
 
+@pytest.mark.parametrize("q, lut_lanes", [(8, 1), (5, 2)])
+def test_lut_lanes_beside_multiplies_follow_golden(q, lut_lanes):
+    """`lut_lanes`: the first lanes' products shift-and-add in LUTs, the others multiply; the
+    accumulator equals the golden model every cycle either way."""
+    from amaranth.back import rtlil
+
+    cfg = variant("tiny", q, lut_lanes=lut_lanes)
+    cycles, expected = random_cycles(cfg, np.random.default_rng(200 + q))
+    assert run_pe(ProcessingElement(cfg), cycles) == expected
+    # the multiplies Yosys would map to DSP blocks: one per lane not built from LUTs
+    text = rtlil.convert(ProcessingElement(cfg))
+    assert text.count("cell $mul ") == cfg.lanes - lut_lanes
+
+
 @pytest.mark.parametrize("q", [1, 4, 8])
 def test_register_operands_take_the_words_a_cycle_ahead(q):
     """register_operands (the ULX3S array's per-PE operand registers): the words applied a cycle

@@ -153,6 +153,11 @@ def test_dsp_demand_by_hand():
     # its own block per lane.
     assert dsp_demand(variant("ulx3s", 5), board("ulx3s-85f")) == 8 * 4 * 3 + 8 * 2
     assert dsp_demand(variant("ulx3s", 5, cols=7), board("ulx3s-85f")) == 8 * 4 * 3 + 7 * 2
+    # lut_lanes: the first lanes of every PE build their products in LUTs (Q = 8: one of two),
+    # and a config with them is not paired (Q = 6: 8·8 PEs × 1 lane in blocks).
+    assert dsp_demand(variant("ulx3s", 8, lut_lanes=1), board("ulx3s-85f")) == 8 * 8 * 1 + 16
+    assert dsp_demand(variant("ulx3s", 8, lut_lanes=2), board("ulx3s-85f")) == 16
+    assert dsp_demand(variant("ulx3s", 6, lut_lanes=1), board("ulx3s-85f")) == 8 * 8 * 1 + 8 * 2
     # On iCE40 the lanes are never paired (LUT products there).
     assert dsp_demand(variant("tiny", 5), board("icebreaker")) == 2 * 2
 
