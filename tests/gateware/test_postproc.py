@@ -66,6 +66,13 @@ def expected_output(cfg, item) -> tuple[int, int]:
     return code, t
 
 
+def latency_of(cfg, dsp_width=None) -> int:
+    """An instance's `latency`, from a unit built only to read it (not elaborated: silenced)."""
+    pp = PostProcess(cfg, dsp_width=dsp_width)
+    pp._MustUse__silence = True
+    return pp.latency
+
+
 def run_stream(cfg, items, *, seed, gap=0.3, stall=0.4, dsp_width=None):
     dut = PostProcess(cfg, dsp_width=dsp_width)
     rng_in, rng_out = random.Random(seed), random.Random(seed + 1)
@@ -131,6 +138,11 @@ def test_icebreaker_compact_control_split_shift(q):
     assert {item["shift"] >> 3 for item in items} == set(range(8))
     received, _ = run_stream(cfg, items, seed=q, dsp_width=16)
     assert received == [expected_output(cfg, item) for item in items]
+    # t registered between the shift and the clamp (as on the ULX3S), still one result per cycle
+    assert latency_of(cfg, dsp_width=16) == PostProcess.latency + 1
+    received, cycles = run_stream(cfg, items[:40], seed=q, gap=0.0, stall=0.0, dsp_width=16)
+    assert received == [expected_output(cfg, item) for item in items[:40]]
+    assert cycles == 40 + PostProcess.latency + 1
 
 
 @pytest.mark.parametrize("q", [1, 4, 16])
@@ -138,7 +150,7 @@ def test_ulx3s_board_registers_t_between_shift_and_clamp(q):
     """memory_pipeline (the ULX3S board config): t is registered between the shift and the clamp
     (latency 5); exact under gaps and backpressure, and still one result per cycle."""
     cfg = board_config("ulx3s-85f", q)
-    assert cfg.memory_pipeline and PostProcess(cfg).latency == PostProcess.latency + 1
+    assert cfg.memory_pipeline and latency_of(cfg) == PostProcess.latency + 1
     items = random_items(cfg, random.Random(40 + q), 150)
     received, _ = run_stream(cfg, items, seed=q)
     assert received == [expected_output(cfg, item) for item in items]
@@ -163,7 +175,7 @@ def test_full_throughput_without_backpressure():
     items = random_items(cfg, random.Random(3), 64)
     received, cycles = run_stream(cfg, items, seed=3, gap=0.0, stall=0.0)
     assert received == [expected_output(cfg, item) for item in items]
-    assert cycles == len(items) + PostProcess(cfg).latency
+    assert cycles == len(items) + latency_of(cfg)
 
 
 def test_hand_computed_values():
