@@ -74,10 +74,10 @@ class HostLink(wiring.Component):
     registered a cycle before the answer, the result buffer's `ready` is a flip-flop, set
     while it had room for two words a cycle before (so it holds out_depth − 1 words), and a
     frame's length is checked from registers (states LENGTH, VERDICT) and its CRC a cycle after
-    its last byte (CHECK).
-    `registered_writes` (both boards' Fmax): a payload word goes into the frame buffer a cycle
-    after its last byte, from registers, not from the byte decode (the frame's CRC comes later),
-    and the received byte is registered before the decode (every frame a cycle later).
+    its last byte (CHECK), and the received byte is registered before the decode (every frame a
+    cycle later).
+    `registered_writes` (the ULX3S's Fmax): a payload word goes into the frame buffer a cycle
+    after its last byte, from registers, not from the byte decode (the frame's CRC comes later).
     """
 
     def __init__(self, *, max_words: int = DEFAULT_MAX_WORDS, out_depth: int = 512, idle_cycles: int,
@@ -133,8 +133,8 @@ class HostLink(wiring.Component):
         # -- receiving ---------------------------------------------------------------------------
         byte, got, rx_error = self.rx.payload, self.rx.valid, self.rx_error
         m.d.comb += self.rx.ready.eq(1)   # bytes outside a frame (or while answering) are dropped
-        if self._registered_writes:
-            # (the ULX3S's Fmax) the byte and the UART's flags are registered before the decode:
+        if self._registered_paths:
+            # (both boards' Fmax) the byte and the UART's flags are registered before the decode:
             # the UART's bit timer and the frame decoder had been one path of 9 logic levels
             byte_q, got_q, error_q = Signal(8, name="rx_byte"), Signal(name="rx_got"), Signal(name="rx_error_q")
             m.d.sync += [byte_q.eq(byte), got_q.eq(got), error_q.eq(rx_error)]
@@ -477,7 +477,7 @@ class HostTop(wiring.Component):
         self._link_args = {"max_words": max_words, "out_depth": out_depth, "idle_cycles": idle_bytes * 10 * divisor,
                            "config_id": config_id(cfg),
                            **({"registered_paths": True} if cfg.compact_control or cfg.memory_pipeline else {}),
-                           **({"registered_writes": True} if cfg.compact_control or cfg.memory_pipeline else {})}
+                           **({"registered_writes": True} if cfg.memory_pipeline else {})}
         check_divisor(divisor)
         super().__init__({"rx": In(1, init=1), "tx": Out(1, init=1), "busy": Out(1)})
 

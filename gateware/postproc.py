@@ -15,8 +15,8 @@ is arithmetic, i.e. floor division by 2^s, as in the contract).
 Pipeline (`latency` = 4 stages, one item per cycle): input register → partial products, each
 sized for one DSP block (18×18 on ECP5; 16×16 on iCE40, chosen from the platform) → their sum
 with the bias (an adder tree) → the shift by s and the activation, into the output register
-(with `memory_pipeline` or `compact_control`, the shift and the activation are two stages:
-`latency` 5). The data registers have no reset (only the valid bits do), so Yosys can take the input and product
+(with `memory_pipeline`, or `compact_control` with t at most 48 bits, the shift and the
+activation are two stages: `latency` 5). The data registers have no reset (only the valid bits do), so Yosys can take the input and product
 registers into the DSP blocks. Backpressure stalls the whole pipeline:
 `i.ready = ~o.valid | o.ready`; `o.valid` and `o.payload` are registers and hold while stalled.
 """
@@ -90,7 +90,9 @@ class PostProcess(wiring.Component):
         self._cfg = cfg
         self._dsp_width = dsp_width
         #: the shift and the clamp in two stages (see elaborate, stage 4)
-        self.split_clamp = bool(cfg.memory_pipeline or cfg.compact_control)
+        # (with compact_control only while t is at most 48 bits: the UP5K at Q = 16, a 64-bit t,
+        # has no room for the copy)
+        self.split_clamp = bool(cfg.memory_pipeline or (cfg.compact_control and cfg.pp_logit_bits <= 48))
         #: cycles from an accepted input to its output becoming valid, when never stalled
         self.latency = PostProcess.latency + self.split_clamp
         super().__init__({

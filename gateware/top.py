@@ -213,12 +213,12 @@ class QjouleAccel(wiring.Component):
         up_sum = Signal(range(2 * R + 1))           # s + W mod R
         down_diff = Signal(signed(len(up_sum) + 1))  # s − W mod R
         m.d.comb += [up_sum.eq(px_s + image.wmod), down_diff.eq(px_s - image.wmod)]
-        # (px_q ± (W div R)·G, ± G more: with at_last_flags the sums of descriptor fields are
-        # registers following the descriptor, so an image write's address is one adder after px_q,
-        # not three; the descriptor is written at least a cycle before the first pixel word)
+        # (px_q ± (W div R)·G, ± G more: with at_last_flags and R > 1 the sums of descriptor fields
+        # are registers following the descriptor, so an image write's address is one adder after
+        # px_q, not three; the descriptor is written at least a cycle before the first pixel word)
         targets_q = [px_q + image.wdiv_g + image.groups, px_q + image.wdiv_g,
                      px_q - image.wdiv_g - image.groups, px_q - image.wdiv_g]
-        if flagged:
+        if flagged and R > 1:   # (at R = 1 the far targets are never taken: one adder either way)
             regs = [Signal(ab, name=f"image_{n}") for n in ("up_far", "up_near", "down_far", "down_near")]
             m.d.sync += [r.eq(v) for r, v in zip(regs, (image.wdiv_g + image.groups, image.wdiv_g,
                                                         -image.wdiv_g - image.groups, -image.wdiv_g))]

@@ -92,7 +92,12 @@ def estimate(cfg: AccelConfig, board_name: str, design: str = "accel") -> dict:
 
     b = board(board_name)
     lane = _LUTS_PER_DSP_LANE if b.family == "ice40" and ice40_dsp_products(cfg) else _lane_luts(b.family, cfg.q)
-    lanes_and_columns = cfg.parallelism * lane + cfg.cols * _LUTS_PER_COLUMN
+    # `lut_lanes` above Q = 4 build their products from LUTs: the iCE40's per-lane figures are of
+    # LUT products at every Q (an ECP5 build measured 52,559 LUT4 at 8×8, Q = 8, all lanes so)
+    lut_lane = _lane_luts("ice40", cfg.q) if cfg.q > 4 else lane
+    pes = cfg.rows * cfg.cols
+    lanes_and_columns = (pes * ((cfg.lanes - cfg.lut_lanes) * lane + cfg.lut_lanes * lut_lane)
+                         + cfg.cols * _LUTS_PER_COLUMN)
     if design == "datapath":
         return {"luts": round(lanes_and_columns), "dsps": dsp_demand(cfg, b), "brams": 0, "sprams": 0}
     brams = sprams = 0

@@ -490,7 +490,9 @@ def check_board(name: str) -> str:
 #: icebreaker, Q = 1 and 2: the SPRAM's 4-bit write mask cannot write 1- or 2-bit lanes alone, so
 #: the activation buffer goes to block RAM (per-bit write mask), 32 kb in 8 EBRs. Q = 8, 16: the
 #: trained digits models' biases need up to 35 bits at Q = 8 (<= 28 at Q <= 4), so the bias is
-#: 40 bits at Q = 8 and 48 at Q = 16 (param words of 106 and 114 bits: 7 and 8 EBRs).
+#: 40 bits at Q = 8 and 48 at Q = 16 (param words of 106 and 114 bits: 7 and 8 EBRs). Q = 16:
+#: a dense layer reduces at most 2,304 inputs, as a 3x3 conv over the 256 channels does (the
+#: accumulator 44 bits, not 45: the Fmax registers of session 10 took the last logic cells).
 #: ulx3s-85f, Q with a datapath below 16 bits (3, 5, 6, 7, 9..15): the activation buffer holds
 #: 4096 words per bank half, as at D = 16, i.e. 2·R·4096·D bits (1 Mb would make each bank a
 #: little over 8k words deep, which takes twice the block RAMs: 245 placed at Q = 5, 216 at Q =
@@ -499,10 +501,18 @@ def check_board(name: str) -> str:
 _ULX3S_NARROW_D = {q: {"act_buffer_bits": 2 * VARIANTS["ulx3s"].rows * 4096 * default_datapath(q),
                         **({"weight_buffer_bits": 512 * 1024} if q in (3, 5) else {})}
                     for q in range(1, 17) if default_datapath(q) != 16}
+#: ulx3s-85f, Q >= 7: every lane product in LUTs (`lut_lanes`), the DSP blocks for the
+#: post-processing only. With the lane products in DSPs no full-size build routed: nextpnr's
+#: router2 diverged around the DSP rows at Q = 8 with 144 blocks, with 80 (half the lanes in
+#: LUTs) and at Q = 16 with 88; with LUT products Q = 8 routed in 44 iterations (docs/results.md,
+#: session 10). Q = 5, 6 (paired, 112 and 80 blocks) are not measured at full size.
+_ULX3S_LUT_LANES = {q: {"lut_lanes": default_datapath(q) // q} for q in range(7, 17)}
 BOARD_Q_CHANGES: dict[str, dict[int, dict[str, Any]]] = {
-    "ulx3s-85f": {**_ULX3S_NARROW_D, 1: {"weight_buffer_bits": 512 * 1024, "pp_channels": 3840}},
+    "ulx3s-85f": {**{q: {**_ULX3S_NARROW_D.get(q, {}), **_ULX3S_LUT_LANES.get(q, {})}
+                     for q in set(_ULX3S_NARROW_D) | set(_ULX3S_LUT_LANES)},
+                  1: {"weight_buffer_bits": 512 * 1024, "pp_channels": 3840}},
     "icebreaker": {**{q: {"act_memory": "bram", "act_buffer_bits": 32 * 1024} for q in (1, 2)},
-                   8: {"pp_bias_bits": 40}, 16: {"pp_bias_bits": 48}},
+                   8: {"pp_bias_bits": 40}, 16: {"pp_bias_bits": 48, "max_dense_inputs": 2304}},
 }
 
 

@@ -158,6 +158,12 @@ def test_dsp_demand_by_hand():
     assert dsp_demand(variant("ulx3s", 8, lut_lanes=1), board("ulx3s-85f")) == 8 * 8 * 1 + 16
     assert dsp_demand(variant("ulx3s", 8, lut_lanes=2), board("ulx3s-85f")) == 16
     assert dsp_demand(variant("ulx3s", 6, lut_lanes=1), board("ulx3s-85f")) == 8 * 8 * 1 + 8 * 2
+    # The ULX3S board config at Q >= 7: every lane product in LUTs (no build with them in DSPs
+    # routed at 8×8), the blocks for the post-processing only; Q = 5, 6 stay paired.
+    from qjoule.config import board_config as board_cfg
+    assert [board_cfg("ulx3s-85f", q).lut_lanes for q in (4, 5, 6, 7, 8, 16)] == [0, 0, 0, 2, 2, 1]
+    assert dsp_demand(board_cfg("ulx3s-85f", 8), board("ulx3s-85f")) == 16
+    assert dsp_demand(board_cfg("ulx3s-85f", 16), board("ulx3s-85f")) == 8 * 3
     # On iCE40 the lanes are never paired (LUT products there).
     assert dsp_demand(variant("tiny", 5), board("icebreaker")) == 2 * 2
 
@@ -239,7 +245,9 @@ def test_board_config_sizes_q1_to_fit_the_ulx3s():
     assert (q1.q, q1.datapath, q1.weight_buffer_bits, q1.pp_channels) == (1, 16, 512 * 1024, 3840)
     assert estimate(q1, "ulx3s-85f")["brams"] == 128 + 30 + 20 + 11
     assert estimate(variant("ulx3s", 1), "ulx3s-85f")["brams"] == 128 + 60 + 40 + 11 > 208
-    assert board_config("ulx3s-85f", 8) == variant("ulx3s", 8)  # other Qs at D = 16: the plain variant
+    # other Qs at D = 16: the plain variant (Q >= 7: with every lane product in LUTs)
+    assert board_config("ulx3s-85f", 4) == variant("ulx3s", 4)
+    assert board_config("ulx3s-85f", 8) == variant("ulx3s", 8, lut_lanes=2)
     # D < 16 (Q = 5: D = 15): 1 Mb would make a bank half 4369 words, so each bank 8738 deep; the
     # board config keeps 4096 words per half (2·8·4096·15 bits), 8192×15 per bank in 5-bit lanes:
     # a lane per 2048×9 block (a 4-bit-wide one would straddle two lanes), 3 × 4 = 12 blocks.
