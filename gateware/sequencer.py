@@ -338,12 +338,13 @@ class Sequencer(wiring.Component):
                               for k in range(len(ctrs)) for reg in ((self.single[k],) + ((self.at[k],) if k else ()))]
 
             def on_issue(self):
-                """The products after an issue: counters up to the highest level m at its last
-                restart, level m + 1 counts up, the rest hold. So level k's product is
-                single[k] if it was at its last, single[k − 1] & penult[k] if level k − 1 was
-                (k counts up onto ...), else its product below & its own flag (unchanged)."""
-                stmts, below = [], self.fs[0].penult     # level 0 alone: counts up unless at last
-                below = Mux(self.at[0], self.single[0], below)
+                """The products after an issue: the counters up to the highest level m at its last
+                restart, level m + 1 counts up, the rest hold. So level k's product becomes
+                single[k] if level k was at its last; single[k − 1] & penult[k] if level k − 1
+                was (k counts up: it is at its last next if it was one before); else the new
+                product of level k − 1 & level k's own flag (k holds)."""
+                stmts = []
+                below = Mux(self.at[0], self.single[0], self.fs[0].penult)   # level 0 always moves
                 for k in range(1, len(self.fs)):
                     here = Mux(self.at[k], self.single[k],
                                Mux(self.at[k - 1], self.single[k - 1] & self.fs[k].penult, below & self.fs[k].flag))
@@ -354,22 +355,22 @@ class Sequencer(wiring.Component):
         nests = {}
 
         def nest(name, levels):
-            """An issue counters' nest, innermost first: `levels` = [(counter, at_last, emit)],
-            where `emit()` writes the level's statements, which run when this level's counter and
-            every one inside it is at its last. Without flags, nested `If`s of each level's
+            """An issue counters' nest, innermost first (the counters of `nests[name]`): `levels` =
+            [(at_last, emit)], where `emit()` writes the level's statements, which run when this
+            level's counter and every one inside it is at its last. Without flags, nested `If`s of each level's
             `at_last`; with flags, one `If` per level on the nest's product register, in order (a
             later level's statements take precedence, as when nested), and the products' update."""
             if not flags:
                 def emit_from(k):
                     if k < len(levels):
-                        with m.If(levels[k][1]):
-                            levels[k][2]()
+                        with m.If(levels[k][0]):
+                            levels[k][1]()
                             emit_from(k + 1)
                 emit_from(0)
                 return
             chain = nests[name]
             m.d.sync += chain.on_issue()
-            for k, (_, _, emit) in enumerate(levels):
+            for k, (_, emit) in enumerate(levels):
                 with m.If(chain.at[k]):
                     emit()
 
@@ -1342,9 +1343,8 @@ class Sequencer(wiring.Component):
                     def finish():
                         m.next = "FINISH"
 
-                    nest("conv", [(kw, kw_last_now, next_kh), (kh, kh_last_now, next_group), (g, gc_last, next_pass),
-                                  (j, j_last_now, next_out_tile), (to, to_last_now, next_pixel_tile),
-                                  (t, t_last_now, finish)])
+                    nest("conv", [(kw_last_now, next_kh), (kh_last_now, next_group), (gc_last, next_pass),
+                                  (j_last_now, next_out_tile), (to_last_now, next_pixel_tile), (t_last_now, finish)])
 
             with m.State("DENSE"):
                 # input positions i = h·W + w in raster order (bank wr, address part tG); groups innermost
@@ -1371,8 +1371,8 @@ class Sequencer(wiring.Component):
                     def finish():
                         m.next = "FINISH"
 
-                    nest("dense", [(g, gc_last, next_position), (w0, w0_last_now, next_row),
-                                   (h, h_last_now, next_out_tile), (to, to_last_now, finish)])
+                    nest("dense", [(gc_last, next_position), (w0_last_now, next_row), (h_last_now, next_out_tile),
+                                   (to_last_now, finish)])
 
             with m.State("POOL"):
                 m.d.comb += [self.busy.eq(1), rd_sel.eq(2), p_issue.eq(1)]
