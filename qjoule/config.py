@@ -505,7 +505,8 @@ _ULX3S_NARROW_D = {q: {"act_buffer_bits": 2 * VARIANTS["ulx3s"].rows * 4096 * de
 #: post-processing only. With the lane products in DSPs no full-size build routed: nextpnr's
 #: router2 diverged around the DSP rows at Q = 8 with 144 blocks, with 80 (half the lanes in
 #: LUTs) and at Q = 16 with 88; with LUT products Q = 8 routed in 44 iterations (docs/results.md,
-#: session 10). Q = 5, 6 (paired, 112 and 80 blocks) are not measured at full size.
+#: session 10; Q = 16 in LUTs, ~85 % of the LUTs, is not routed yet). Q = 5, 6 (paired, 112 and
+#: 80 blocks) are not measured at full size.
 _ULX3S_LUT_LANES = {q: {"lut_lanes": default_datapath(q) // q} for q in range(7, 17)}
 BOARD_Q_CHANGES: dict[str, dict[int, dict[str, Any]]] = {
     "ulx3s-85f": {**{q: {**_ULX3S_NARROW_D.get(q, {}), **_ULX3S_LUT_LANES.get(q, {})}
