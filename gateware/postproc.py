@@ -80,6 +80,18 @@ class PostProcess(wiring.Component):
     #: shift and the clamp in one stage (an instance's `latency` counts its own stages).
     latency = 3 + ADD_STAGES
 
+    @staticmethod
+    def splits_clamp(cfg: AccelConfig) -> bool:
+        """Whether `cfg`'s unit registers t between the shift and the clamp: with memory_pipeline,
+        and with compact_control while t is at most 48 bits (the UP5K at Q = 16, a 64-bit t, has
+        no room for the copy)."""
+        return bool(cfg.memory_pipeline or (cfg.compact_control and cfg.pp_logit_bits <= 48))
+
+    @staticmethod
+    def latency_for(cfg: AccelConfig) -> int:
+        """The `latency` of `cfg`'s unit (without building one)."""
+        return PostProcess.latency + PostProcess.splits_clamp(cfg)
+
     def __init__(self, cfg: AccelConfig, *, dsp_width: int | None = None):
         """`dsp_width`: the DSP multiplier width to split the product for (16 or 18); None picks
         it from the platform at elaboration (16 on iCE40, 18 elsewhere)."""
@@ -90,11 +102,9 @@ class PostProcess(wiring.Component):
         self._cfg = cfg
         self._dsp_width = dsp_width
         #: the shift and the clamp in two stages (see elaborate, stage 4)
-        # (with compact_control only while t is at most 48 bits: the UP5K at Q = 16, a 64-bit t,
-        # has no room for the copy)
-        self.split_clamp = bool(cfg.memory_pipeline or (cfg.compact_control and cfg.pp_logit_bits <= 48))
+        self.split_clamp = PostProcess.splits_clamp(cfg)
         #: cycles from an accepted input to its output becoming valid, when never stalled
-        self.latency = PostProcess.latency + self.split_clamp
+        self.latency = PostProcess.latency_for(cfg)
         super().__init__({
             "i": In(stream.Signature(pp_input_layout(cfg))),
             "o": Out(stream.Signature(pp_output_layout(cfg))),

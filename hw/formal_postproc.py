@@ -100,7 +100,7 @@ class PostProcHarness(wiring.Component):
         products = [Signal(value.shape(), name=f"product{k}_d1") for k, (value, _) in enumerate(terms)]
         m.d.comb += [reg.eq(value) for reg, (value, _) in zip(products, terms)]
         offsets = [offset for _, offset in terms]
-        for stage in range(1, PostProcess(cfg, dsp_width=self._dsp_width).latency):   # (the real unit's, for mutants too)
+        for stage in range(1, PostProcess.latency_for(cfg)):   # (the real unit's, for mutants too)
             v = Signal(name=f"valid_d{stage + 1}")
             p = Signal.like(payload, name=f"payload_d{stage + 1}")
             ps = [Signal.like(x, name=f"product{k}_d{stage + 1}") for k, x in enumerate(products)]
@@ -123,7 +123,7 @@ def postproc_checks(cfg: AccelConfig, qs: list[int] | None = None) -> list[Check
     dsp_width=16)`) did not finish within 400 s and is not in the list."""
     configs = [cfg] if qs is None else [cfg.replace(q=q, datapath=q) if q != cfg.q else cfg for q in qs]
     return [Check(f"postproc.formula.{c.name}.q{c.q}", "postproc", lambda c=c: PostProcHarness(c), "bmc",
-                  PostProcess(c).latency + 1, f"t = (acc*m + b) >> s and the activation, acc_bits={c.acc_bits}, "
+                  PostProcess.latency_for(c) + 1, f"t = (acc*m + b) >> s and the activation, acc_bits={c.acc_bits}, "
                   "18-bit DSP split; bounded: one item through the 8 stages (k-induction at k=10 did not finish "
                   "in 400 s)")
             for c in configs]
