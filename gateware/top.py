@@ -185,7 +185,6 @@ class QjouleAccel(wiring.Component):
         c_before2, w_before2 = Signal.like(px_c, name="c_before2"), Signal.like(px_w, name="w_before2")
         if flagged:
             m.d.sync += [c_before2.eq(image.channels - 2), w_before2.eq(image.width - 2)]
-        if flagged:
             plane_at_last, ph_more, ckh_more = plane_l, ~ph_l, ~ckh_l
             last_step_now = plane_l & ph_l & ckh_l
         else:
