@@ -16,8 +16,8 @@ Pipeline (`latency` = 4 stages, one item per cycle): input register → partial 
 sized for one DSP block (18×18 on ECP5; 16×16 on iCE40, chosen from the platform) → their sum
 with the bias (an adder tree) → the shift by s and the activation, into the output register
 (with `memory_pipeline`, or `compact_control` with t at most 48 bits, the shift and the
-activation are two stages: `latency` 5). The data registers have no reset (only the valid bits do), so Yosys can take the input and product
-registers into the DSP blocks. Backpressure stalls the whole pipeline:
+activation are two stages: `latency` 5). The data registers have no reset (only the valid bits
+do), so Yosys can take the input and product registers into the DSP blocks. Backpressure stalls the whole pipeline:
 `i.ready = ~o.valid | o.ready`; `o.valid` and `o.payload` are registers and hold while stalled.
 """
 
@@ -207,10 +207,10 @@ class PostProcess(wiring.Component):
         qo = {"qo": s3["qo"]} if cfg.mixed else {}
 
         # 4: arithmetic shift right (floor division by 2^s) and the activation, into the output
-        # register. With `memory_pipeline` or `compact_control` (both boards' Fmax) t is
-        # registered between them: the 65-bit shifter and the clamp's OR over t's high bits were
-        # 11-14 logic levels in one cycle on the ULX3S, the UP5K's shift (its low 3 bits, the
-        # coarse part sits behind the sum) and clamp 9. Configs without either keep one stage.
+        # register. Where `splits_clamp` (both boards' Fmax) t is registered between them: the
+        # 65-bit shifter and the clamp's OR over t's high bits were 11-14 logic levels in one
+        # cycle on the ULX3S, the UP5K's shift (its low 3 bits, the coarse part sits behind the
+        # sum) and clamp 9. Other configs keep one stage.
         t = Signal(width)
         m.d.comb += t.eq(total >> shift)
         s4 = {"act": act, **({"qo": qo["qo"]} if cfg.mixed else {})}

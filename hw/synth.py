@@ -63,9 +63,9 @@ def dsp_demand(cfg: AccelConfig, b: Board) -> int:
     """DSP blocks the datapath asks for, counted from how the gateware writes its multiplies
     (an estimate of Yosys' mapping): uniform lane products above LUT_PRODUCT_MAX_Q on ECP5 (one
     per pair of columns at Q 5..6, `gateware.lane_pair`; on iCE40 where `ice40_dsp_products` puts
-    them in DSPs; power-of-two lanes and `lut_lanes` have none), and per post-processing column acc_lo × m (one
-    block) plus acc_hi × m (acc_hi split into block-wide pieces: 18 bits signed on ECP5, 16 on
-    iCE40, where m's top 2 bits go to LUTs)."""
+    them in DSPs; power-of-two lanes and `lut_lanes` have none), and per post-processing column
+    acc_lo × m (one block) plus acc_hi × m (acc_hi split into block-wide pieces: 18 bits signed on
+    ECP5, 16 on iCE40, where m's top 2 bits go to LUTs)."""
     from qjoule.gateware.pe import LUT_PRODUCT_MAX_Q, ice40_dsp_products
     from qjoule.gateware.postproc import dsp_blocks
 

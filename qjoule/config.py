@@ -134,8 +134,8 @@ class AccelConfig:
     dsp_pairs: bool = True
     #: Lanes per PE (the first ones) whose products are built from LUTs even above Q = 4, where the
     #: rest take DSP blocks (uniform weights, one Q; such lanes are not paired). 0: every lane
-    #: product above Q = 4 is a multiply for a DSP. The ULX3S at Q = 7 and 8: its 144 lane
-    #: multiplies filled the DSP rows, and no build around them routed.
+    #: product above Q = 4 is a multiply for a DSP. The ULX3S board config at Q >= 7 puts every
+    #: lane in LUTs: with its lane multiplies in the DSP rows no 8x8 build routed (BOARD_Q_CHANGES).
     lut_lanes: int = 0
     name: str = "default"
 
@@ -510,7 +510,7 @@ _ULX3S_NARROW_D = {q: {"act_buffer_bits": 2 * VARIANTS["ulx3s"].rows * 4096 * de
 _ULX3S_LUT_LANES = {q: {"lut_lanes": default_datapath(q) // q} for q in range(7, 17)}
 BOARD_Q_CHANGES: dict[str, dict[int, dict[str, Any]]] = {
     "ulx3s-85f": {**{q: {**_ULX3S_NARROW_D.get(q, {}), **_ULX3S_LUT_LANES.get(q, {})}
-                     for q in set(_ULX3S_NARROW_D) | set(_ULX3S_LUT_LANES)},
+                     for q in sorted(set(_ULX3S_NARROW_D) | set(_ULX3S_LUT_LANES))},
                   1: {"weight_buffer_bits": 512 * 1024, "pp_channels": 3840}},
     "icebreaker": {**{q: {"act_memory": "bram", "act_buffer_bits": 32 * 1024} for q in (1, 2)},
                    8: {"pp_bias_bits": 40}, 16: {"pp_bias_bits": 48, "max_dense_inputs": 2304}},
